@@ -1,0 +1,112 @@
+"""The one table of targets. It drives CLI choices, option validation, verification and benchmarks.
+
+Add a target by adding a row here and a module with a ``Converter`` class; nothing else dispatches on
+target names.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import UnsupportedOptionError
+from .base import Converter, ExportOptions, Precision, QuantMode, Target
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    target: Target
+    suffix: str                          # file suffix of the artifact
+    runtime: str                         # the host runtime that executes it (human-readable)
+    extra: str                           # pip extra that installs converter and runtime
+    converter: str                       # "module:Class" implementing Converter
+    host_runtime: str                    # "module:Class" implementing verify.runtimes.HostRuntime
+    precisions: tuple[Precision, ...]
+    quant_modes: tuple[QuantMode, ...]
+    quantizer: str                       # "module" with quantize(...) for this target
+    formulation: str                     # export-friendly rewrites applied before conversion
+    supports_nhwc: bool
+    supports_image_input: bool
+    supports_dynamic_batch: bool
+    verified_where: str                  # README: what is verified where
+
+    def load_converter(self) -> Converter:
+        return _load(self.converter)()
+
+    def load_host_runtime(self) -> Any:
+        return _load(self.host_runtime)()
+
+    @property
+    def default_precision(self) -> Precision:
+        return self.precisions[0]
+
+    def artifact_name(self, model: str, options: ExportOptions) -> str:
+        return f"{model}-{options.variant}{self.suffix}"
+
+    def validate(self, options: ExportOptions) -> None:
+        """Raise one UnsupportedOptionError listing every option this target lacks."""
+        problems: list[str] = []
+        if options.quantize is None and options.precision is not None and options.precision not in self.precisions:
+            problems.append(f"precision {options.precision} (has: {', '.join(map(str, self.precisions))})")
+        if options.quantize is not None and options.quantize not in self.quant_modes:
+            has = ", ".join(map(str, self.quant_modes)) or "none"
+            problems.append(f"--quantize {options.quantize} (has: {has})")
+        if options.nhwc and not self.supports_nhwc:
+            problems.append("--nhwc (NHWC input is a TFLite option)")
+        if options.image_input and not self.supports_image_input:
+            problems.append("--image-input (an ImageType input is a Core ML option)")
+        if options.dynamic_batch and not self.supports_dynamic_batch:
+            problems.append("--dynamic-batch")
+        if problems:
+            raise UnsupportedOptionError(f"target {self.target} does not support: " + "; ".join(problems))
+
+
+def _load(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_P = Precision
+_Q = QuantMode
+
+TARGETS: dict[Target, TargetSpec] = {
+    Target.ONNX: TargetSpec(
+        target=Target.ONNX, suffix=".onnx", runtime="onnxruntime (CPU EP)", extra="onnx",
+        converter="edgevit_deploy.converters.onnx:OnnxConverter",
+        host_runtime="edgevit_deploy.verify.runtimes:OnnxRuntimeHost",
+        precisions=(_P.FP32,), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
+        quantizer="edgevit_deploy.quantize.onnx", formulation="onnx",
+        supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=True,
+        verified_where="executed in onnxruntime on every OS",
+    ),
+    Target.TFLITE: TargetSpec(
+        target=Target.TFLITE, suffix=".tflite", runtime="LiteRT interpreter (XNNPACK)", extra="tflite",
+        converter="edgevit_deploy.converters.tflite:TfliteConverter",
+        host_runtime="edgevit_deploy.verify.runtimes:LiteRtHost",
+        precisions=(_P.FP32, _P.FP16), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
+        quantizer="edgevit_deploy.quantize.tflite", formulation="xnnpack",
+        supports_nhwc=True, supports_image_input=False, supports_dynamic_batch=False,
+        verified_where="executed in the LiteRT interpreter on Linux and macOS",
+    ),
+    Target.COREML: TargetSpec(
+        target=Target.COREML, suffix=".mlpackage", runtime="Core ML (ML Program)", extra="coreml",
+        converter="edgevit_deploy.converters.coreml:CoremlConverter",
+        host_runtime="edgevit_deploy.verify.runtimes:CoremlHost",
+        precisions=(_P.FP16, _P.FP32), quant_modes=(_Q.INT8, _Q.W8, _Q.PALETTIZE4, _Q.PALETTIZE6),
+        quantizer="edgevit_deploy.quantize.coreml", formulation="coreml",
+        supports_nhwc=False, supports_image_input=True, supports_dynamic_batch=False,
+        verified_where="MLModel.predict on macOS; elsewhere the reference ML Program executor, else executed: false",
+    ),
+}
+
+
+def target_names() -> list[str]:
+    return [t.value for t in TARGETS]
+
+
+def get_spec(target: Target | str) -> TargetSpec:
+    try:
+        return TARGETS[Target(target)]
+    except ValueError:
+        raise UnsupportedOptionError(
+            f"unknown target {target!r}; choose one of: {', '.join(target_names())}, all") from None

@@ -1,0 +1,126 @@
+"""Shared types of the device-benchmark package: transports reach a device, runners produce timings,
+the store keeps measurements, the report shows them. A runner never calls subprocess itself: it asks
+its transport to run commands.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class ShellResult:
+    exit_code: int
+    stdout: str
+    stderr: str = ""
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass
+class DeviceInfo:
+    """What a measurement records about the device it ran on."""
+
+    id: str                      # "local", "adb:SERIAL", "adb:HOST:PORT", "ios:UDID"
+    kind: str                    # "local" | "adb" | "ios"
+    model: str = ""
+    soc: str = ""
+    os_version: str = ""         # Android version, iOS version, or host OS
+    abi: str = ""
+    cpu_governor: str = ""
+    cpu_max_freqs_khz: list[int] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """How we reach one device. Paths given to ``shell`` must be quoted by the caller with
+    :func:`shlex.quote` (helpers in ``device_bench.shell`` do it)."""
+
+    device_id: str
+    kind: str
+    work_dir: str                # where artifacts and runner binaries go (/data/local/tmp/edgevit on Android)
+
+    def shell(self, command: str, timeout: float | None = None) -> ShellResult: ...
+    def push(self, local: Path, remote: str) -> None: ...
+    def pull(self, remote: str, local: Path) -> None: ...
+    def exists(self, remote: str) -> bool: ...
+    def free_space(self, remote_dir: str) -> int: ...
+    def device_info(self) -> DeviceInfo: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """One row of a sweep: what to measure."""
+
+    model: str
+    target: str                  # "onnx" | "tflite" | "coreml"
+    precision: str               # "fp32" | "fp16" | "int8" ...
+    threads: int = 1
+    delegate: str = "cpu"        # "cpu"/"xnnpack", "gpu", "nnapi", "coreml", ...
+    device: str = "local"
+    img_size: int = 224
+    warmup: int = 10
+    iterations: int = 50
+    cpu_mask: str | None = None  # taskset mask, e.g. "f0" for big cores
+    cooldown_s: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Identity of the row in the store (resumable sweeps skip completed keys)."""
+        return (self.model, self.target, self.precision, str(self.threads), self.delegate, self.device,
+                str(self.img_size))
+
+
+@dataclass
+class Measurement:
+    """Everything one run records. Latencies in milliseconds, memory in MB, energy in mJ."""
+
+    job: BenchJob
+    status: str                               # "ok" | "failed"
+    reason: str | None = None
+    runtime: str = ""                         # runner / runtime name and version
+    input_shape: Sequence[int] = ()
+    model_size_bytes: int | None = None
+    artifact_sha256: str | None = None
+    init_ms: float | None = None
+    first_ms: float | None = None
+    warmup_count: int | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    mean_ms: float | None = None
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    trimmed_mean_ms: float | None = None
+    peak_memory_mb: float | None = None
+    energy_mj: float | None = None            # per inference
+    power_w: float | None = None
+    energy_note: str | None = None            # why there is no usable reading, charging, ...
+    thermal_before: dict[str, Any] = field(default_factory=dict)
+    thermal_after: dict[str, Any] = field(default_factory=dict)
+    throttled: bool | None = None
+    battery_level: float | None = None
+    device: DeviceInfo | None = None
+    toolkit_version: str = ""
+    timestamp: str = ""
+    raw_output: str = ""
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Produces a Measurement for one job on one transport, with an artifact already on the host."""
+
+    name: str
+
+    def run(self, transport: Transport, job: BenchJob, artifact: Path) -> Measurement: ...

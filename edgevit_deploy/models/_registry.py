@@ -1,0 +1,144 @@
+"""Model registry: ``register_model``, ``create_model``, ``list_models``.
+
+Names resolve in this order: a registered name; ``timm:NAME`` (any timm architecture);
+``path/to/file.py:factory`` or ``package.module:factory`` (a user's own model).
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import InputSizeError, UnknownModelError
+from ._config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+Factory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    factory: Factory
+    config: ModelConfig
+
+
+_REGISTRY: dict[str, RegisteredModel] = {}
+# name prefix -> resolver returning (factory, config) for names outside the registry
+_RESOLVERS: dict[str, Callable[[str], RegisteredModel]] = {}
+
+
+def register_model(config: ModelConfig) -> Callable[[Factory], Factory]:
+    """Decorator: register ``factory(num_classes=..., img_size=..., **kw)`` under ``config.name``."""
+
+    def deco(fn: Factory) -> Factory:
+        if config.name in _REGISTRY:
+            raise ValueError(f"model {config.name!r} is registered twice")
+        _REGISTRY[config.name] = RegisteredModel(fn, config)
+        return fn
+
+    return deco
+
+
+def register_resolver(prefix: str, resolver: Callable[[str], RegisteredModel]) -> None:
+    _RESOLVERS[prefix] = resolver
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    _ensure_zoo()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def _suggest(name: str) -> list[str]:
+    names = list(_REGISTRY)
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    if not close:
+        close = [n for n in names if name.lower() in n or n in name.lower()][:5]
+    return close
+
+
+def resolve(name: str) -> RegisteredModel:
+    """The factory and default config for ``name`` (registered, ``timm:``, or ``file.py:factory``)."""
+    _ensure_zoo()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for prefix, resolver in _RESOLVERS.items():
+        if name.startswith(prefix):
+            return resolver(name)
+    if ":" in name:
+        from ._user import resolve_user_factory
+
+        return resolve_user_factory(name)
+    raise UnknownModelError(name, _suggest(name))
+
+
+def get_model_config(name: str) -> ModelConfig:
+    return resolve(name).config
+
+
+def check_img_size(img_size: int, cfg: ModelConfig) -> None:
+    div = cfg.size_divisor
+    if img_size <= 0 or img_size % div:
+        lower = max(div, img_size // div * div)
+        raise InputSizeError(
+            f"{cfg.name}: input size {img_size} is not a multiple of {div}; use {lower} or {lower + div}."
+        )
+
+
+def create_model(
+    name: str,
+    checkpoint: str | Path | None = None,
+    num_classes: int | None = None,
+    img_size: int | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build a model in eval mode, optionally loading a checkpoint (``weights_only=True``).
+
+    The returned module carries ``deploy_cfg`` (a :class:`ModelConfig` for the requested input size and
+    class count) and ``checkpoint_sha256`` (or ``"random-init"``).
+    """
+    entry = resolve(name)
+    cfg = entry.config
+    img_size = img_size or cfg.img_size
+    check_img_size(img_size, cfg)
+    num_classes = cfg.num_classes if num_classes is None else num_classes
+    model = entry.factory(num_classes=num_classes, img_size=img_size, **kwargs)
+    sha = "random-init"
+    if checkpoint is None and cfg.pretrained and kwargs.get("pretrained", True):
+        from ._pretrained import load_packaged_weights
+
+        sha = load_packaged_weights(model, cfg)
+    if checkpoint is not None:
+        from ._checkpoint import load_checkpoint_into
+
+        sha = load_checkpoint_into(model, checkpoint, cfg)
+    model.eval()
+    model.deploy_cfg = replace(cfg.with_img_size(img_size), num_classes=num_classes)
+    model.checkpoint_sha256 = sha
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+_ZOO_LOADED = False
+
+
+def _ensure_zoo() -> None:
+    """Import every architecture module once so that their factories register."""
+    global _ZOO_LOADED
+    if _ZOO_LOADED:
+        return
+    _ZOO_LOADED = True
+    from . import _zoo  # noqa: F401
+
+
+def _torch_load(path: str | Path) -> object:
+    return torch.load(path, map_location="cpu", weights_only=True)

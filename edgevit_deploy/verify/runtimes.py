@@ -1,0 +1,166 @@
+"""Host runtimes behind one interface: load an artifact, run a float NCHW batch, get logits.
+
+Every session takes the *normalised* NCHW float32 batch PyTorch takes, and returns ``(N, classes)``
+float32 logits; layout changes (NHWC), int8 input/output quantization, image inputs (mean/std folded
+into the model) and fixed batch sizes are handled inside the session, from the artifact itself.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .._lazy import require
+from ..errors import RuntimeUnavailableError
+
+
+@runtime_checkable
+class HostSession(Protocol):
+    executor: str   # what runs it: "onnxruntime 1.x", "LiteRT 2.x", "coreml-native", "coreml-reference"
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class HostRuntime(Protocol):
+    name: str
+
+    def unavailable_reason(self) -> str | None:
+        """None when artifacts can execute on this host; otherwise a plain sentence why not."""
+
+    def load(self, path: Path, threads: int = 1, **options: str) -> HostSession: ...
+
+
+def _per_sample(run_one, x: np.ndarray, batch: int) -> np.ndarray:
+    """Run a fixed-batch model over any batch size, ``batch`` samples at a time."""
+    if x.shape[0] == batch:
+        return run_one(x)
+    if batch == 1:
+        return np.concatenate([run_one(x[i:i + 1]) for i in range(x.shape[0])], axis=0)
+    raise ValueError(f"the artifact has a fixed batch of {batch}; got {x.shape[0]} inputs")
+
+
+# ----------------------------------------------------------------------------------------------- ONNX
+class _OnnxSession:
+    def __init__(self, path: Path, threads: int):
+        ort = require("onnxruntime", "onnx")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        inp = self.sess.get_inputs()[0]
+        self.input_name = inp.name
+        self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.executor = f"onnxruntime {ort.__version__}"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        one = lambda b: self.sess.run(None, {self.input_name: b})[0]  # noqa: E731
+        if self.batch is None:
+            return np.asarray(one(x), dtype=np.float32)
+        return np.asarray(_per_sample(one, x, self.batch), dtype=np.float32)
+
+
+class OnnxRuntimeHost:
+    name = "onnxruntime"
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            require("onnxruntime", "onnx")
+        except ImportError as exc:
+            return str(exc)
+        return None
+
+    def load(self, path: Path, threads: int = 1, **options: str) -> HostSession:
+        return _OnnxSession(Path(path), threads)
+
+
+# ---------------------------------------------------------------------------------------------- LiteRT
+class _LiteRtSession:
+    def __init__(self, path: Path, threads: int):
+        interp_mod = require("ai_edge_litert.interpreter", "tflite")
+        self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
+        self.interp.allocate_tensors()
+        self.inp = self.interp.get_input_details()[0]
+        self.out = self.interp.get_output_details()[0]
+        shape = tuple(self.inp["shape"])
+        self.nhwc = len(shape) == 4 and shape[-1] in (1, 3) and shape[1] not in (1, 3)
+        self.batch = int(shape[0])
+        try:
+            from ai_edge_litert import __version__ as v  # type: ignore[attr-defined]
+        except ImportError:
+            v = "?"
+        self.executor = f"LiteRT {v}"
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        if self.nhwc:
+            x = x.transpose(0, 2, 3, 1)
+        dtype = self.inp["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero = self.inp["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        self.interp.set_tensor(self.inp["index"], np.ascontiguousarray(x, dtype=dtype))
+        self.interp.invoke()
+        y = self.interp.get_tensor(self.out["index"])
+        if np.issubdtype(y.dtype, np.integer):
+            scale, zero = self.out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return _per_sample(self._run_one, np.asarray(x, dtype=np.float32), self.batch)
+
+
+class LiteRtHost:
+    name = "litert"
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            require("ai_edge_litert.interpreter", "tflite")
+        except ImportError as exc:
+            return str(exc)
+        return None
+
+    def load(self, path: Path, threads: int = 1, **options: str) -> HostSession:
+        return _LiteRtSession(Path(path), threads)
+
+
+# --------------------------------------------------------------------------------------------- Core ML
+def coreml_native_available() -> bool:
+    return platform.system() == "Darwin"
+
+
+class CoremlHost:
+    """``executor``: ``auto`` (native on macOS, else the reference ML Program executor), ``native``,
+    ``reference``. The session's ``executor`` attribute says which one produced the numbers."""
+
+    name = "coreml"
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            require("coremltools", "coreml")
+        except ImportError as exc:
+            return str(exc)
+        return None
+
+    def load(self, path: Path, threads: int = 1, executor: str = "auto", **options: str) -> HostSession:
+        from .coreml_session import CoremlNativeSession, CoremlReferenceSession
+
+        path = Path(path)
+        if executor == "native" or (executor == "auto" and coreml_native_available()):
+            if not coreml_native_available():
+                raise RuntimeUnavailableError(
+                    "Core ML prediction needs macOS (MLModel.predict); use --coreml-executor reference on Linux.")
+            return CoremlNativeSession(path)
+        if executor in ("auto", "reference"):
+            return CoremlReferenceSession(path)
+        raise ValueError(f"unknown Core ML executor {executor!r}; choose auto, native or reference")
+
+
+def read_json_metadata(path: Path) -> dict[str, str]:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,60 @@
+"""THE output validator: every target's numbers go through :func:`validate_outputs`.
+
+Like optimum's ``validate_model_outputs``: every check is run and every failure collected; then one
+typed :class:`~edgevit_deploy.errors.ParityError` is raised (or the report is returned with
+``passed=False`` when ``raise_on_failure`` is off).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import numpy as np
+
+from ..errors import ParityError
+from .metrics import cosine, sqnr_db, topk_agreement
+from .report import ParityReport, Thresholds
+
+
+def validate_outputs(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    thresholds: Thresholds,
+    executor: str,
+    raise_on_failure: bool = False,
+) -> ParityReport:
+    failures: list[str] = []
+    if reference.shape != candidate.shape:
+        failures.append(f"output shape {tuple(candidate.shape)} differs from PyTorch's {tuple(reference.shape)}")
+        report = ParityReport(executed=True, passed=False, executor=executor, failures=failures,
+                              reason=failures[0], num_inputs=int(reference.shape[0]),
+                              thresholds=asdict(thresholds))
+        if raise_on_failure:
+            raise ParityError(failures, report)
+        return report
+    cand = candidate.astype(np.float32)
+    if not np.all(np.isfinite(cand)):
+        failures.append(f"{int(np.sum(~np.isfinite(cand)))} non-finite values in the output")
+    diff = np.abs(reference.astype(np.float64) - cand.astype(np.float64))
+    report = ParityReport(
+        executed=True, passed=True, executor=executor, num_inputs=int(reference.shape[0]),
+        max_abs=float(np.nanmax(diff)), mean_abs=float(np.nanmean(diff)),
+        cosine=cosine(reference, cand), sqnr_db=sqnr_db(reference, cand),
+        top1_agreement=topk_agreement(reference, cand, 1), top5_agreement=topk_agreement(reference, cand, 5),
+        thresholds=asdict(thresholds),
+    )
+    t = thresholds
+    if t.max_abs is not None and not report.max_abs <= t.max_abs:
+        failures.append(f"max abs error {report.max_abs:.3g} > {t.max_abs:.3g}")
+    if t.cosine is not None and not report.cosine >= t.cosine:
+        failures.append(f"cosine similarity {report.cosine:.6f} < {t.cosine}")
+    if t.top1_agreement is not None and not report.top1_agreement >= t.top1_agreement:
+        failures.append(f"top-1 agreement {report.top1_agreement:.1%} < {t.top1_agreement:.0%}")
+    if t.sqnr_db is not None and not (report.sqnr_db >= t.sqnr_db or math.isinf(report.sqnr_db)):
+        failures.append(f"SQNR {report.sqnr_db:.1f} dB < {t.sqnr_db} dB")
+    report.failures = failures
+    report.passed = not failures
+    report.reason = "; ".join(failures) or None
+    if failures and raise_on_failure:
+        raise ParityError(failures, report)
+    return report
