@@ -115,6 +115,7 @@ class Measurement:
     toolkit_version: str = ""
     timestamp: str = ""
     raw_output: str = ""
+    notes: list[str] = field(default_factory=list)   # caveats: screen on, charging, throttling, delegate...
 
 
 @runtime_checkable

@@ -1,0 +1,269 @@
+"""``edgevit-bench``: measure exported models where they run (this host, Android phones over adb).
+
+Thin commands over :mod:`edgevit_deploy.device_bench.api`; only this module prints.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..device_bench import api
+from ..device_bench.report.table import rich_table
+from ..device_bench.store import DEFAULT_STORE, row_of
+from ..device_bench.sweep_config import SweepSpec, read_sweep_file
+from ..device_bench.types import BenchJob, Measurement
+from ..errors import EdgeVitDeployError
+
+# a wide table when piped or captured (rich would otherwise squeeze it into 80 columns)
+console = Console(width=None if sys.stdout.isatty() else 220)
+err_console = Console(stderr=True)
+
+STORE_OPTION = click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_STORE,
+                            show_default=True, help="SQLite result store (one file).")
+
+
+class _ProgressCallbacks(api.SweepCallbacks):
+    """A rich progress bar with ETA; failed rows are printed as they happen."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task: Any = None
+        self.lock = threading.Lock()
+
+    def on_start(self, total: int, todo: int) -> None:
+        self.task = self.progress.add_task("sweep", total=todo, current="")
+        if total > todo:
+            self.progress.console.print(f"resuming: {total - todo} of {total} rows already in the store")
+
+    def on_job_start(self, job: BenchJob) -> None:
+        with self.lock:
+            self.progress.update(self.task, current=f"{job.model} {job.target} {job.precision} {job.threads}t "
+                                                    f"@{job.device}")
+
+    def on_result(self, m: Measurement) -> None:
+        with self.lock:
+            self.progress.advance(self.task)
+            if m.status != "ok":
+                j = m.job
+                self.progress.console.print(f"[red]failed[/] {j.model} {j.target} {j.precision} {j.threads}t "
+                                            f"@{j.device}: {m.reason}")
+
+    def on_device_failed(self, device: str, reason: str) -> None:
+        self.progress.console.print(f"[red]device {device} gave up[/]: {reason}")
+
+
+def _csv_option(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[red]error:[/] {exc}")
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Benchmark exported models on this host (--device local) and on Android phones (--device adb:SERIAL)."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _runner_flags(runner_config: Path | None, benchmark_model: Path | None, ort_perf_test: Path | None,
+                  timeout: float | None) -> dict[str, Any]:
+    values: dict[str, Any] = dict(read_sweep_file(runner_config)) if runner_config else {}
+    if isinstance(values.get("runners"), dict):
+        values = values["runners"]
+    values.update({k: v for k, v in (("benchmark_model", benchmark_model), ("onnxruntime_perf_test", ort_perf_test),
+                                     ("timeout_s", timeout)) if v is not None})
+    return values
+
+
+def _runner_options(f: Any) -> Any:
+    for opt in reversed([
+        click.option("--runner-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="YAML/TOML file with runner settings (tool paths, extra flags, energy, timeout_s)."),
+        click.option("--benchmark-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Host path of LiteRT's benchmark_model binary for the phone."),
+        click.option("--ort-perf-test", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Host path of onnxruntime_perf_test for the phone."),
+        click.option("--timeout", type=float, help="Seconds allowed for one measurement on a device."),
+        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Where exported artifacts are cached (default ~/.cache/edgevit-deploy/artifacts)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML/TOML sweep file; flags given here override its values.")
+@click.option("--device", "--devices", "devices", help="Comma-separated device ids: local, adb:SERIAL, adb:HOST:PORT.")
+@click.option("--models", help="Comma-separated model names (edgevit_xxs, timm:mobilenetv2_100, ...).")
+@click.option("--targets", help="Comma-separated targets: onnx, tflite, coreml, torch.")
+@click.option("--precision", "--precisions", "precisions", help="Comma-separated: fp32, fp16, int8, ...")
+@click.option("--threads", help="Comma-separated thread counts, e.g. 1,4.")
+@click.option("--delegates", help="Comma-separated delegates: cpu/xnnpack, gpu, nnapi (Android).")
+@click.option("--img-size", type=int, help="Input size (default: each model's own).")
+@click.option("--warmup", type=int, help="Warm-up iterations per run (default 10).")
+@click.option("--iterations", type=int, help="Timed iterations per run (default 50).")
+@click.option("--cooldown", type=float, help="Seconds to rest between runs on a device (default 0).")
+@click.option("--cpu-mask", help="taskset mask for the runner, e.g. f0 for big cores.")
+@click.option("--no-retry-failed", is_flag=True, help="On resume, skip rows that failed before too.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights for the models.")
+@STORE_OPTION
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write results.csv/json, PNG plots and report.html here.")
+@_runner_options
+def sweep(config_file: Path | None, devices: str | None, models: str | None, targets: str | None,
+          precisions: str | None, threads: str | None, delegates: str | None, img_size: int | None,
+          warmup: int | None, iterations: int | None, cooldown: float | None, cpu_mask: str | None,
+          no_retry_failed: bool, checkpoint: str | None, store: Path, out: Path | None, runner_config: Path | None,
+          benchmark_model: Path | None, ort_perf_test: Path | None, timeout: float | None,
+          cache_dir: Path | None) -> None:
+    """Measure models x targets x precisions x threads x delegates x devices; resumable."""
+    flags = {"models": _csv_option(models), "targets": _csv_option(targets), "precisions": _csv_option(precisions),
+             "threads": _csv_option(threads), "delegates": _csv_option(delegates), "devices": _csv_option(devices),
+             "img_size": img_size, "warmup": warmup, "iterations": iterations, "cooldown_s": cooldown,
+             "cpu_mask": cpu_mask, "checkpoint": checkpoint, "retry_failed": False if no_retry_failed else None}
+    try:
+        if config_file:
+            spec = SweepSpec.load(config_file).with_overrides(**flags)
+        else:
+            if not flags["models"]:
+                raise click.UsageError("give --models (or a --config sweep file)")
+            spec = SweepSpec.from_mapping({k: v for k, v in flags.items() if v is not None})
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                            TextColumn("{task.fields[current]}"), console=err_console, transient=False)
+        with progress:
+            result = api.sweep(spec, store=store, cache_dir=cache_dir, callbacks=_ProgressCallbacks(progress),
+                               runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout))
+        rows = api.read_rows(store)
+    except EdgeVitDeployError as exc:
+        _fail(exc)
+        return
+    _print_table(rows, spec_keys={j.key for j in spec.jobs()})
+    console.print(f"{result.ok} measured, {result.failed} failed, {result.skipped} already in {store}")
+    if out:
+        written = api.report(store, out)
+        console.print(f"report: {written['html']} (csv, json and {len(written) - 3} plots beside it)")
+    if result.failed:
+        sys.exit(1)
+
+
+def _print_table(rows: list[dict[str, Any]], spec_keys: set[tuple[str, ...]]) -> None:
+    """The rows of this sweep only (the store may hold other sweeps' rows too)."""
+    keys = ("model", "target", "precision", "threads", "delegate", "device", "img_size")
+    console.print(rich_table([r for r in rows if tuple(str(r[k]) for k in keys) in spec_keys]))
+
+
+@main.command()
+@click.option("--no-probe", is_flag=True, help="Only list ids and states; do not read device properties.")
+def devices(no_probe: bool) -> None:
+    """What is reachable (this host and the adb server's devices), with properties."""
+    from rich.table import Table
+
+    table = Table(title="devices")
+    for col in ("id", "kind", "state", "model", "soc", "os", "abi", "governor", "max MHz", "error"):
+        table.add_column(col)
+    try:
+        entries = api.devices(probe=not no_probe)
+    except EdgeVitDeployError as exc:
+        _fail(exc)
+        return
+    for e in entries:
+        i = e.info
+        freqs = sorted(set(i.cpu_max_freqs_khz)) if i else []
+        table.add_row(e.id, e.kind, e.state, i.model if i else "", i.soc if i else "", i.os_version if i else "",
+                      i.abi if i else "", i.cpu_governor if i else "", ",".join(str(f // 1000) for f in freqs),
+                      e.error or "")
+    console.print(table)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--device", default="local", show_default=True)
+@click.option("--target", required=True, help="onnx, tflite, coreml or torch.")
+@click.option("--precision", default="fp32", show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--delegate", default="cpu", show_default=True)
+@click.option("--img-size", type=int)
+@click.option("--warmup", type=int, default=10, show_default=True)
+@click.option("--iterations", type=int, default=50, show_default=True)
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also record the row in this store (replacing an earlier one).")
+@_runner_options
+def run(model: str, device: str, target: str, precision: str, threads: int, delegate: str, img_size: int | None,
+        warmup: int, iterations: int, store: Path | None, runner_config: Path | None, benchmark_model: Path | None,
+        ort_perf_test: Path | None, timeout: float | None, cache_dir: Path | None) -> None:
+    """One model on one device."""
+    try:
+        m = api.run_one(model, target, device=device, precision=precision, threads=threads, delegate=delegate,
+                        img_size=img_size, warmup=warmup, iterations=iterations, store=store, cache_dir=cache_dir,
+                        runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout))
+    except EdgeVitDeployError as exc:
+        _fail(exc)
+        return
+    console.print(rich_table([row_of(m)]))
+    if m.status != "ok":
+        sys.exit(1)
+
+
+@main.command()
+@STORE_OPTION
+@click.option("--status", type=click.Choice(["ok", "failed"]), help="Only rows with this status.")
+def show(store: Path, status: str | None) -> None:
+    """The store as a table."""
+    try:
+        rows = api.read_rows(store)
+    except EdgeVitDeployError as exc:
+        _fail(exc)
+        return
+    console.print(rich_table([r for r in rows if status is None or r["status"] == status]))
+
+
+@main.command("export")
+@STORE_OPTION
+@click.option("--csv", "fmt", flag_value="csv", help="CSV output.")
+@click.option("--json", "fmt", flag_value="json", help="JSON output: a list of row objects.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to stdout.")
+def export_cmd(store: Path, fmt: str | None, output: Path | None) -> None:
+    """The store as CSV or JSON."""
+    if fmt is None:
+        raise click.UsageError("choose --csv or --json")
+    try:
+        text = api.export_rows(store, fmt, output)
+    except EdgeVitDeployError as exc:
+        _fail(exc)
+        return
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        err_console.print(f"wrote {output}")
+
+
+@main.command()
+@STORE_OPTION
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-report"),
+              show_default=True)
+def report(store: Path, out: Path) -> None:
+    """Self-contained HTML report (tables + plots inlined), with PNGs, CSV and JSON beside it."""
+    try:
+        written = api.report(store, out)
+    except EdgeVitDeployError as exc:
+        _fail(exc)
+        return
+    for name, path in written.items():
+        console.print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The Python API behind ``edgevit-bench``: sweep, run one job, list devices, read / export / report a store.
+
+Every CLI command is a thin wrapper over one function here::
+
+    from edgevit_deploy.device_bench import api
+    spec = api.SweepSpec(models=["edgevit_xxs"], targets=["onnx", "tflite"], devices=["local"])
+    result = api.sweep(spec, store="edgevit-bench.sqlite")
+    api.report("edgevit-bench.sqlite", "bench-report/")
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ArtifactCache
+from .store import DEFAULT_STORE, ResultStore, StoreError
+from .sweep import Sweep, SweepCallbacks, SweepResult, default_runner_factory, open_device
+from .sweep_config import SweepSpec
+from .types import BenchJob, Measurement
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_STORE", "SweepSpec", "SweepCallbacks", "SweepResult", "default_cache_dir", "devices",
+           "export_rows", "read_rows", "report", "run_one", "sweep"]
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgevit-deploy" / "artifacts"
+
+
+def _runner_config(spec: SweepSpec, overrides: dict[str, Any] | None) -> Any:
+    from .runners import RunnerConfig
+
+    values = {**spec.runners, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    return RunnerConfig.from_env(**values)
+
+
+def sweep(spec: SweepSpec, store: str | Path = DEFAULT_STORE, cache_dir: str | Path | None = None,
+          callbacks: SweepCallbacks | None = None, runner_overrides: dict[str, Any] | None = None,
+          local_work_dir: str | Path | None = None) -> SweepResult:
+    """Measure every row of ``spec`` not already completed in ``store``; each result is committed at once."""
+    cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
+    config = _runner_config(spec, runner_overrides)
+
+    def opener(device: str) -> Any:
+        return open_device(device, local_work_dir)
+
+    with ResultStore(store) as db:
+        return Sweep(spec, db, cache, opener=opener, runner_factory=default_runner_factory(config),
+                     callbacks=callbacks).run()
+
+
+def run_one(model: str, target: str, device: str = "local", precision: str = "fp32", threads: int = 1,
+            delegate: str = "cpu", img_size: int | None = None, warmup: int = 10, iterations: int = 50,
+            store: str | Path | None = None, cache_dir: str | Path | None = None,
+            runner_overrides: dict[str, Any] | None = None) -> Measurement:
+    """One model on one device, measured again even when the store already has the row."""
+    spec = SweepSpec(models=[model], targets=[target], precisions=[precision], threads=[threads],
+                     delegates=[delegate], devices=[device], img_size=img_size, warmup=warmup, iterations=iterations)
+    job: BenchJob = spec.jobs()[0]
+    path = Path(store) if store else None
+    with ResultStore(path or ":memory:") as db:
+        db.delete([job.key])
+        Sweep(spec, db, ArtifactCache(cache_dir or default_cache_dir()),
+              runner_factory=default_runner_factory(_runner_config(spec, runner_overrides))).run()
+        return next(db.measurements())
+
+
+def devices(probe: bool = True) -> list[Any]:
+    """``local`` and every Android device the adb server reports (DeviceEntry objects)."""
+    from .transports import list_devices
+
+    return list_devices(probe=probe)
+
+
+def read_rows(store: str | Path) -> list[dict[str, Any]]:
+    path = Path(store)
+    if not path.is_file():
+        raise StoreError(f"no result store at {path}; run `edgevit-bench sweep --store {path}` first")
+    with ResultStore(path) as db:
+        return db.rows()
+
+
+def export_rows(store: str | Path, fmt: str, out: str | Path | None = None) -> str:
+    """The store as CSV or JSON text (also written to ``out`` when given)."""
+    from .report import rows as rows_mod
+
+    rows = read_rows(store)
+    if out:
+        rows_mod.write(rows, Path(out), fmt)
+    return rows_mod.to_csv(rows) if fmt == "csv" else rows_mod.to_json(rows)
+
+
+def report(store: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    """results.csv, results.json, PNG plots and a self-contained report.html in ``out_dir``."""
+    from .report import write_report
+
+    return write_report(read_rows(store), out_dir, store=str(store))

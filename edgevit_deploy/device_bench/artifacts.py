@@ -1,0 +1,228 @@
+"""Artifacts for benchmarks: export what is missing, cached by content hash; push once per device.
+
+The cache key hashes the model name, its weights (checkpoint sha256, or the packaged / random-init
+marker), the target, precision, input size and the toolkit version; an artifact is exported at most
+once per key (``edgevit_deploy.export.export(..., verify=False)``), and pushed to a device only when
+the device does not already hold a file with the same sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..errors import EdgeVitDeployError
+from .errors import DeviceFullError
+from .host_worker import TORCH_TARGET
+from .types import BenchJob, Transport
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "artifact.json"
+
+
+class ArtifactError(EdgeVitDeployError, RuntimeError):
+    """An artifact could not be produced for a benchmark job (the job's row records the reason)."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    sha256: str
+    size_bytes: int
+    key: str
+
+
+@dataclass(frozen=True)
+class ArtifactRequest:
+    """What identifies an artifact's content."""
+
+    model: str
+    target: str
+    precision: str
+    img_size: int
+    checkpoint: str | None = None
+
+    @classmethod
+    def from_job(cls, job: BenchJob, checkpoint: str | None = None) -> ArtifactRequest:
+        return cls(job.model, job.target, job.precision, job.img_size, checkpoint)
+
+    def weights_id(self) -> str:
+        if self.checkpoint:
+            return sha256_of(Path(self.checkpoint))
+        from ..models import get_model_config
+
+        return get_model_config(self.model).pretrained or "random-init"
+
+    def cache_key(self) -> str:
+        blob = json.dumps({"model": self.model, "weights": self.weights_id(), "target": self.target,
+                           "precision": self.precision, "img_size": self.img_size, "toolkit": __version__},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative path + content, sorted) for packages."""
+    h = hashlib.sha256()
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def export_options(target: str, precision: str) -> Any:
+    """ExportOptions for a sweep precision ("fp32", "fp16", or a quantization mode such as "int8"),
+    validated against the target table (raises UnsupportedOptionError naming what the target has)."""
+    from ..converters.base import ExportOptions, Precision, QuantMode
+    from ..converters.table import get_spec
+
+    precisions = {p.value: p for p in Precision}
+    modes = {q.value: q for q in QuantMode}
+    if precision in precisions:
+        options = ExportOptions(precision=precisions[precision])
+    elif precision in modes:
+        options = ExportOptions(quantize=modes[precision])
+    else:
+        raise ArtifactError(f"unknown precision {precision!r}; use one of {', '.join([*precisions, *modes])}")
+    get_spec(target).validate(options)
+    return options
+
+
+Exporter = Callable[[ArtifactRequest, Path], Path]
+
+
+def toolkit_exporter(req: ArtifactRequest, out_dir: Path) -> Path:
+    """Export with the toolkit's public API, without the parity check (sweeps measure speed)."""
+    from ..export_api import export
+
+    options = export_options(req.target, req.precision)
+    result = export(req.model, req.target, out_dir, options=options, checkpoint=req.checkpoint,
+                    img_size=req.img_size, verify=False)
+    art = result.artifacts[0]
+    if art.error or art.path is None:
+        raise ArtifactError(art.error or "the export produced no artifact")
+    return Path(art.path)
+
+
+def torch_spec_exporter(req: ArtifactRequest, out_dir: Path) -> Path:
+    """Target ``torch`` (eager baseline): the "artifact" is the spec the host worker builds the model from."""
+    if req.precision != "fp32":
+        raise ArtifactError(f"torch eager runs fp32 only, got {req.precision!r}")
+    path = out_dir / f"{req.model.replace(':', '_').replace('/', '_')}-fp32.torch.json"
+    path.write_text(json.dumps({"model": req.model, "img_size": req.img_size, "checkpoint": req.checkpoint}))
+    return path
+
+
+class ArtifactCache:
+    """Exports into ``cache_dir/<key>/`` once per content key; thread-safe (exports run one at a time,
+    conversions are CPU-bound and share the host with measurements)."""
+
+    def __init__(self, cache_dir: str | Path, exporter: Exporter | None = None, checkpoint: str | None = None):
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._exporter = exporter
+        self.checkpoint = checkpoint
+        self._lock = threading.Lock()
+        self.exported = 0           # how many exports this cache ran (the rest were hits)
+
+    def _export_fn(self, req: ArtifactRequest) -> Exporter:
+        if req.target == TORCH_TARGET:
+            return torch_spec_exporter
+        return self._exporter or toolkit_exporter
+
+    def lookup(self, req: ArtifactRequest) -> Artifact | None:
+        key = req.cache_key()
+        manifest = self.cache_dir / key / MANIFEST
+        if not manifest.is_file():
+            return None
+        data = json.loads(manifest.read_text())
+        path = self.cache_dir / key / data["file"]
+        if not path.exists():
+            return None
+        return Artifact(path=path, sha256=data["sha256"], size_bytes=int(data["size_bytes"]), key=key)
+
+    def ensure(self, job: BenchJob) -> Artifact:
+        req = ArtifactRequest.from_job(job, self.checkpoint)
+        with self._lock:
+            hit = self.lookup(req)
+            if hit is not None:
+                return hit
+            key = req.cache_key()
+            final = self.cache_dir / key
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.cache_dir))
+            try:
+                log.info("exporting %s -> %s %s (img %d)", req.model, req.target, req.precision, req.img_size)
+                produced = Path(self._export_fn(req)(req, tmp))
+                if not produced.exists():
+                    raise ArtifactError(f"the exporter reported {produced} but wrote nothing there")
+                rel = produced.relative_to(tmp)
+                manifest = {"file": str(rel), "sha256": sha256_of(produced), "size_bytes": size_of(produced),
+                            "request": req.__dict__, "toolkit_version": __version__}
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            self.exported += 1
+            found = self.lookup(req)
+            assert found is not None
+            return found
+
+
+def measurement_base(job: BenchJob, artifact: Artifact | None = None, runtime: str = "") -> dict[str, Any]:
+    """The fields every Measurement of ``job`` carries, measured or failed."""
+    return {"job": job, "runtime": runtime, "input_shape": [1, 3, job.img_size, job.img_size],
+            "model_size_bytes": artifact.size_bytes if artifact else None,
+            "artifact_sha256": artifact.sha256 if artifact else None, "toolkit_version": __version__,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def remote_path(transport: Transport, artifact: Artifact) -> str:
+    return f"{transport.work_dir.rstrip('/')}/artifacts/{artifact.sha256[:16]}/{artifact.path.name}"
+
+
+def _remote_sha256(transport: Transport, remote: str) -> str | None:
+    res = transport.shell(f"sha256sum {shlex.quote(remote)} 2>/dev/null || shasum -a 256 {shlex.quote(remote)}",
+                          timeout=120)
+    if not res.ok or not res.stdout.strip():
+        return None
+    return res.stdout.split()[0].lower()
+
+
+def push_once(transport: Transport, artifact: Artifact) -> str:
+    """Put ``artifact`` on the device (under a sha-named folder of its work dir) unless an identical
+    copy is already there; return the remote path. Raises DeviceFullError when it cannot fit."""
+    remote = remote_path(transport, artifact)
+    if transport.exists(remote):
+        if artifact.path.is_dir() or _remote_sha256(transport, remote) == artifact.sha256:
+            log.debug("%s: %s already on the device", transport.device_id, remote)
+            return remote
+    parent = remote.rsplit("/", 1)[0]
+    transport.shell(f"mkdir -p {shlex.quote(parent)}", timeout=60)
+    free = transport.free_space(parent)
+    if free is not None and 0 <= free < artifact.size_bytes:
+        raise DeviceFullError(transport.device_id, parent, free, artifact.size_bytes)
+    log.info("%s: pushing %s (%d bytes)", transport.device_id, artifact.path.name, artifact.size_bytes)
+    transport.push(artifact.path, remote)
+    return remote

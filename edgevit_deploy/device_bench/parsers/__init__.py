@@ -1,0 +1,109 @@
+"""Parsers of the Android benchmark tools' stdout, one module per tool.
+
+Every parser returns a :class:`ParsedRun` and never raises: garbage, truncated output or a failed
+delegate give ``ok=False`` with the reason.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..stats import summarise
+
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+
+
+@dataclass
+class ParsedRun:
+    """What a runner's output says. Times in milliseconds, memory in MB."""
+
+    tool: str
+    ok: bool = False
+    reason: str | None = None
+    variant: str = ""                         # which output format was recognised
+    init_ms: float | None = None
+    first_ms: float | None = None
+    warmup_count: int | None = None
+    warmup_mean_ms: float | None = None
+    count: int | None = None
+    mean_ms: float | None = None
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    trimmed_mean_ms: float | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    peak_memory_mb: float | None = None
+    init_memory_mb: float | None = None
+    model_size_mb: float | None = None
+    cpu_usage_pct: float | None = None
+    delegated_nodes: tuple[int, int] | None = None   # (delegated, total) when the tool says
+    warnings: list[str] = field(default_factory=list)
+
+    def fail(self, reason: str) -> ParsedRun:
+        self.ok = False
+        self.reason = reason
+        return self
+
+    def apply_latencies(self, latencies_ms: list[float]) -> None:
+        """Per-iteration latencies: the summary stats are recomputed from them (they win over the tool's)."""
+        clean = [v for v in latencies_ms if math.isfinite(v) and v >= 0]
+        if not clean:
+            return
+        s = summarise(clean)
+        self.latencies_ms = clean
+        self.count = s.count
+        self.mean_ms, self.median_ms, self.p90_ms, self.p99_ms = s.mean, s.median, s.p90, s.p99
+        self.std_ms, self.min_ms, self.max_ms, self.trimmed_mean_ms = s.std, s.min, s.max, s.trimmed_mean
+
+    def measurement_fields(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`~edgevit_deploy.device_bench.types.Measurement`."""
+        return {"init_ms": self.init_ms, "first_ms": self.first_ms, "warmup_count": self.warmup_count,
+                "latencies_ms": list(self.latencies_ms), "mean_ms": self.mean_ms, "median_ms": self.median_ms,
+                "p90_ms": self.p90_ms, "p99_ms": self.p99_ms, "std_ms": self.std_ms, "min_ms": self.min_ms,
+                "trimmed_mean_ms": self.trimmed_mean_ms, "peak_memory_mb": self.peak_memory_mb}
+
+
+def to_float(text: str | None) -> float | None:
+    """A finite float, or None (the tools print 'nan', 'inf', '-nan' on broken runs)."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def to_int(text: str | None) -> int | None:
+    value = to_float(text)
+    if value is None or value != int(value) or abs(value) > 2**53:
+        return None
+    return int(value)
+
+
+def last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    found = None
+    for found in pattern.finditer(text):
+        pass
+    return found
+
+
+def error_lines(text: str, markers: tuple[str, ...], limit: int = 3) -> list[str]:
+    """Lines containing any marker (case-insensitive), without duplicates, at most ``limit``."""
+    seen: list[str] = []
+    for line in text.splitlines():
+        low = line.lower()
+        if any(m in low for m in markers):
+            clean = line.strip()[:300]
+            if clean and clean not in seen:
+                seen.append(clean)
+        if len(seen) >= limit:
+            break
+    return seen

@@ -1,0 +1,139 @@
+"""PNG plots (matplotlib, Agg): latency per model and format, latency vs parameters, and accuracy vs
+latency / energy Pareto fronts with the EdgeViT paper's published rows beside the measured ones."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..._lazy import require
+from .reference import paper_table, param_count, published_top1
+from .rows import label
+
+log = logging.getLogger(__name__)
+
+def _plt() -> Any:
+    mpl = require("matplotlib", "bench")
+    mpl.use("Agg")
+    return require("matplotlib.pyplot", "bench")
+
+
+def _ok(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("status") == "ok" and r.get("median_ms") is not None]
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both cost (x, lower is better) and accuracy (y, higher is better),
+    sorted by cost."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def latency_per_model(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    plt = _plt()
+    ok = _ok(rows)
+    multi_device = len({r["device"] for r in ok}) > 1
+    models = sorted({r["model"] for r in ok})
+    series = sorted({label(r, multi_device) for r in ok})
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(models) * max(1, len(series)) ** 0.5 + 3), 4.5))
+    width = 0.8 / max(1, len(series))
+    for i, name in enumerate(series):
+        xs, ys, lo, hi = [], [], [], []
+        for j, model in enumerate(models):
+            match = [r for r in ok if r["model"] == model and label(r, multi_device) == name]
+            if match:
+                r = match[0]
+                xs.append(j + (i - (len(series) - 1) / 2) * width)
+                ys.append(r["median_ms"])
+                lo.append(max(0.0, r["median_ms"] - (r.get("min_ms") or r["median_ms"])))
+                hi.append(max(0.0, (r.get("p90_ms") or r["median_ms"]) - r["median_ms"]))
+        ax.bar(xs, ys, width=width, label=name, yerr=[lo, hi], capsize=2)
+    ax.set_xticks(range(len(models)), models, rotation=20, ha="right")
+    ax.set_ylabel("latency, ms (median; whiskers min..p90)")
+    ax.set_title("Latency per model and format")
+    ax.legend(fontsize="small")
+    return _save(fig, plt, path)
+
+
+def latency_vs_params(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    plt = _plt()
+    ok = _ok(rows)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name in sorted({label(r) for r in ok}):
+        pts = [(param_count(r["model"]), r["median_ms"], r["model"]) for r in ok if label(r) == name]
+        pts = [(p / 1e6, ms, m) for p, ms, m in pts if p]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name)
+            for x, y, m in pts:
+                ax.annotate(m, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("parameters, millions")
+    ax.set_ylabel("latency, ms (median)")
+    ax.set_title("Latency vs parameters")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    return _save(fig, plt, path)
+
+
+def _pareto_plot(rows: Sequence[dict[str, Any]], path: Path, metric: str, paper_key: str, xlabel: str,
+                 title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    paper = [r for r in paper_table()["rows"] if r.get(paper_key) is not None]
+    px = [(float(r[paper_key]), float(r["top1"]), r["model"]) for r in paper]
+    ax.scatter([p[0] for p in px], [p[1] for p in px], marker="s", color="0.6",
+               label="EdgeViT paper (Snapdragon 888 CPU)")
+    for x, y, m in px:
+        ax.annotate(m, (x, y), fontsize=6, color="0.4", xytext=(2, 2), textcoords="offset points")
+    front = pareto_front([(x, y) for x, y, _ in px])
+    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.6", linestyle="--")
+    measured = [(float(r[metric]), published_top1(r["model"]), r) for r in rows
+                if r.get("status") == "ok" and r.get(metric) is not None]
+    measured = [(x, y, r) for x, y, r in measured if y is not None]
+    for name in sorted({label(r, True) for _, _, r in measured}):
+        pts = [(x, y, r["model"]) for x, y, r in measured if label(r, True) == name]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=f"measured: {name}")
+        for x, y, m in pts:
+            ax.annotate(m, (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    if measured:
+        mfront = pareto_front([(x, y) for x, y, _ in measured])
+        ax.step([p[0] for p in mfront], [p[1] for p in mfront], where="post", color="C3", linewidth=1)
+    else:
+        title += "\n(no measured rows with a published top-1" + \
+                 (" and an energy reading" if metric == "energy_mj" else "") + ")"
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("published ImageNet-1K top-1, %")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize="x-small", loc="lower right")
+    return _save(fig, plt, path)
+
+
+def pareto_accuracy_latency(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    return _pareto_plot(rows, path, "median_ms", "cpu_ms", "latency, ms (median)",
+                        "Accuracy vs latency (Pareto fronts)")
+
+
+def pareto_accuracy_energy(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    return _pareto_plot(rows, path, "energy_mj", "energy_mj", "energy per inference, mJ",
+                        "Accuracy vs energy (Pareto fronts)")
+
+
+def _save(fig: Any, plt: Any, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_all(rows: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
+    """Every plot as ``out_dir/<name>.png``."""
+    return {name: make(rows, Path(out_dir) / f"{name}.png") for name, make in PLOTS.items()}
+
+
+PLOTS = {"latency_per_model": latency_per_model, "latency_vs_params": latency_vs_params,
+         "pareto_accuracy_latency": pareto_accuracy_latency, "pareto_accuracy_energy": pareto_accuracy_energy}

@@ -1,0 +1,58 @@
+"""Rows of the store as flat records: the summary columns, CSV and JSON."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: what every JSON / CSV row carries first (the issue's minimum, then the useful rest)
+SUMMARY_COLUMNS = ["model", "target", "precision", "threads", "delegate", "device", "img_size", "status",
+                   "median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "trimmed_mean_ms", "init_ms",
+                   "first_ms", "peak_memory_mb", "model_size_bytes", "energy_mj", "power_w", "throttled",
+                   "runtime", "reason"]
+#: left out of exports: the runner's raw stdout (kept in the store for debugging)
+EXCLUDED = {"raw_output"}
+
+
+def export_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    rest = sorted({k for r in rows for k in r} - set(SUMMARY_COLUMNS) - EXCLUDED)
+    return [*SUMMARY_COLUMNS, *rest]
+
+
+def export_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    cols = export_columns(rows)
+    return [{c: r.get(c) for c in cols} for r in rows]
+
+
+def to_json(rows: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(export_rows(rows), indent=1)
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    cols = export_columns(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    for r in export_rows(rows):
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()})
+    return buf.getvalue()
+
+
+def write(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> Path:
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"unknown export format {fmt!r}; use csv or json")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_csv(rows) if fmt == "csv" else to_json(rows))
+    return path
+
+
+def label(row: dict[str, Any], with_device: bool = False) -> str:
+    """Short series name of a row's configuration, e.g. ``tflite fp32 1t``."""
+    text = f"{row['target']} {row['precision']} {row['threads']}t"
+    if row.get("delegate") not in (None, "cpu", "xnnpack", "default"):
+        text += f" {row['delegate']}"
+    return f"{text} @{row['device']}" if with_device else text

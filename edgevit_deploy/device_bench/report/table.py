@@ -1,0 +1,35 @@
+"""The terminal table (rich)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+
+def _ms(v: Any) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def _mb(v: Any, scale: float = 1.0) -> str:
+    return "" if v is None else f"{v / scale:.1f}"
+
+
+def rich_table(rows: Sequence[dict[str, Any]], title: str = "edgevit-bench results") -> Table:
+    table = Table(title=title, show_lines=False)
+    for name, justify in (("model", "left"), ("target", "left"), ("prec", "left"), ("thr", "right"),
+                          ("delegate", "left"), ("device", "left"), ("img", "right"), ("status", "left"),
+                          ("median ms", "right"), ("p90 ms", "right"), ("mean ms", "right"), ("init ms", "right"),
+                          ("peak MB", "right"), ("size MB", "right"), ("mJ/inf", "right"), ("note", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        ok = r.get("status") == "ok"
+        note = "" if ok else (r.get("reason") or "")[:80]
+        if ok and r.get("throttled"):
+            note = "throttled"
+        table.add_row(str(r["model"]), str(r["target"]), str(r["precision"]), str(r["threads"]), str(r["delegate"]),
+                      str(r["device"]), str(r["img_size"]), "[green]ok[/]" if ok else f"[red]{r.get('status')}[/]",
+                      _ms(r.get("median_ms")), _ms(r.get("p90_ms")), _ms(r.get("mean_ms")), _ms(r.get("init_ms")),
+                      _mb(r.get("peak_memory_mb")), _mb(r.get("model_size_bytes"), 1e6), _ms(r.get("energy_mj")),
+                      note)
+    return table

@@ -1,0 +1,74 @@
+"""Summary statistics of per-iteration latencies (shared by every runner and the report)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Statistics of one run's latencies, in the unit of the input (milliseconds by convention)."""
+
+    count: int
+    mean: float
+    median: float
+    p90: float
+    p99: float
+    std: float
+    min: float
+    max: float
+    trimmed_mean: float
+
+    def as_measurement_fields(self) -> dict[str, float]:
+        """The keyword arguments of :class:`~edgevit_deploy.device_bench.types.Measurement` it fills."""
+        return {"mean_ms": self.mean, "median_ms": self.median, "p90_ms": self.p90, "p99_ms": self.p99,
+                "std_ms": self.std, "min_ms": self.min, "trimmed_mean_ms": self.trimmed_mean}
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default) of already-sorted values, ``q`` in [0, 100]."""
+    if not sorted_values:
+        raise ValueError("percentile of an empty list")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile q must be in [0, 100], got {q}")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    frac = pos - lo
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+
+
+def trimmed_mean(sorted_values: list[float], trim: float = 0.1) -> float:
+    """Mean after dropping ``trim`` of the values at each end (at least one value is kept)."""
+    if not sorted_values:
+        raise ValueError("trimmed mean of an empty list")
+    if not 0.0 <= trim < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5), got {trim}")
+    k = int(len(sorted_values) * trim)
+    kept = sorted_values[k:len(sorted_values) - k] or sorted_values
+    return math.fsum(kept) / len(kept)
+
+
+def summarise(latencies: Iterable[float], trim: float = 0.1) -> LatencySummary:
+    """Mean, median, p90, p99, population std, min, max and ``trim``-trimmed mean of ``latencies``.
+
+    Raises ``ValueError`` on an empty sequence or a non-finite / negative latency: a runner that got
+    no timings records a failed measurement instead of calling this.
+    """
+    values = [float(v) for v in latencies]
+    if not values:
+        raise ValueError("no latencies to summarise: the runner reported no per-iteration timings")
+    bad = [v for v in values if not math.isfinite(v) or v < 0]
+    if bad:
+        raise ValueError(f"latencies must be finite and non-negative, got {bad[:5]}")
+    values.sort()
+    n = len(values)
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n)
+    return LatencySummary(count=n, mean=mean, median=percentile(values, 50.0), p90=percentile(values, 90.0),
+                          p99=percentile(values, 99.0), std=std, min=values[0], max=values[-1],
+                          trimmed_mean=trimmed_mean(values, trim))

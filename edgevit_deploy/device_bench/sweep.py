@@ -1,0 +1,253 @@
+"""Run a sweep: every job of a :class:`SweepSpec` on its device, each result committed to the store as
+soon as it is measured; completed rows of an earlier run are skipped.
+
+Devices run in parallel (one thread each), each one job at a time. A transport fault (the device
+dropped) is retried after a reconnect; when the device stays unreachable its remaining rows are
+stored as failed with the reason and the other devices go on. The library logs; progress goes to
+the optional :class:`SweepCallbacks` (the CLI draws a progress bar from them).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifacts import ArtifactCache, measurement_base
+from .errors import DeviceDisconnectedError, DeviceNotFoundError
+from .store import ResultStore
+from .sweep_config import SweepSpec
+from .types import BenchJob, DeviceInfo, Measurement, Runner, Transport
+
+log = logging.getLogger(__name__)
+
+#: exceptions that mean "the device went away", as opposed to "this job failed"
+TRANSPORT_FAULTS: tuple[type[BaseException], ...] = (DeviceDisconnectedError, DeviceNotFoundError, ConnectionError,
+                                                      EOFError, BrokenPipeError)
+
+TransportOpener = Callable[[str], Transport]
+RunnerFactory = Callable[[str, str], Runner]
+
+
+class SweepCallbacks:
+    """Progress hooks; every method is optional to override. Called from device threads."""
+
+    def on_start(self, total: int, todo: int) -> None: ...
+    def on_job_start(self, job: BenchJob) -> None: ...
+    def on_result(self, m: Measurement) -> None: ...
+    def on_device_failed(self, device: str, reason: str) -> None: ...
+
+
+@dataclass
+class SweepResult:
+    total: int
+    skipped: int
+    measurements: list[Measurement] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return sum(m.status == "ok" for m in self.measurements)
+
+    @property
+    def failed(self) -> int:
+        return sum(m.status != "ok" for m in self.measurements)
+
+
+def open_device(device_id: str, work_dir: str | Path | None = None) -> Transport:
+    """``local`` is the host; anything else goes to the Android transports (``adb:SERIAL``, ``adb:HOST:PORT``)."""
+    if device_id == "local":
+        from .transports.local import LocalTransport
+
+        return LocalTransport(work_dir)
+    from .transports import open_transport
+
+    return open_transport(device_id)
+
+
+def default_runner_factory(config: Any = None) -> RunnerFactory:
+    """The host runner for every target on ``local`` (the host worker loads each target through the
+    target table, plus torch eager); the runner table's choice on any other kind of device."""
+    def factory(target: str, kind: str) -> Runner:
+        if kind == "local":
+            from .runners.host import HostRunner
+
+            return HostRunner(timeout_s=getattr(config, "timeout_s", None))
+        from .runners import get_runner
+
+        return get_runner(target, kind, config)
+
+    return factory
+
+
+def snapshot(transport: Transport) -> dict[str, Any]:
+    """Thermal state and CPU frequencies, where the transport can read them (empty otherwise)."""
+    reader = getattr(transport, "thermal_snapshot", None)
+    if reader is None:
+        return {}
+    try:
+        return dict(reader())
+    except Exception as exc:  # noqa: BLE001 - a missing reading must not fail the measurement
+        log.debug("%s: no thermal snapshot: %s", transport.device_id, exc)
+        return {}
+
+
+def throttled(before: dict[str, Any], after: dict[str, Any]) -> bool | None:
+    """True when the thermal status rose or a CPU frequency cap dropped during the run."""
+    if not before or not after:
+        return None
+    if int(after.get("thermal_status") or 0) > int(before.get("thermal_status") or 0):
+        return True
+    caps_b, caps_a = before.get("cpu_max_freqs_khz") or [], after.get("cpu_max_freqs_khz") or []
+    if caps_b and len(caps_b) == len(caps_a):
+        return any(a < b for a, b in zip(caps_a, caps_b))
+    return False if "thermal_status" in after else None
+
+
+def failed(job: BenchJob, reason: str, device: DeviceInfo | None = None) -> Measurement:
+    return Measurement(status="failed", reason=reason, device=device, **measurement_base(job))
+
+
+class Sweep:
+    def __init__(self, spec: SweepSpec, store: ResultStore, cache: ArtifactCache,
+                 opener: TransportOpener = open_device, runner_factory: RunnerFactory | None = None,
+                 callbacks: SweepCallbacks | None = None, reconnect_attempts: int = 3,
+                 reconnect_delay_s: float = 2.0):
+        self.spec = spec
+        self.store = store
+        self.cache = cache
+        self.opener = opener
+        self.runner_factory = runner_factory or default_runner_factory()
+        self.callbacks = callbacks or SweepCallbacks()
+        self.reconnect_attempts = reconnect_attempts
+        self.reconnect_delay_s = reconnect_delay_s
+        self._results: list[Measurement] = []
+        self._results_lock = threading.Lock()
+
+    def pending(self) -> tuple[list[BenchJob], int]:
+        jobs = self.spec.jobs()
+        done = self.store.completed_keys(include_failed=not self.spec.retry_failed)
+        todo = [j for j in jobs if j.key not in done]
+        return todo, len(jobs)
+
+    def run(self) -> SweepResult:
+        todo, total = self.pending()
+        log.info("sweep: %d rows, %d already done, %d to measure", total, total - len(todo), len(todo))
+        self.callbacks.on_start(total, len(todo))
+        by_device: dict[str, list[BenchJob]] = {}
+        for job in todo:
+            by_device.setdefault(job.device, []).append(job)
+        threads = [threading.Thread(target=self._device_worker, args=(dev, jobs), name=f"sweep-{dev}", daemon=True)
+                   for dev, jobs in by_device.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return SweepResult(total=total, skipped=total - len(todo), measurements=list(self._results))
+
+    # --------------------------------------------------------------------------------- per device
+    def _record(self, m: Measurement) -> None:
+        self.store.put(m)
+        with self._results_lock:
+            self._results.append(m)
+        self.callbacks.on_result(m)
+
+    def _connect(self, device: str) -> Transport:
+        last: BaseException | None = None
+        for attempt in range(1, self.reconnect_attempts + 1):
+            try:
+                return self.opener(device)
+            except Exception as exc:  # noqa: BLE001 - any failure to open counts as an attempt
+                last = exc
+                log.warning("%s: connect attempt %d/%d failed: %s", device, attempt, self.reconnect_attempts, exc)
+                if attempt < self.reconnect_attempts:
+                    time.sleep(self.reconnect_delay_s)
+        raise ConnectionError(f"cannot reach {device} after {self.reconnect_attempts} attempts: {last}")
+
+    def _reconnect(self, device: str, transport: Transport) -> Transport:
+        reconnect = getattr(transport, "reconnect", None)
+        if reconnect is not None:
+            try:
+                reconnect()
+                transport.device_info()   # prove the link works again
+                return transport
+            except Exception as exc:  # noqa: BLE001
+                log.warning("%s: reconnect failed: %s", device, exc)
+        try:
+            transport.close()
+        except Exception:  # noqa: BLE001
+            pass
+        return self._connect(device)
+
+    def _give_up(self, device: str, jobs: Sequence[BenchJob], reason: str, info: DeviceInfo | None) -> None:
+        log.error("%s: %s; marking its %d remaining rows failed", device, reason, len(jobs))
+        self.callbacks.on_device_failed(device, reason)
+        for job in jobs:
+            self._record(failed(job, reason, info))
+
+    def _device_worker(self, device: str, jobs: list[BenchJob]) -> None:
+        try:
+            transport = self._connect(device)
+            info = transport.device_info()
+        except Exception as exc:  # noqa: BLE001
+            self._give_up(device, jobs, f"device unreachable: {exc}", None)
+            return
+        try:
+            for i, job in enumerate(jobs):
+                if i and job.cooldown_s > 0:
+                    time.sleep(job.cooldown_s)
+                self.callbacks.on_job_start(job)
+                attempt = 0
+                while True:
+                    try:
+                        m = self._measure(transport, job, info)
+                        break
+                    except TRANSPORT_FAULTS as exc:
+                        attempt += 1
+                        log.warning("%s dropped during %s (%s); reconnecting (%d/%d)", device, job.key, exc,
+                                    attempt, self.reconnect_attempts)
+                        if attempt > self.reconnect_attempts:
+                            self._give_up(device, jobs[i:], f"device dropped: {exc}", info)
+                            return
+                        try:
+                            transport = self._reconnect(device, transport)
+                        except Exception as exc2:  # noqa: BLE001
+                            self._give_up(device, jobs[i:], f"device dropped and did not come back: {exc2}", info)
+                            return
+                self._record(m)
+        finally:
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _measure(self, transport: Transport, job: BenchJob, info: DeviceInfo) -> Measurement:
+        """One row. Job-level problems become a failed Measurement; transport faults propagate."""
+        try:
+            artifact = self.cache.ensure(job)
+        except Exception as exc:  # noqa: BLE001 - the row records why there is nothing to measure
+            log.warning("export failed for %s: %s", job.key, exc)
+            return failed(job, f"export failed: {type(exc).__name__}: {exc}", info)
+        try:
+            runner = self.runner_factory(job.target, transport.kind)
+        except Exception as exc:  # noqa: BLE001
+            return failed(job, str(exc), info)
+        before = snapshot(transport)
+        try:
+            m = runner.run(transport, job, artifact.path)
+        except TRANSPORT_FAULTS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. device full, runner timeout, unparseable output
+            log.warning("%s failed on %s: %s", job.key, job.device, exc)
+            m = failed(job, f"{type(exc).__name__}: {exc}", info)
+        after = snapshot(transport)
+        m.device = m.device or info
+        m.artifact_sha256 = m.artifact_sha256 or artifact.sha256
+        m.model_size_bytes = m.model_size_bytes or artifact.size_bytes
+        m.thermal_before = m.thermal_before or before
+        m.thermal_after = m.thermal_after or after
+        if m.throttled is None:
+            m.throttled = throttled(m.thermal_before, m.thermal_after)
+        return m

@@ -1,0 +1,164 @@
+"""What a sweep covers: models x targets x precisions x threads x delegates x devices, from flags or a
+YAML / TOML sweep file (flags given on the command line override the file's values).
+
+Example ``sweep.yaml``::
+
+    models: [edgevit_xxs, edgevit_xs, mobilenetv2_100]
+    targets: [tflite, onnx]
+    precisions: [fp32, int8]
+    threads: [1, 4]
+    delegates: [xnnpack]
+    devices: [adb:R58N12345, local]
+    img_size: 224
+    warmup: 10
+    iterations: 50
+    cooldown_s: 2
+    runners:
+      benchmark_model: ~/bin/benchmark_model_arm64
+"""
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import EdgeVitDeployError
+from .types import BenchJob
+
+EXTRA_TARGETS = ("torch",)   # host-only baseline next to the target table's formats
+
+
+class SweepConfigError(EdgeVitDeployError, ValueError):
+    """A sweep file or flag value that cannot be used; the message names the key and what is allowed."""
+
+
+def _split(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [str(value)]
+
+
+def known_targets() -> list[str]:
+    from ..converters.table import target_names
+
+    return [*target_names(), *EXTRA_TARGETS]
+
+
+@dataclass
+class SweepSpec:
+    models: list[str]
+    targets: list[str] = field(default_factory=lambda: ["onnx", "tflite"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    threads: list[int] = field(default_factory=lambda: [1])
+    delegates: list[str] = field(default_factory=lambda: ["cpu"])
+    devices: list[str] = field(default_factory=lambda: ["local"])
+    img_size: int | None = None         # None: each model's default input size
+    warmup: int = 10
+    iterations: int = 50
+    cooldown_s: float = 0.0
+    cpu_mask: str | None = None
+    retry_failed: bool = True           # rerun rows that failed before (completed ok rows are always skipped)
+    checkpoint: str | None = None
+    runners: dict[str, Any] = field(default_factory=dict)   # RunnerConfig keys
+
+    def __post_init__(self) -> None:
+        self.models = _split(self.models)
+        self.targets = [t.lower() for t in _split(self.targets)]
+        self.precisions = [p.lower() for p in _split(self.precisions)]
+        self.delegates = [d.lower() for d in _split(self.delegates)]
+        self.devices = _split(self.devices)
+        try:
+            self.threads = [int(t) for t in _split(self.threads)]
+        except ValueError:
+            raise SweepConfigError(f"threads must be integers, got {self.threads!r}") from None
+        self.validate()
+
+    def validate(self) -> None:
+        problems = []
+        for name in ("models", "targets", "precisions", "threads", "delegates", "devices"):
+            if not getattr(self, name):
+                problems.append(f"{name} is empty")
+        unknown = [t for t in self.targets if t not in known_targets()]
+        if unknown:
+            problems.append(f"unknown targets {unknown} (choose from {', '.join(known_targets())})")
+        if any(t < 1 for t in self.threads):
+            problems.append(f"threads must be >= 1, got {self.threads}")
+        if self.img_size is not None and self.img_size < 8:
+            problems.append(f"img_size must be >= 8, got {self.img_size}")
+        if self.iterations < 1 or self.warmup < 0:
+            problems.append(f"iterations must be >= 1 and warmup >= 0 (got {self.iterations}, {self.warmup})")
+        if self.cooldown_s < 0:
+            problems.append(f"cooldown_s must be >= 0, got {self.cooldown_s}")
+        if problems:
+            raise SweepConfigError("invalid sweep: " + "; ".join(problems))
+
+    # ---------------------------------------------------------------------------------------- jobs
+    def jobs(self) -> list[BenchJob]:
+        """Every row, device-major (each device works through its own list), models interleaved last
+        so that a partial sweep already covers every format of the first model."""
+        from ..models import get_model_config
+
+        sizes = {m: self.img_size or get_model_config(m).img_size for m in self.models}
+        return [BenchJob(model=m, target=t, precision=p, threads=n, delegate=d, device=dev, img_size=sizes[m],
+                         warmup=self.warmup, iterations=self.iterations, cpu_mask=self.cpu_mask,
+                         cooldown_s=self.cooldown_s)
+                for dev in self.devices for m in self.models for t in self.targets for p in self.precisions
+                for n in self.threads for d in self.delegates]
+
+    # ------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> SweepSpec:
+        aliases = {"precision": "precisions", "model": "models", "target": "targets", "device": "devices",
+                   "delegate": "delegates", "cooldown": "cooldown_s", "runner": "runners"}
+        norm = {aliases.get(str(k).replace("-", "_"), str(k).replace("-", "_")): v for k, v in data.items()}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(norm) - known)
+        if unknown:
+            raise SweepConfigError(f"unknown sweep keys {unknown}; known keys: {sorted(known)}")
+        if "models" not in norm:
+            raise SweepConfigError("a sweep needs 'models' (e.g. models: [edgevit_xxs])")
+        try:
+            return cls(**norm)
+        except TypeError as exc:
+            raise SweepConfigError(f"invalid sweep value: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepSpec:
+        return cls.from_mapping(read_sweep_file(path))
+
+    def with_overrides(self, **overrides: Any) -> SweepSpec:
+        """A copy with every non-None override applied (flags over file values)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def read_sweep_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SweepConfigError(f"sweep file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml", ".json"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise SweepConfigError(f"{path}: use a .yaml, .yml, .toml or .json sweep file")
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        if isinstance(exc, SweepConfigError):
+            raise
+        raise SweepConfigError(f"{path} does not parse: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError, imported lazily
+        raise SweepConfigError(f"{path} does not parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise SweepConfigError(f"{path}: the top level must be a mapping of sweep keys")
+    if isinstance(data.get("sweep"), dict):
+        data = data["sweep"]
+    return data

@@ -1,0 +1,1 @@
+"""Stand-ins for tests and CI without a phone: an adbd-compatible server and runner look-alikes."""

@@ -1,0 +1,228 @@
+"""Stand-ins for LiteRT's ``benchmark_model`` and ``onnxruntime_perf_test``: the same command-line flags,
+a REAL run of the model in the host runtime (ai_edge_litert / onnxruntime), and the real tools' output
+formats around the real host timings. ``write_fake_tools(dir)`` writes executable scripts (shebang = this
+Python) that the runners push to the stand-in device like the real binaries.
+
+Unavailable accelerators fail the way the real tools do: ``--use_gpu`` / ``--use_nnapi`` print "Failed to
+apply ... delegate." and "Benchmarking failed."; ``-e nnapi`` prints the ORT error line.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..stats import percentile
+
+
+@dataclass(frozen=True)
+class FakeTools:
+    benchmark_model: Path
+    onnxruntime_perf_test: Path
+
+
+_SCRIPT = """#!{python}
+import sys
+from edgevit_deploy.device_bench.testing.fake_runners import {entry}
+sys.exit({entry}(sys.argv[1:]))
+"""
+
+
+def write_fake_tools(dest: Path, python: str | None = None) -> FakeTools:
+    """Executable stand-in tools in ``dest`` (their shebang is ``python``, default this interpreter)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, entry in (("benchmark_model", "litert_main"), ("onnxruntime_perf_test", "ort_main")):
+        path = dest / name
+        path.write_text(_SCRIPT.format(python=python or sys.executable, entry=entry))
+        path.chmod(0o755)
+        paths[name] = path
+    return FakeTools(**paths)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _time_runs(invoke: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        invoke()
+        out.append((time.perf_counter() - t0) * 1e6)  # µs
+    return out
+
+
+def _bool_flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {value}")
+
+
+# ------------------------------------------------------------------------------------ benchmark_model
+def _litert_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="benchmark_model", prefix_chars="-")
+    p.add_argument("--graph", required=True)
+    p.add_argument("--num_threads", type=int, default=-1)
+    p.add_argument("--num_runs", type=int, default=50)
+    p.add_argument("--warmup_runs", type=int, default=1)
+    p.add_argument("--use_xnnpack", type=_bool_flag, default=True)
+    p.add_argument("--use_gpu", type=_bool_flag, default=False)
+    p.add_argument("--use_nnapi", type=_bool_flag, default=False)
+    p.add_argument("--enable_op_profiling", type=_bool_flag, default=False)
+    p.add_argument("--report_peak_memory_footprint", type=_bool_flag, default=False)
+    return p.parse_args(argv)
+
+
+def _stat_line(us: list[float], with_first: bool = True) -> str:
+    s = sorted(us)
+    parts = [f"count={len(us)}"]
+    if with_first and len(us) > 1:
+        parts.append(f"first={us[0]:.0f}")
+    parts.append(f"curr={us[-1]:.0f}")
+    if len(us) > 1:
+        parts += [f"min={s[0]:.0f}", f"max={s[-1]:.0f}", f"avg={statistics.fmean(us):g}",
+                  f"std={statistics.pstdev(us):.0f}"]
+    parts += [f"p5={percentile(s, 5):.0f}", f"median={percentile(s, 50):.0f}", f"p95={percentile(s, 95):.0f}"]
+    return " ".join(parts)
+
+
+def litert_main(argv: list[str]) -> int:
+    args = _litert_args(argv)
+    print("INFO: STARTING!")
+    print("INFO: Log parameter values verbosely: [0]")
+    print(f"INFO: Num threads: [{args.num_threads}]")
+    print(f"INFO: Graph: [{args.graph}]")
+    print(f"INFO: Use xnnpack: [{int(args.use_xnnpack)}]")
+    print(f"INFO: Loaded model {args.graph}")
+    print("INFO: Initialized TensorFlow Lite runtime.")
+    for wanted, name in ((args.use_gpu, "GPU"), (args.use_nnapi, "NNAPI")):
+        if wanted:
+            print(f"INFO: Created TensorFlow Lite delegate for {name}.")
+            print(f"ERROR: {name} is not available on this (stand-in) device.")
+            print(f"Failed to apply {name} delegate.")
+            print("Benchmarking failed.")
+            return 1
+    if not os.path.isfile(args.graph):
+        print(f"ERROR: Could not open '{args.graph}'.")
+        print("Benchmarking failed.")
+        return 1
+    mem0 = _peak_rss_mb()
+    t0 = time.perf_counter()
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=args.graph, num_threads=args.num_threads if args.num_threads > 0 else None)
+    interp.allocate_tensors()
+    if args.use_xnnpack:
+        print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
+    detail = interp.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal(detail["shape"]).astype(detail["dtype"]) if np.issubdtype(detail["dtype"], np.floating) \
+        else rng.integers(-128, 127, detail["shape"]).astype(detail["dtype"])
+    interp.set_tensor(detail["index"], data)
+    init_us = (time.perf_counter() - t0) * 1e6
+    mem_init = _peak_rss_mb() - mem0
+    print(f"INFO: The input model file size (MB): {os.path.getsize(args.graph) / 1e6:g}")
+    print(f"INFO: Initialized session in {init_us / 1000:.3f}ms.")
+    warm = _time_runs(interp.invoke, max(1, args.warmup_runs))
+    print("INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding "
+          "150 seconds.")
+    print("INFO: " + _stat_line(warm))
+    print()
+    runs = _time_runs(interp.invoke, max(1, args.num_runs))
+    print(f"INFO: Running benchmark for at least {args.num_runs} iterations and at least 1 seconds but terminate "
+          "if exceeding 150 seconds.")
+    print("INFO: " + _stat_line(runs))
+    print()
+    print(f"INFO: Inference timings in us: Init: {init_us:.0f}, First inference: {warm[0]:.0f}, "
+          f"Warmup (avg): {statistics.fmean(warm):g}, Inference (avg): {statistics.fmean(runs):g}")
+    print("INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE "
+          "to the actual memory footprint of the model at runtime. Take the information at your discretion.")
+    print(f"INFO: Memory footprint delta from the start of the tool (MB): init={mem_init:g} "
+          f"overall={_peak_rss_mb() - mem0:g}")
+    if args.report_peak_memory_footprint:
+        print(f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {_peak_rss_mb():g}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ onnxruntime_perf_test
+def _ort_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="onnxruntime_perf_test")
+    p.add_argument("-e", default="cpu")
+    p.add_argument("-m", default="duration", choices=["duration", "times"])
+    p.add_argument("-r", type=int, default=1000)
+    p.add_argument("-t", type=int, default=600)
+    p.add_argument("-x", type=int, default=0)
+    p.add_argument("-y", type=int, default=0)
+    p.add_argument("-i", default="")
+    p.add_argument("-o", type=int, default=99)
+    p.add_argument("-S", type=int, default=0)
+    p.add_argument("-I", action="store_true")
+    p.add_argument("-s", action="store_true")
+    p.add_argument("model")
+    p.add_argument("result_file", nargs="?")
+    return p.parse_args(argv)
+
+
+def ort_main(argv: list[str]) -> int:
+    args = _ort_args(argv)
+    import onnxruntime as ort
+
+    providers = {"cpu": "CPUExecutionProvider", "xnnpack": "XnnpackExecutionProvider"}
+    provider = providers.get(args.e)
+    if provider is None or provider not in ort.get_available_providers():
+        print(f"{args.e} is not supported in this build. ", file=sys.stderr)
+        return 255
+    if args.x:
+        print(f"Setting intra_op_num_threads to {args.x}")
+    t0 = time.perf_counter()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.x
+    opts.inter_op_num_threads = args.y or 1
+    try:
+        sess = ort.InferenceSession(args.model, opts, providers=[provider])
+    except Exception as exc:  # the real tool prints the ORT error and exits non-zero
+        print(f"[E:onnxruntime:, inference_session.cc] Exception during initialization: {exc}", file=sys.stderr)
+        return 255
+    session_s = time.perf_counter() - t0
+    rng = np.random.default_rng(args.S)
+    feeds = {}
+    for inp in sess.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+        feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    first = _time_runs(lambda: sess.run(None, feeds), 1)[0] / 1000.0  # ms
+    runs_s = [us / 1e6 for us in _time_runs(lambda: sess.run(None, feeds), max(1, args.r))]
+    total = math.fsum(runs_s)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"Session creation time cost: {session_s:g} s")
+    print(f"First inference time cost: {first:.0f} ms")
+    print(f"Total inference time cost: {total:g} s")
+    print(f"Total inference requests: {len(runs_s)}")
+    print(f"Average inference time cost total: {1000 * total / len(runs_s):f} ms")
+    print(f"Total inference run time: {total:g} s")
+    print(f"Number of inferences per second: {len(runs_s) / total:.3f}")
+    print("Avg CPU usage: 100 %")
+    print(f"Peak working set size: {peak} bytes")
+    if args.s:
+        s = sorted(runs_s)
+        print(f"Min Latency: {s[0]:g} s")
+        print(f"Max Latency: {s[-1]:g} s")
+        for q in ("50", "90", "95", "99", "999"):
+            print(f"P{q} Latency: {percentile(s, float(q) / (10 if q == '999' else 1)):g} s")
+    if args.result_file:
+        with open(args.result_file, "w") as fh:
+            for k, v in enumerate(runs_s):
+                fh.write(f"{args.model},{v:.9f},{v:.9f},{peak},100,{k}\n")
+    return 0

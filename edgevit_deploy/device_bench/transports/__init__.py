@@ -1,0 +1,172 @@
+"""Device ids -> transports, and the list of reachable devices.
+
+Device ids:
+
+- ``local``                                 the host itself (runs artifacts in the host runtimes)
+- ``adb:SERIAL``                            a device of the adb server ($ADB_SERVER_SOCKET=tcp:HOST:PORT,
+                                            $ANDROID_ADB_SERVER_HOST/_PORT, default 127.0.0.1:5037)
+- ``adb:SERIAL@HOST:PORT``                  a device of a remote adb server (device farms, DeviceFarmer/STF)
+- ``adb-server:SERIAL[@HOST:PORT]``         the same, forced even when SERIAL looks like HOST:PORT
+- ``adb:HOST:PORT``, ``adb-direct:HOST[:PORT]``  straight to adbd over TCP with adb-shell (no adb server)
+- ``adb-usb:SERIAL``                        straight to adbd over USB with adb-shell (needs adb-shell[usb])
+- ``ios:UDID``                              reserved for the iOS transport (a later release)
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DeviceError, DeviceIdError
+from ..types import DeviceInfo, Transport
+
+log = logging.getLogger(__name__)
+
+LOCAL_TRANSPORT = "edgevit_deploy.device_bench.transports.local:LocalTransport"
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[\w.\-]+):(?P<port>\d{1,5})$")
+_SERVER_SUFFIX = re.compile(r"^(?P<serial>.+)@(?P<host>\[[0-9a-fA-F:]+\]|[\w.\-]+):(?P<port>\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A parsed device id."""
+
+    id: str
+    kind: str                       # "local" | "adb" | "ios"
+    via: str                        # "local" | "server" | "direct-tcp" | "direct-usb" | "ios"
+    serial: str = ""
+    host: str = ""
+    port: int = 0
+    server_host: str | None = None
+    server_port: int | None = None
+
+
+def _port(text: str, device: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise DeviceIdError(f"{device!r}: port {port} is out of range 1-65535")
+    return port
+
+
+def _strip_brackets(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def parse_device(device: str) -> DeviceSpec:
+    """Parse a device id (see the module doc); a clear DeviceIdError on anything else."""
+    text = (device or "").strip()
+    if text == "local":
+        return DeviceSpec(id="local", kind="local", via="local")
+    scheme, sep, rest = text.partition(":")
+    if not sep or not rest:
+        raise DeviceIdError(f"unknown device {device!r}: use local, adb:SERIAL, adb:SERIAL@HOST:PORT, "
+                            "adb:HOST:PORT / adb-direct:HOST:PORT (adbd over TCP) or adb-usb:SERIAL "
+                            "(`edgevit-bench devices` lists what is reachable)")
+    if scheme in ("adb", "adb-server"):
+        remote = _SERVER_SUFFIX.match(rest)
+        if remote:
+            return DeviceSpec(id=text, kind="adb", via="server", serial=remote["serial"],
+                              server_host=_strip_brackets(remote["host"]),
+                              server_port=_port(remote["port"], device))
+        direct = _HOST_PORT.match(rest)
+        if scheme == "adb" and direct:
+            return DeviceSpec(id=text, kind="adb", via="direct-tcp", host=_strip_brackets(direct["host"]),
+                              port=_port(direct["port"], device))
+        return DeviceSpec(id=text, kind="adb", via="server", serial=rest)
+    if scheme == "adb-direct":
+        direct = _HOST_PORT.match(rest)
+        if direct:
+            return DeviceSpec(id=text, kind="adb", via="direct-tcp", host=_strip_brackets(direct["host"]),
+                              port=_port(direct["port"], device))
+        if re.fullmatch(r"[\w.\-]+", rest):
+            return DeviceSpec(id=text, kind="adb", via="direct-tcp", host=rest, port=5555)
+        raise DeviceIdError(f"{device!r}: adb-direct needs HOST or HOST:PORT")
+    if scheme == "adb-usb":
+        return DeviceSpec(id=text, kind="adb", via="direct-usb", serial=rest)
+    if scheme == "ios":
+        return DeviceSpec(id=text, kind="ios", via="ios", serial=rest)
+    raise DeviceIdError(f"unknown device scheme {scheme!r} in {device!r}: use local, adb, adb-server, "
+                        "adb-direct, adb-usb (ios comes in a later release)")
+
+
+def _load(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def open_transport(device: str, *, work_dir: str | None = None, connect: bool = True, **options: Any) -> Transport:
+    """A transport for ``device``; ``connect`` (default) reaches the device now so a wrong id fails early.
+    ``options`` go to the transport class (timeouts, ``key_path`` for adb-shell, ...)."""
+    spec = parse_device(device)
+    if spec.via == "local":
+        return _load(LOCAL_TRANSPORT)()
+    if spec.via == "ios":
+        raise DeviceIdError(f"{device!r}: the iOS transport is not part of this release; "
+                            "benchmark Core ML models with --device local on macOS")
+    extra: dict[str, Any] = dict(options)
+    if work_dir:
+        extra["work_dir"] = work_dir
+    transport: Any
+    if spec.via == "server":
+        from .adb_server import AdbServerTransport, server_address
+
+        address = server_address(spec.server_host, spec.server_port)
+        transport = AdbServerTransport(spec.serial, server=address, device_id=spec.id, **extra)
+    else:
+        from .adb_shell import AdbShellTransport
+
+        if spec.via == "direct-tcp":
+            transport = AdbShellTransport(spec.host, spec.port, device_id=spec.id, **extra)
+        else:
+            transport = AdbShellTransport(usb_serial=spec.serial, device_id=spec.id, **extra)
+    if connect:
+        transport.connect()
+    return transport
+
+
+@dataclass
+class DeviceEntry:
+    """One reachable device for ``edgevit-bench devices``."""
+
+    id: str
+    kind: str
+    state: str                              # "device", "unauthorized", "offline", ... ("device" for local)
+    info: DeviceInfo | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def list_devices(probe: bool = True, server_host: str | None = None, server_port: int | None = None) -> list[DeviceEntry]:
+    """``local`` plus every device the adb server sees; with ``probe`` their properties are read too
+    (a device that fails the probe is listed with the error, never dropped)."""
+    entries: list[DeviceEntry] = []
+    local = DeviceEntry(id="local", kind="local", state="device")
+    if probe:
+        try:
+            transport = open_transport("local")
+            local.info = transport.device_info()
+            transport.close()
+        except Exception as exc:  # the local transport belongs to another module: report, don't crash
+            local.error = f"{type(exc).__name__}: {exc}"
+    entries.append(local)
+    try:
+        from .adb_server import list_server_devices, server_address
+
+        address = server_address(server_host, server_port)
+        server_devices = list_server_devices(address)
+    except ImportError as exc:
+        log.info("adb devices not listed: %s", exc)
+        return entries
+    for device_id, state in server_devices:
+        entry = DeviceEntry(id=device_id, kind="adb", state=state)
+        if probe and state == "device":
+            try:
+                transport = open_transport(device_id)
+                entry.info = transport.device_info()
+                transport.close()
+            except DeviceError as exc:
+                entry.error = str(exc)
+        entries.append(entry)
+    return entries

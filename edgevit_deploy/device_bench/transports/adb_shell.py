@@ -1,0 +1,236 @@
+"""Transport straight to adbd with adb-shell (TCP ``adb-direct:HOST:PORT``, USB ``adb-usb:SERIAL``).
+
+Shell v1 only (adb-shell has no shell v2), so every command gets an exit-code marker appended.
+RSA keys: ``~/.android/adbkey`` (the one the real adb uses, so a phone that trusts this computer
+trusts us too), generated with adb-shell's keygen when missing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..._lazy import require
+from .. import android
+from ..errors import DeviceDisconnectedError, DeviceError, DeviceFullError, DeviceNotFoundError
+from ..shell import split_exit_marker, with_exit_marker
+from ..types import DeviceInfo, ShellResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_KEY_PATH = Path("~/.android/adbkey")
+_CONNECT_ERRORS_MODULE = "adb_shell.exceptions"
+
+
+def load_or_create_key(path: Path | None = None) -> Any:
+    """A PythonRSASigner for ``path`` (default ~/.android/adbkey), creating the key pair if missing."""
+    key_path = (path or DEFAULT_KEY_PATH).expanduser()
+    keygen = require("adb_shell.auth.keygen", "bench")
+    signer_mod = require("adb_shell.auth.sign_pythonrsa", "bench")
+    if not key_path.exists():
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("no adb key at %s: generating one", key_path)
+        keygen.keygen(str(key_path))
+    return signer_mod.PythonRSASigner.FromRSAKeyPath(str(key_path))
+
+
+class AdbShellTransport:
+    """One device reached with adb-shell. ``auto_reconnect`` retries idempotent operations (push, pull,
+    exists, free space) that many times after a dropped connection; shell commands are never retried."""
+
+    kind = "adb"
+
+    def __init__(self, host: str | None = None, port: int = 5555, *, usb_serial: str | None = None,
+                 device_id: str | None = None, work_dir: str = android.DEFAULT_WORK_DIR,
+                 key_path: Path | None = None, connect_timeout_s: float = 10.0, io_timeout_s: float = 60.0,
+                 auto_reconnect: int = 1, reconnect_attempts: int = 3, reconnect_backoff_s: float = 0.5):
+        if host is None and usb_serial is None:
+            raise ValueError("give a TCP host (adb-direct:HOST:PORT) or a USB serial (adb-usb:SERIAL)")
+        self.host = host
+        self.port = int(port)
+        self.usb_serial = usb_serial
+        self.device_id = device_id or (f"adb-direct:{host}:{port}" if host else f"adb-usb:{usb_serial}")
+        self.work_dir = work_dir
+        self.key_path = key_path or key_path_from_env()
+        self.connect_timeout_s = connect_timeout_s
+        self.io_timeout_s = io_timeout_s
+        self.auto_reconnect = auto_reconnect
+        self.reconnect_attempts = reconnect_attempts
+        self.reconnect_backoff_s = reconnect_backoff_s
+        self._exc = require(_CONNECT_ERRORS_MODULE, "bench")
+        self._device: Any = None
+        self._signer: Any = None
+
+    # connection --------------------------------------------------------------------------------
+    def _make_device(self) -> Any:
+        adb_device = require("adb_shell.adb_device", "bench")
+        if self.host is not None:
+            return adb_device.AdbDeviceTcp(self.host, self.port, default_transport_timeout_s=self.io_timeout_s)
+        try:
+            usb = require("adb_shell.adb_device_usb", "bench")
+        except ImportError as exc:
+            raise DeviceError(self.device_id, "USB needs adb-shell's usb extra: pip install 'adb-shell[usb]' "
+                                              f"(libusb1); or use the adb server: adb:{self.usb_serial} ({exc})")
+        return usb.AdbDeviceUsb(serial=self.usb_serial, default_transport_timeout_s=self.io_timeout_s)
+
+    def connect(self) -> AdbShellTransport:
+        if self._signer is None:
+            self._signer = load_or_create_key(self.key_path)
+        device = self._make_device()
+        try:
+            device.connect(rsa_keys=[self._signer], transport_timeout_s=self.connect_timeout_s,
+                           auth_timeout_s=self.connect_timeout_s, read_timeout_s=self.connect_timeout_s)
+        except self._exc.DeviceAuthError as exc:
+            raise DeviceError(self.device_id, f"the device refused our key ({exc}); accept the 'Allow USB "
+                                              "debugging' prompt on the phone and retry") from exc
+        except (OSError, self._exc.TcpTimeoutException, self._exc.AdbTimeoutError,
+                self._exc.AdbConnectionError, self._exc.InvalidResponseError) as exc:
+            raise DeviceNotFoundError(self.device_id, f"cannot connect: {exc} (is adbd listening? "
+                                                      "`adb tcpip 5555` on the phone enables it)") from exc
+        self._device = device
+        return self
+
+    def reconnect(self) -> None:
+        """Close and connect again, retrying with back-off; raises DeviceDisconnectedError if it stays down."""
+        self.close()
+        last: Exception | None = None
+        for attempt in range(self.reconnect_attempts):
+            try:
+                self.connect()
+                log.info("%s: reconnected (attempt %d)", self.device_id, attempt + 1)
+                return
+            except DeviceError as exc:
+                last = exc
+                time.sleep(self.reconnect_backoff_s * (2 ** attempt))
+        raise DeviceDisconnectedError(self.device_id, f"could not reconnect after {self.reconnect_attempts} "
+                                                      f"attempts: {last}")
+
+    def close(self) -> None:
+        if self._device is not None:
+            try:
+                self._device.close()
+            except Exception:  # closing a dead socket must not mask the real error
+                pass
+            self._device = None
+
+    def _dev(self) -> Any:
+        if self._device is None:
+            self.connect()
+        return self._device
+
+    def _dropped(self, exc: BaseException) -> DeviceDisconnectedError:
+        self.close()
+        return DeviceDisconnectedError(self.device_id, f"connection lost: {type(exc).__name__}: {exc} "
+                                                       "(call reconnect(), or check the cable / Wi-Fi)")
+
+    def _io_errors(self) -> tuple[type[BaseException], ...]:
+        e = self._exc
+        return (OSError, e.AdbConnectionError, e.TcpTimeoutException, e.AdbTimeoutError, e.InvalidResponseError,
+                e.InvalidCommandError, e.InvalidChecksumError, struct.error)
+
+    def _retrying(self, op: Callable[[], T]) -> T:
+        for attempt in range(self.auto_reconnect + 1):
+            try:
+                return op()
+            except DeviceDisconnectedError:
+                if attempt >= self.auto_reconnect:
+                    raise
+                self.reconnect()
+        raise AssertionError("unreachable")
+
+    # Transport ---------------------------------------------------------------------------------
+    def shell(self, command: str, timeout: float | None = None) -> ShellResult:
+        budget = timeout or self.io_timeout_s
+        try:
+            output = self._dev().shell(with_exit_marker(command), transport_timeout_s=budget,
+                                       read_timeout_s=budget, timeout_s=budget, decode=True)
+        except (self._exc.TcpTimeoutException, self._exc.AdbTimeoutError) as exc:
+            log.warning("%s: shell command timed out after %.1f s", self.device_id, budget)
+            self.close()  # the stream is half-read: start clean next time (closing also ends the remote process)
+            return ShellResult(exit_code=124, stdout="", stderr=f"timed out after {budget:g} s: {exc}", timed_out=True)
+        except self._io_errors() as exc:
+            raise self._dropped(exc) from exc
+        text, code = split_exit_marker(output)
+        if code is None:
+            raise self._dropped(ConnectionError("shell output ended without the exit-code marker"))
+        return ShellResult(exit_code=code, stdout=text)
+
+    def push(self, local: Path, remote: str) -> None:
+        local = Path(local)
+        if not local.is_file():
+            raise FileNotFoundError(f"cannot push {local}: not a file")
+        size = local.stat().st_size
+        remote_dir = remote.rsplit("/", 1)[0] or "/"
+        free = self.free_space(remote_dir)
+        if free < size:
+            raise DeviceFullError(self.device_id, remote_dir, free, size)
+
+        def op() -> None:
+            try:
+                self._dev().push(str(local), remote, st_mode=0o100644, transport_timeout_s=self.io_timeout_s,
+                                 read_timeout_s=self.io_timeout_s)
+            except self._exc.PushFailedError as exc:
+                if "No space left" in str(exc):
+                    raise DeviceFullError(self.device_id, remote_dir, self._free_or_none(remote_dir), size) from exc
+                raise DeviceError(self.device_id, f"push to {remote} failed: {exc}") from exc
+            except self._io_errors() as exc:
+                raise self._dropped(exc) from exc
+
+        self._retrying(op)
+
+    def _free_or_none(self, remote_dir: str) -> int | None:
+        try:
+            return self.free_space(remote_dir)
+        except DeviceError:
+            return None
+
+    def pull(self, remote: str, local: Path) -> None:
+        def op() -> None:
+            try:
+                self._dev().pull(remote, str(local), transport_timeout_s=self.io_timeout_s,
+                                 read_timeout_s=self.io_timeout_s)
+            except self._exc.AdbCommandFailureException as exc:
+                raise FileNotFoundError(f"{self.device_id}: cannot pull {remote}: {exc}") from exc
+            except self._io_errors() as exc:
+                raise self._dropped(exc) from exc
+
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        self._retrying(op)
+
+    def exists(self, remote: str) -> bool:
+        def op() -> bool:
+            try:
+                mode, _size, _mtime = self._dev().stat(remote, transport_timeout_s=self.io_timeout_s,
+                                                        read_timeout_s=self.io_timeout_s)
+            except self._io_errors() as exc:
+                raise self._dropped(exc) from exc
+            return mode != 0
+
+        return self._retrying(op)
+
+    def free_space(self, remote_dir: str) -> int:
+        return self._retrying(lambda: android.free_space(self, remote_dir))
+
+    def device_info(self) -> DeviceInfo:
+        return android.device_info(self)
+
+    def thermal_snapshot(self) -> dict[str, Any]:
+        """Thermal status, zone temperatures, CPU frequency caps, battery and screen (read by the sweep)."""
+        return android.thermal_snapshot(self)
+
+    def __enter__(self) -> AdbShellTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def key_path_from_env() -> Path | None:
+    """$EDGEVIT_ADB_KEY names another private key file than ~/.android/adbkey."""
+    value = os.environ.get("EDGEVIT_ADB_KEY")
+    return Path(value) if value else None

@@ -1,0 +1,226 @@
+"""The public export API: one call exports a model to one or every target and checks parity."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._version import __version__
+from .converters.base import ArtifactMetadata, ExportOptions, Precision, Target
+from .converters.table import TARGETS, TargetSpec, get_spec
+from .errors import ConversionError, EdgeVitDeployError, OutputDirError
+from .formulations import apply_formulations
+from .models import ModelConfig, create_model
+from .models._registry import check_img_size
+from .verify.parity import check_parity
+from .verify.report import ParityReport
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, str], None]  # (target, phase) with phase in {"export", "verify", "done"}
+
+
+@dataclass
+class ArtifactResult:
+    target: str
+    path: Path | None
+    precision: str
+    size_bytes: int | None
+    export_s: float | None
+    parity: ParityReport
+    error: str | None = None
+    formulation: dict[str, int] = field(default_factory=dict)
+    quantization: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and (self.parity.passed or not self.parity.executed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "target": self.target, "path": str(self.path) if self.path else None, "precision": self.precision,
+            "size_bytes": self.size_bytes, "export_s": self.export_s, "parity": self.parity.to_dict(),
+            "error": self.error, "formulation": self.formulation,
+        }
+        if self.quantization is not None:
+            d["quantization"] = self.quantization
+        return d
+
+
+@dataclass
+class ExportResult:
+    model: str
+    config: ModelConfig
+    checkpoint_sha256: str
+    out_dir: Path
+    artifacts: list[ArtifactResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every export succeeded and every executed parity check passed."""
+        return all(a.error is None and (a.parity.passed or not a.parity.executed) for a in self.artifacts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "toolkit_version": __version__, "checkpoint_sha256": self.checkpoint_sha256,
+            "input_size": list(self.config.input_size), "artifacts": [a.to_dict() for a in self.artifacts],
+        }
+
+    def write_report(self, path: Path | None = None) -> Path:
+        path = path or self.out_dir / "report.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        os.replace(tmp, path)  # atomic: a crash never leaves half a report
+        return path
+
+
+def resolve_targets(target: str | Target | Sequence[str | Target]) -> list[TargetSpec]:
+    if isinstance(target, (str, Target)):
+        names = list(TARGETS) if str(target) == "all" else [target]
+    else:
+        names = list(target)
+    return [get_spec(t) for t in names]
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".edgevit-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputDirError(f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}. "
+                             "Choose another folder with --out.") from exc
+    return out
+
+
+def build_metadata(name: str, cfg: ModelConfig, sha: str, options: ExportOptions, precision: str) -> ArtifactMetadata:
+    c, h, w = cfg.input_size
+    shape = (options.batch_size, h, w, c) if options.nhwc else (options.batch_size, c, h, w)
+    return ArtifactMetadata(
+        model=name, input_shape=shape, layout=options.layout.value, mean=tuple(cfg.mean), std=tuple(cfg.std),
+        toolkit_version=__version__, checkpoint_sha256=sha, precision=precision, num_classes=cfg.num_classes,
+    )
+
+
+def _model_and_config(model_or_name: str | nn.Module, checkpoint: str | Path | None, img_size: int | None,
+                      num_classes: int | None) -> tuple[str, nn.Module, ModelConfig, str]:
+    if isinstance(model_or_name, nn.Module):
+        model = model_or_name.eval()
+        cfg = getattr(model, "deploy_cfg", None) or ModelConfig(name=type(model).__name__.lower(), family="user",
+                                                                labels=None)
+        if img_size:
+            check_img_size(img_size, cfg)
+            cfg = cfg.with_img_size(img_size)
+        if num_classes is not None:
+            cfg = replace(cfg, num_classes=num_classes)
+        else:
+            with torch.no_grad():
+                out = model(torch.zeros(1, *cfg.input_size))
+            cfg = replace(cfg, num_classes=int(out.shape[-1]))
+        return cfg.name, model, cfg, getattr(model, "checkpoint_sha256", "random-init")
+    model = create_model(model_or_name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
+    return model_or_name, model, model.deploy_cfg, model.checkpoint_sha256
+
+
+def export(
+    model_or_name: str | nn.Module,
+    target: str | Target | Sequence[str | Target] = "all",
+    out_dir: str | Path = "out",
+    options: ExportOptions | None = None,
+    checkpoint: str | Path | None = None,
+    img_size: int | None = None,
+    num_classes: int | None = None,
+    verify: bool = True,
+    coreml_executor: str = "auto",
+    calib_data: str | Path | None = None,
+    calib_size: int = 128,
+    progress: ProgressFn | None = None,
+) -> ExportResult:
+    """Export ``model_or_name`` to ``target`` (``onnx``, ``tflite``, ``coreml``, ``all`` or a list) in ``out_dir``.
+
+    Every artifact is checked against PyTorch (unless ``verify=False``); ``report.json`` is rewritten after
+    each artifact so that partial results stay on disk when a later target fails or the run is interrupted.
+    Conversion failures are recorded per artifact (``error``) rather than raised, so one failing target does
+    not hide the others; :attr:`ExportResult.ok` tells whether everything passed.
+    """
+    options = options or ExportOptions()
+    specs = resolve_targets(target)
+    for spec in specs:
+        spec.validate(options)
+    out = prepare_out_dir(out_dir)
+    name, model, cfg, sha = _model_and_config(model_or_name, checkpoint, img_size, num_classes)
+    result = ExportResult(model=name, config=cfg, checkpoint_sha256=sha, out_dir=out)
+    for spec in specs:
+        result.artifacts.append(_export_one(spec, name, model, cfg, sha, options, out, verify, coreml_executor,
+                                            calib_data, calib_size, progress))
+        result.write_report()
+    return result
+
+
+def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig, sha: str,
+                options: ExportOptions, out: Path, verify: bool, coreml_executor: str,
+                calib_data: str | Path | None, calib_size: int, progress: ProgressFn | None) -> ArtifactResult:
+    opts = replace(options, precision=options.precision or spec.default_precision)
+    precision = str(opts.quantize) if opts.quantize else str(opts.precision)
+    path = out / spec.artifact_name(_safe(name), opts)
+    meta = build_metadata(name, cfg, sha, opts, precision)
+    example = torch.randn(opts.batch_size, *cfg.input_size, generator=torch.Generator().manual_seed(0))
+    export_model, counts = apply_formulations(model, spec.formulation)
+    if progress:
+        progress(str(spec.target), "export")
+    t0 = time.perf_counter()
+    quant_info: dict[str, Any] | None = None
+    try:
+        if opts.quantize is not None:
+            from .quantize.pipeline import quantize_and_report
+
+            path, quant_report = quantize_and_report(export_model, cfg, spec, opts, out, meta, reference=model,
+                                                     calib_data=calib_data, calib_size=calib_size)
+            quant_info = quant_report.to_dict()
+        else:
+            spec.load_converter().convert(export_model, example, path, opts, meta)
+    except EdgeVitDeployError as exc:
+        log.error("%s: %s", spec.target, exc)
+        return ArtifactResult(str(spec.target), None, precision, None, round(time.perf_counter() - t0, 2),
+                              ParityReport.not_executed(f"export failed: {exc}"), error=str(exc), formulation=counts)
+    except Exception as exc:  # a converter bug we did not anticipate: still a per-target failure
+        err = ConversionError(str(spec.target), str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        log.exception("%s", err)
+        return ArtifactResult(str(spec.target), None, precision, None, round(time.perf_counter() - t0, 2),
+                              ParityReport.not_executed(f"export failed: {err}"), error=str(err), formulation=counts)
+    export_s = round(time.perf_counter() - t0, 2)
+    if verify:
+        if progress:
+            progress(str(spec.target), "verify")
+        parity = check_parity(model, cfg, path, spec, precision, coreml_executor=coreml_executor)
+    else:
+        parity = ParityReport.not_executed("verification skipped (--no-verify)")
+    if progress:
+        progress(str(spec.target), "done")
+    return ArtifactResult(str(spec.target), path, precision, artifact_size(path), export_s, parity,
+                          formulation=counts, quantization=quant_info)
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe stem for model names like ``timm:foo`` or ``path/to/x.py:factory``."""
+    stem = name.rsplit("/", 1)[-1]
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)
+
+
+def artifact_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+__all__ = ["ArtifactResult", "ExportResult", "export", "resolve_targets", "Precision"]

@@ -1,0 +1,159 @@
+"""Export-friendly formulations: numerically equal module rewrites, chosen per target at export time.
+
+A converter or runtime often handles one spelling of an op far better than another (XNNPACK does not
+delegate grouped transposed convolutions; onnxruntime has a good kernel for them). Rather than change the
+model, each target's row in the table names a *formulation*; :func:`apply_formulations` deep-copies the model
+and swaps the modules that formulation rewrites. Every rewrite is proven equal to the module it replaces by
+the tests.
+
+Register a rewrite with :func:`register_rewrite`: it receives a module and returns its replacement, or
+``None`` when it does not apply.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+Rewrite = Callable[[nn.Module], "nn.Module | None"]
+
+
+@dataclass(frozen=True)
+class RegisteredRewrite:
+    name: str
+    fn: Rewrite
+    formulations: frozenset[str]
+
+
+_REWRITES: list[RegisteredRewrite] = []
+
+ALL = frozenset({"onnx", "xnnpack", "coreml"})
+
+
+def register_rewrite(name: str, formulations: Iterable[str]) -> Callable[[Rewrite], Rewrite]:
+    def deco(fn: Rewrite) -> Rewrite:
+        _REWRITES.append(RegisteredRewrite(name, fn, frozenset(formulations)))
+        return fn
+
+    return deco
+
+
+def rewrites_for(formulation: str) -> list[RegisteredRewrite]:
+    _load_extra_rewrites()
+    return [r for r in _REWRITES if formulation in r.formulations]
+
+
+def apply_formulations(model: nn.Module, formulation: str) -> tuple[nn.Module, dict[str, int]]:
+    """A deep copy of ``model`` (eval mode) with every rewrite of ``formulation`` applied.
+
+    Returns the copy and how many modules each rewrite replaced.
+    """
+    rewrites = rewrites_for(formulation)
+    model = copy.deepcopy(model).eval()
+    counts: dict[str, int] = {}
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            for rw in rewrites:
+                new = rw.fn(child)
+                if new is not None:
+                    setattr(parent, child_name, new)
+                    counts[rw.name] = counts.get(rw.name, 0) + 1
+                    break
+    if counts:
+        log.info("formulation %s: %s", formulation, ", ".join(f"{k} x{v}" for k, v in counts.items()))
+    return model, counts
+
+
+# ------------------------------------------------------------------------------------------- modules
+class StridedSample(nn.Module):
+    """``AvgPool2d(kernel_size=1, stride=r)`` written as a strided slice: keep every r-th pixel."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :: self.stride, :: self.stride]
+
+
+class DepthwiseUpsampleConv(nn.Module):
+    """Depthwise ``ConvTranspose2d(kernel=stride=r)`` written as nearest upsampling times the kernel tiled
+    over the grid, plus the bias: each output pixel (i, j) = x[i // r, j // r] * w[i % r, j % r] + b.
+
+    No TRANSPOSE_CONV op in the graph, so XNNPACK delegates all of it.
+    """
+
+    def __init__(self, conv: nn.ConvTranspose2d):
+        super().__init__()
+        self.r = int(conv.stride[0])
+        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)  # (C, 1, r, r)
+        bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        r = self.r
+        up = x.reshape(B, C, H, 1, W, 1).expand(B, C, H, r, W, r)
+        w = self.weight.reshape(1, C, 1, r, 1, r)
+        y = (up * w).reshape(B, C, H * r, W * r)
+        return y + self.bias.reshape(1, C, 1, 1)
+
+
+class Inert(nn.Module):
+    """Drop-path / dropout at inference: the identity, with no ``bernoulli_`` left in the graph."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+# ------------------------------------------------------------------------------------------ rewrites
+@register_rewrite("avgpool_k1_to_slice", {"xnnpack"})
+def _avgpool_k1(m: nn.Module) -> nn.Module | None:
+    if isinstance(m, nn.AvgPool2d):
+        k, s, p = m.kernel_size, m.stride, m.padding
+        k = k if isinstance(k, int) else (k[0] if k[0] == k[1] else None)
+        s = s if isinstance(s, int) else (s[0] if s[0] == s[1] else None)
+        if k == 1 and s and (p == 0 or p == (0, 0)) and not m.ceil_mode:
+            return StridedSample(s)
+    return None
+
+
+@register_rewrite("depthwise_convtranspose_to_upsample", {"xnnpack"})
+def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
+    if (isinstance(m, nn.ConvTranspose2d) and m.groups == m.in_channels == m.out_channels
+            and m.kernel_size == m.stride and m.kernel_size[0] == m.kernel_size[1]
+            and m.padding == (0, 0) and m.output_padding == (0, 0) and m.dilation == (1, 1)):
+        return DepthwiseUpsampleConv(m)
+    return None
+
+
+@register_rewrite("drop_path_off", ALL)
+def _drop_path(m: nn.Module) -> nn.Module | None:
+    from timm.layers import DropPath
+
+    if isinstance(m, (DropPath, nn.Dropout)):
+        return Inert()
+    return None
+
+
+_EXTRA_LOADED = False
+
+
+def _load_extra_rewrites() -> None:
+    """Rewrites for the zoo live in ``formulations_zoo`` (imported once, when present)."""
+    global _EXTRA_LOADED
+    if _EXTRA_LOADED:
+        return
+    _EXTRA_LOADED = True
+    import importlib
+    import importlib.util
+
+    name = f"{__package__}.formulations_zoo"
+    if importlib.util.find_spec(name) is not None:
+        importlib.import_module(name)
