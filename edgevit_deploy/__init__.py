@@ -1,30 +1,31 @@
-"""edgevit-deploy: efficient vision backbones from PyTorch to phones (Core ML, TFLite, ONNX)."""
+"""edgevit-deploy: efficient vision backbones from PyTorch to phones (Core ML, TFLite, ONNX).
+
+Importing the package is light (no torch): the public names load on first use.
+"""
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .models import create_model, get_model_config, list_models, register_model
 
 if TYPE_CHECKING:
-    from .export_api import ExportResult, export
+    from .converters import ExportOptions, Precision, QuantMode, Target
+    from .export_api import ArtifactResult, ExportResult, export
+    from .models import create_model, get_model_config, list_models, register_model
     from .verify.artifact import verify_artifact
 
-__all__ = ["ExportResult", "__version__", "create_model", "export", "get_model_config", "list_models",
-           "register_model", "verify_artifact"]
+_LAZY = {
+    "create_model": "models", "get_model_config": "models", "list_models": "models", "register_model": "models",
+    "export": "export_api", "ExportResult": "export_api", "ArtifactResult": "export_api",
+    "verify_artifact": "verify.artifact",
+    "ExportOptions": "converters", "Target": "converters", "Precision": "converters", "QuantMode": "converters",
+}
+
+__all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:  # lazy: importing the package stays light
-    if name in ("export", "ExportResult", "ArtifactResult"):
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.export_api"), name)
-    if name == "verify_artifact":
-        from .verify.artifact import verify_artifact
-
-        return verify_artifact
-    if name in ("ExportOptions", "Target", "Precision", "QuantMode"):
-        from . import converters
-
-        return getattr(converters, name)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

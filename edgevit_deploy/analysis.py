@@ -17,7 +17,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ModelCost", "count_macs", "count_params", "measure_cost"]
+__all__ = ["ModelCost", "count_macs", "count_params", "measure_cost", "smallest_img_size"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,11 @@ def measure_cost(model: nn.Module, img_size: int = 224, in_chans: int = 3) -> Mo
     """Parameter count and GMACs (10^9 MACs) of ``model`` at ``img_size``."""
     macs = count_macs(model, img_size, in_chans)
     return ModelCost(num_params=count_params(model), gmacs=macs / 1e9, img_size=img_size)
+
+
+def smallest_img_size(size_divisor: int, floor: int = 64) -> int:
+    """The smallest input side that is a multiple of ``size_divisor`` and at least ``floor``: the size
+    the zoo's tests and the support matrix use to keep conversions affordable."""
+    if size_divisor <= 0 or floor <= 0:
+        raise ValueError(f"size_divisor and floor must be positive, got {size_divisor} and {floor}")
+    return -(-floor // size_divisor) * size_divisor

@@ -77,12 +77,12 @@ def main(verbose: int) -> None:
 
 
 def _runner_flags(runner_config: Path | None, benchmark_model: Path | None, ort_perf_test: Path | None,
-                  timeout: float | None) -> dict[str, Any]:
+                  timeout: float | None, energy: bool | None) -> dict[str, Any]:
     values: dict[str, Any] = dict(read_sweep_file(runner_config)) if runner_config else {}
     if isinstance(values.get("runners"), dict):
         values = values["runners"]
     values.update({k: v for k, v in (("benchmark_model", benchmark_model), ("onnxruntime_perf_test", ort_perf_test),
-                                     ("timeout_s", timeout)) if v is not None})
+                                     ("timeout_s", timeout), ("energy", energy)) if v is not None})
     return values
 
 
@@ -95,6 +95,8 @@ def _runner_options(f: Any) -> Any:
         click.option("--ort-perf-test", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Host path of onnxruntime_perf_test for the phone."),
         click.option("--timeout", type=float, help="Seconds allowed for one measurement on a device."),
+        click.option("--energy/--no-energy", default=None,
+                     help="Sample battery current and voltage during Android runs (mJ per inference)."),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Where exported artifacts are cached (default ~/.cache/edgevit-deploy/artifacts)."),
     ]):
@@ -126,7 +128,7 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
           precisions: str | None, threads: str | None, delegates: str | None, img_size: int | None,
           warmup: int | None, iterations: int | None, cooldown: float | None, cpu_mask: str | None,
           no_retry_failed: bool, checkpoint: str | None, store: Path, out: Path | None, runner_config: Path | None,
-          benchmark_model: Path | None, ort_perf_test: Path | None, timeout: float | None,
+          benchmark_model: Path | None, ort_perf_test: Path | None, timeout: float | None, energy: bool | None,
           cache_dir: Path | None) -> None:
     """Measure models x targets x precisions x threads x delegates x devices; resumable."""
     flags = {"models": _csv_option(models), "targets": _csv_option(targets), "precisions": _csv_option(precisions),
@@ -145,11 +147,16 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
                             TextColumn("{task.fields[current]}"), console=err_console, transient=False)
         with progress:
             result = api.sweep(spec, store=store, cache_dir=cache_dir, callbacks=_ProgressCallbacks(progress),
-                               runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout))
+                               runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout,
+                                                              energy))
         rows = api.read_rows(store)
     except EdgeVitDeployError as exc:
         _fail(exc)
         return
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]interrupted[/]: every row measured so far is in {store}; "
+                          "run the same command again to resume")
+        sys.exit(130)
     _print_table(rows, spec_keys={j.key for j in spec.jobs()})
     console.print(f"{result.ok} measured, {result.failed} failed, {result.skipped} already in {store}")
     if out:
@@ -203,12 +210,13 @@ def devices(no_probe: bool) -> None:
 @_runner_options
 def run(model: str, device: str, target: str, precision: str, threads: int, delegate: str, img_size: int | None,
         warmup: int, iterations: int, store: Path | None, runner_config: Path | None, benchmark_model: Path | None,
-        ort_perf_test: Path | None, timeout: float | None, cache_dir: Path | None) -> None:
+        ort_perf_test: Path | None, timeout: float | None, energy: bool | None, cache_dir: Path | None) -> None:
     """One model on one device."""
     try:
         m = api.run_one(model, target, device=device, precision=precision, threads=threads, delegate=delegate,
                         img_size=img_size, warmup=warmup, iterations=iterations, store=store, cache_dir=cache_dir,
-                        runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout))
+                        runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout,
+                                                       energy))
     except EdgeVitDeployError as exc:
         _fail(exc)
         return

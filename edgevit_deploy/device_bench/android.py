@@ -5,7 +5,6 @@ section markers), and parsed by pure functions tested on fixtures.
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -13,8 +12,6 @@ from typing import Any
 from .errors import DeviceCommandError
 from .shell import quote
 from .types import DeviceInfo, Transport
-
-log = logging.getLogger(__name__)
 
 DEFAULT_WORK_DIR = "/data/local/tmp/edgevit"
 _SECTION = "=====EDGEVIT:"

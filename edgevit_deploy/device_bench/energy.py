@@ -231,6 +231,8 @@ _LIST_SUPPLIES = ('for d in /sys/class/power_supply/*; do echo "$d|$(cat $d/type
 def find_battery(transport: Transport) -> PowerSupply | None:
     result = transport.shell(_LIST_SUPPLIES, timeout=30)
     supplies = parse_power_supplies(result.stdout)
+    if not supplies:
+        log.info("%s: no battery with current_now and voltage_now", transport.device_id)
     return supplies[0] if supplies else None
 
 
@@ -258,4 +260,8 @@ def read_log(transport: Transport, log_path: str) -> list[Sample]:
 def measure_idle(transport: Transport, supply: PowerSupply, work_dir: str, config: EnergyConfig) -> PowerReading:
     log_path = f"{work_dir}/edgevit_idle_power.log"
     transport.shell(idle_command(supply, log_path, config.idle_s, config.interval_s), timeout=config.idle_s + 60)
-    return power_reading(read_log(transport, log_path), config)
+    reading = power_reading(read_log(transport, log_path), config)
+    log.info("%s: idle power %s over %d samples (%s)", transport.device_id,
+             f"{reading.mean_power_w:.3f} W" if reading.mean_power_w is not None else "unusable", reading.samples,
+             "; ".join(reading.notes) or "ok")
+    return reading

@@ -78,13 +78,8 @@ def peak_rss_mb() -> float:
     return rss / (1024.0 * 1024.0) if platform.system() == "Darwin" else rss / 1024.0  # bytes vs KiB
 
 
-def measure(target: str, artifact: Path, input_shape: tuple[int, ...], threads: int, warmup: int,
-            iterations: int, seed: int = 0) -> dict[str, Any]:
-    x = np.random.default_rng(seed).standard_normal(input_shape).astype(np.float32)
-    runtime, options = loader_for(target)
-    t0 = time.perf_counter_ns()
-    session = runtime.load(artifact, threads=threads, **options)
-    init_ms = (time.perf_counter_ns() - t0) / 1e6
+def timed_runs(session: Any, x: np.ndarray, warmup: int, iterations: int) -> tuple[float, list[float]]:
+    """First-call latency and the per-iteration latencies (ms) after ``warmup`` more calls."""
     t0 = time.perf_counter_ns()
     session.run(x)
     first_ms = (time.perf_counter_ns() - t0) / 1e6
@@ -95,6 +90,17 @@ def measure(target: str, artifact: Path, input_shape: tuple[int, ...], threads: 
         t0 = time.perf_counter_ns()
         session.run(x)
         latencies.append((time.perf_counter_ns() - t0) / 1e6)
+    return first_ms, latencies
+
+
+def measure(target: str, artifact: Path, input_shape: tuple[int, ...], threads: int, warmup: int,
+            iterations: int, seed: int = 0) -> dict[str, Any]:
+    x = np.random.default_rng(seed).standard_normal(input_shape).astype(np.float32)
+    runtime, options = loader_for(target)
+    t0 = time.perf_counter_ns()
+    session = runtime.load(artifact, threads=threads, **options)
+    init_ms = (time.perf_counter_ns() - t0) / 1e6
+    first_ms, latencies = timed_runs(session, x, warmup, iterations)
     return {"ok": True, "executor": session.executor, "init_ms": init_ms, "first_ms": first_ms,
             "warmup": warmup, "latencies_ms": latencies, "peak_rss_mb": peak_rss_mb(),
             "input_shape": list(input_shape), "pid": os.getpid()}

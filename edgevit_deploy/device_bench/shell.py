@@ -1,7 +1,6 @@
 """Building device shell command lines safely: every path and argument goes through shlex.quote."""
 from __future__ import annotations
 
-import posixpath
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -17,11 +16,6 @@ def quote(arg: object) -> str:
 def join(args: Sequence[object]) -> str:
     """A command line from arguments, each one quoted (``shlex.join`` for non-str arguments too)."""
     return " ".join(quote(a) for a in args)
-
-
-def remote_join(*parts: str) -> str:
-    """Join device path parts (always POSIX, whatever the host OS)."""
-    return posixpath.join(*parts)
 
 
 def with_exit_marker(command: str) -> str:

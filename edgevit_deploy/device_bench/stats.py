@@ -50,7 +50,12 @@ def trimmed_mean(sorted_values: list[float], trim: float = 0.1) -> float:
         raise ValueError(f"trim must be in [0, 0.5), got {trim}")
     k = int(len(sorted_values) * trim)
     kept = sorted_values[k:len(sorted_values) - k] or sorted_values
-    return math.fsum(kept) / len(kept)
+    return _mean(kept)
+
+
+def _mean(sorted_values: list[float]) -> float:
+    """fsum / n, clamped to [min, max] (the division can round just outside, e.g. three 1.9s)."""
+    return min(max(math.fsum(sorted_values) / len(sorted_values), sorted_values[0]), sorted_values[-1])
 
 
 def summarise(latencies: Iterable[float], trim: float = 0.1) -> LatencySummary:
@@ -67,7 +72,7 @@ def summarise(latencies: Iterable[float], trim: float = 0.1) -> LatencySummary:
         raise ValueError(f"latencies must be finite and non-negative, got {bad[:5]}")
     values.sort()
     n = len(values)
-    mean = math.fsum(values) / n
+    mean = _mean(values)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n)
     return LatencySummary(count=n, mean=mean, median=percentile(values, 50.0), p90=percentile(values, 90.0),
                           p99=percentile(values, 99.0), std=std, min=values[0], max=values[-1],

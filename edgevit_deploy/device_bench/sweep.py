@@ -125,6 +125,7 @@ class Sweep:
         self.reconnect_delay_s = reconnect_delay_s
         self._results: list[Measurement] = []
         self._results_lock = threading.Lock()
+        self._transports: dict[str, Transport] = {}    # open per device, closed on interrupt
 
     def pending(self) -> tuple[list[BenchJob], int]:
         jobs = self.spec.jobs()
@@ -143,8 +144,18 @@ class Sweep:
                    for dev, jobs in by_device.items()]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)
+        except KeyboardInterrupt:
+            log.warning("sweep interrupted: closing devices; every row measured so far is in the store")
+            for transport in list(self._transports.values()):
+                try:
+                    transport.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
         return SweepResult(total=total, skipped=total - len(todo), measurements=list(self._results))
 
     # --------------------------------------------------------------------------------- per device
@@ -194,6 +205,7 @@ class Sweep:
         except Exception as exc:  # noqa: BLE001
             self._give_up(device, jobs, f"device unreachable: {exc}", None)
             return
+        self._transports[device] = transport
         try:
             for i, job in enumerate(jobs):
                 if i and job.cooldown_s > 0:
@@ -212,12 +224,13 @@ class Sweep:
                             self._give_up(device, jobs[i:], f"device dropped: {exc}", info)
                             return
                         try:
-                            transport = self._reconnect(device, transport)
+                            transport = self._transports[device] = self._reconnect(device, transport)
                         except Exception as exc2:  # noqa: BLE001
                             self._give_up(device, jobs[i:], f"device dropped and did not come back: {exc2}", info)
                             return
                 self._record(m)
         finally:
+            self._transports.pop(device, None)
             try:
                 transport.close()
             except Exception:  # noqa: BLE001

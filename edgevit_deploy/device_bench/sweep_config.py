@@ -35,13 +35,16 @@ class SweepConfigError(EdgeVitDeployError, ValueError):
 
 
 def _split(value: Any) -> list[str]:
+    """A list from ``"a,b"`` or ``[a, b]``, without blanks or repeats (first occurrence kept)."""
     if value is None:
         return []
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [str(value)]
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = [str(value)]
+    return list(dict.fromkeys(v.strip() for v in items if v.strip()))
 
 
 def known_targets() -> list[str]:

@@ -21,6 +21,7 @@ from ._config import ModelConfig
 log = logging.getLogger(__name__)
 
 Factory = Callable[..., nn.Module]
+RANDOM_INIT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,18 @@ def create_model(
     """Build a model in eval mode, optionally loading a checkpoint (``weights_only=True``).
 
     The returned module carries ``deploy_cfg`` (a :class:`ModelConfig` for the requested input size and
-    class count) and ``checkpoint_sha256`` (or ``"random-init"``).
+    class count) and ``checkpoint_sha256`` (or ``"random-init"``). Without a checkpoint the weights are a
+    seeded random initialisation, the same on every call.
     """
     entry = resolve(name)
     cfg = entry.config
     img_size = img_size or cfg.img_size
     check_img_size(img_size, cfg)
     num_classes = cfg.num_classes if num_classes is None else num_classes
-    model = entry.factory(num_classes=num_classes, img_size=img_size, **kwargs)
+    # random initialisation is seeded: a "random-init" artifact can be re-verified later (edgevit-verify)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        model = entry.factory(num_classes=num_classes, img_size=img_size, **kwargs)
     sha = "random-init"
     if checkpoint is None and cfg.pretrained and kwargs.get("pretrained", True):
         from ._pretrained import load_packaged_weights

@@ -202,7 +202,7 @@ class EfficientMod(nn.Module):
         self.num_features = embed_dim[-1]
         self.patch_embed = PatchEmbed(in_chans, embed_dim[0], 7, 4, 3)
         n_blocks = [len(r) + a for r, a in zip(mlp_ratios, attention_depth)]
-        dpr = torch.linspace(0, drop_path_rate, sum(n_blocks)).tolist()
+        dpr = [drop_path_rate * i / max(sum(n_blocks) - 1, 1) for i in range(sum(n_blocks))]  # linspace
         self.layers = nn.ModuleList()
         start = 0
         for i, ratios in enumerate(mlp_ratios):

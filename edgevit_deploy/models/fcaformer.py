@@ -257,7 +257,7 @@ class FcaFormer(nn.Module):
         self.num_features = embed_dims[-1]
         self.img_size = img_size
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linspace
         rates = [dpr[sum(depths[:i]):sum(depths[:i + 1])] for i in range(4)]
         r2, r3 = img_size // 16, img_size // 32
         self.layer_0 = CxLayer(embed_dims[0], embed_dims[1], depths[0], rates[0], downsample=True)

@@ -179,7 +179,8 @@ class MobileViG(nn.Module):
         self.num_classes = num_classes
         self.num_features = emb_dims
         self.distillation = distillation
-        dpr = torch.linspace(0, drop_path_rate, sum(local_blocks) + sum(global_blocks)).tolist()
+        n = sum(local_blocks) + sum(global_blocks)
+        dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # linspace, also on the meta device
         idx = 0
         self.stem = Stem(in_chans, local_channels[0])
         self.local_backbone = nn.ModuleList()

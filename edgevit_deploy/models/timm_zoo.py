@@ -114,7 +114,8 @@ def resolve_timm(name: str) -> RegisteredModel:
         raise UnknownModelError(name, _close_timm_names(arch) if arch else [])
     pc = timm.models.get_pretrained_cfg(arch)
     fixed = bool(pc is not None and pc.fixed_input_size)
-    cfg = timm_config(arch, name=name, family=f"timm:{timm.models.get_arch_name(arch)}")
+    module = timm.models.model_entrypoint(arch).__module__.rsplit(".", 1)[-1]  # e.g. "resnet"
+    cfg = timm_config(arch, name=name, family=f"timm:{module}")
     return RegisteredModel(_factory(arch, cfg, fixed, None), cfg)
 
 
@@ -151,15 +152,15 @@ TIMM_SPECS: tuple[TimmSpec, ...] = (
     TimmSpec("mobilenetv2_100", "mobilenetv2", 3_504_872, 0.301, _edgevit_ref(72.0, 33.3)),
     TimmSpec("mobilenetv3_large_075", "mobilenetv3", 3_993_528, 0.155, _edgevit_ref(73.3, 23.0)),
     TimmSpec("efficientnet_b0", "efficientnet", 5_288_548, 0.386, _edgevit_ref(77.1, 52.1)),
-    TimmSpec("pvt_v2_b0", "pvt_v2", 3_666_760, 0.528, _edgevit_ref(70.5, 26.0)),
-    TimmSpec("pvt_v2_b1", "pvt_v2", 14_009_000, 2.032, _edgevit_ref(78.7, 75.4)),
-    TimmSpec("deit_tiny_patch16_224", "deit", 5_717_416, 1.075, _edgevit_ref(72.2, 46.2), size_divisor=16),
+    TimmSpec("pvt_v2_b0", "pvt_v2", 3_666_760, 0.566, _edgevit_ref(70.5, 26.0)),
+    TimmSpec("pvt_v2_b1", "pvt_v2", 14_009_000, 2.108, _edgevit_ref(78.7, 75.4)),
+    TimmSpec("deit_tiny_patch16_224", "deit", 5_717_416, 1.254, _edgevit_ref(72.2, 46.2), size_divisor=16),
     TimmSpec("levit_128s", "levit", 7_777_058, 0.305,
              PaperRef(source=_LEVIT, top1=76.6, params_m=7.8, gmacs=0.305), size_divisor=16),
     TimmSpec("levit_384", "levit", 39_128_836, 2.352, _edgevit_ref(79.5, 71.3), size_divisor=16),
-    TimmSpec("mobilevit_xxs", "mobilevit", 1_272_024, 0.329, _edgevit_ref(69.0, 69.5)),
-    TimmSpec("mobilevit_xs", "mobilevit", 2_317_848, 0.909, _edgevit_ref(74.7, 150.1)),
-    TimmSpec("mobilevit_s", "mobilevit", 5_578_632, 1.823, _edgevit_ref(78.3, 221.3)),
+    TimmSpec("mobilevit_xxs", "mobilevit", 1_272_024, 0.407, _edgevit_ref(69.0, 69.5)),
+    TimmSpec("mobilevit_xs", "mobilevit", 2_317_848, 1.026, _edgevit_ref(74.7, 150.1)),
+    TimmSpec("mobilevit_s", "mobilevit", 5_578_632, 2.001, _edgevit_ref(78.3, 221.3)),
     TimmSpec("mobilevitv2_050", "mobilevitv2", 1_370_593, 0.465,
              PaperRef(source=_MVIT2, top1=70.18, params_m=1.4, gmacs=0.5)),
     TimmSpec("mobilevitv2_075", "mobilevitv2", 2_866_009, 1.028,
@@ -184,19 +185,19 @@ TIMM_SPECS: tuple[TimmSpec, ...] = (
     TimmSpec("efficientformerv2_s2", "efficientformerv2", 12_710_112, 1.247,
              PaperRef(source=_EF2, top1=81.6, mobile_latency_ms=1.6, latency_device=_IPHONE12, params_m=12.6,
                       gmacs=1.25)),
-    TimmSpec("nextvit_small", "nextvit", 31_763_368, 5.761,
+    TimmSpec("nextvit_small", "nextvit", 31_763_368, 5.794,
              PaperRef(source=_NEXT, top1=82.5, mobile_latency_ms=3.5, latency_device=_IPHONE12, params_m=31.7,
                       gmacs=5.8)),
-    TimmSpec("nextvit_base", "nextvit", 44_818_856, 8.226,
+    TimmSpec("nextvit_base", "nextvit", 44_818_856, 8.274,
              PaperRef(source=_NEXT, top1=83.2, mobile_latency_ms=4.5, latency_device=_IPHONE12, params_m=44.8,
                       gmacs=8.3)),
-    TimmSpec("nextvit_large", "nextvit", 57_874_344, 10.691,
+    TimmSpec("nextvit_large", "nextvit", 57_874_344, 10.753,
              PaperRef(source=_NEXT, top1=83.6, mobile_latency_ms=5.5, latency_device=_IPHONE12, params_m=57.8,
                       gmacs=10.8)),
     TimmSpec("tnt_s_patch16_224", "tnt", 23_768_584, 5.217,
              PaperRef(source="Transformer in Transformer (NeurIPS 2021), Table 2", top1=81.5, params_m=23.8,
                       gmacs=5.2), size_divisor=16),
-    TimmSpec("twins_svt_small", "twins", 24_060_776, 2.868,
+    TimmSpec("twins_svt_small", "twins", 24_060_776, 2.927,
              PaperRef(source="Twins (NeurIPS 2021), Table 1", top1=81.7, params_m=24.0, gmacs=2.9)),
 )
 

@@ -18,7 +18,7 @@ and carries the state between chunks with a short loop over chunks (never over t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -29,7 +29,7 @@ from torch import nn
 
 from ._config import ModelConfig, PaperRef
 from ._registry import register_model
-from .mobilevig import ConvMlp, InvertedResidual
+from .mobilevig import ConvMlp, InvertedResidual, checkpoint_filter_fn
 
 __all__ = ["VCMamba", "selective_scan_chunked", "selective_scan_reference", "vcmamba_s", "vcmamba_m",
            "vcmamba_b"]
@@ -276,11 +276,11 @@ class VCMamba(nn.Module):
             network.append(nn.ModuleList(stage))
             if i < len(layers) - 1:
                 network.append(Embedding(embed_dims[i], embed_dims[i + 1]))
+        if not 0 < mamba_blocks <= layers[-1]:
+            raise ValueError(f"mamba_blocks must be between 1 and the last stage's depth ({layers[-1]}), "
+                             f"got {mamba_blocks}")
         self.network = nn.ModuleList(network)
-        mamba = [m for m in self.network.modules() if isinstance(m, PlainMambaLayer)]
-        if not mamba:
-            raise ValueError(f"VCMamba needs at least one Mamba block, got mamba_blocks={mamba_blocks}")
-        self.__dict__["_first_mamba"] = mamba[0]  # a plain reference, not a second registered submodule
+        self.first_mamba = (len(network) - 1, layers[-1] - mamba_blocks)  # (stage, block) taking pos_embed
         self.norm = nn.LayerNorm(embed_dims[-1])
         self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         if distillation:
@@ -308,12 +308,12 @@ class VCMamba(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
-        for stage in self.network:
+        for i, stage in enumerate(self.network):
             if isinstance(stage, Embedding):
                 x = stage(x)
                 continue
-            for blk in stage:
-                if blk is self._first_mamba:
+            for j, blk in enumerate(stage):
+                if (i, j) == self.first_mamba:
                     x = self.pos_drop(x + self._pos_embed(x.shape[2], x.shape[3]))
                 x = blk(x)
         return self.norm(x.flatten(2).transpose(1, 2))
@@ -331,9 +331,7 @@ class VCMamba(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- checkpoint filter
-def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """The authors' checkpoints use our key names; drop wrappers and non-tensor entries only."""
-    return {k.removeprefix("module."): v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+# the authors' checkpoints use our key names: MobileViG's filter (wrappers and non-tensors dropped) serves
 
 
 # ------------------------------------------------------------------------------------ default configs

@@ -136,10 +136,12 @@ def coreml_native_available() -> bool:
 
 
 class CoremlHost:
-    """``executor``: ``auto`` (native on macOS, else the reference ML Program executor), ``native``,
-    ``reference``. The session's ``executor`` attribute says which one produced the numbers."""
+    """``executor``: ``auto`` (native on macOS, else the reference ML Program executor), ``native``
+    (macOS), ``reference`` (any OS), ``both`` (macOS: native numbers, checked against the reference).
+    The session's ``executor`` attribute says which one produced the numbers."""
 
     name = "coreml"
+    executors = ("auto", "native", "reference", "both")
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -149,17 +151,20 @@ class CoremlHost:
         return None
 
     def load(self, path: Path, threads: int = 1, executor: str = "auto", **options: str) -> HostSession:
-        from .coreml_session import CoremlNativeSession, CoremlReferenceSession
+        from .coreml_session import CoremlBothSession, CoremlNativeSession, CoremlReferenceSession
 
+        if executor not in self.executors:
+            raise ValueError(f"unknown Core ML executor {executor!r}; choose one of {', '.join(self.executors)}")
         path = Path(path)
+        if executor in ("native", "both") and not coreml_native_available():
+            raise RuntimeUnavailableError(
+                f"--coreml-executor {executor} needs macOS (MLModel.predict); on {platform.system()} use "
+                "--coreml-executor reference (or auto).")
+        if executor == "both":
+            return CoremlBothSession(path, threads)
         if executor == "native" or (executor == "auto" and coreml_native_available()):
-            if not coreml_native_available():
-                raise RuntimeUnavailableError(
-                    "Core ML prediction needs macOS (MLModel.predict); use --coreml-executor reference on Linux.")
             return CoremlNativeSession(path)
-        if executor in ("auto", "reference"):
-            return CoremlReferenceSession(path)
-        raise ValueError(f"unknown Core ML executor {executor!r}; choose auto, native or reference")
+        return CoremlReferenceSession(path, threads)
 
 
 def read_json_metadata(path: Path) -> dict[str, str]:

@@ -25,8 +25,8 @@ TOOL = "benchmark_model"
 _US = 1e-3  # µs -> ms
 
 _STAT = re.compile(
-    rf"(?P<prefix>(?:Timings \(microseconds\)|Memory \(bytes\)):\s*)?\bcount=(?P<count>\d+)(?P<rest>(?:\s+\w+=(?:{NUMBER}|nan|-?inf))*)",
-    re.IGNORECASE)
+    rf"(?P<prefix>(?:Timings \(microseconds\)|Memory \(bytes\)):\s*)?\bcount=(?P<count>\d+)"
+    rf"(?P<rest>(?:\s+\w+=(?:{NUMBER}|nan|-?inf))*)", re.IGNORECASE)
 _KV = re.compile(rf"(\w+)=({NUMBER})")
 _SUMMARY = re.compile(
     rf"Inference timings in us:\s*Init:\s*(?P<init>{NUMBER}),\s*First inference:\s*(?P<first>{NUMBER}),"
@@ -36,7 +36,8 @@ _OLD_SUMMARY = re.compile(
     rf"\s*(?:Inference|no stats):\s*(?P<avg>{NUMBER})")
 _PEAK_MEM = re.compile(rf"Peak memory footprint \(MB\):\s*init=(?P<init>{NUMBER})\s+overall=(?P<overall>{NUMBER})")
 _DELTA_MEM = re.compile(
-    rf"Memory footprint delta from the start of the tool \(MB\):\s*init=(?P<init>{NUMBER})\s+overall=(?P<overall>{NUMBER})")
+    rf"Memory footprint delta from the start of the tool \(MB\):\s*init=(?P<init>{NUMBER})\s+"
+    rf"overall=(?P<overall>{NUMBER})")
 _PERIODIC_MEM = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*(?P<mb>{NUMBER})")
 _MODEL_SIZE = re.compile(rf"The input model file size \(MB\):\s*(?P<mb>{NUMBER})")
 _SESSION = re.compile(rf"Initialized session in\s*(?P<ms>{NUMBER})\s*ms")

@@ -28,12 +28,13 @@ _AVG = re.compile(rf"Average (?:inference )?time cost(?: total)?:\s*(?P<v>{NUMBE
 _REQUESTS = re.compile(r"(?:Total inference requests|Total iterations|^\s*Runs)\s*:\s*(?P<v>\d+)", re.M)
 _CPU = re.compile(rf"Avg CPU usage:\s*(?P<v>{NUMBER})")
 _PEAK = re.compile(r"Peak working set size:\s*(?P<v>\d+)")
-_LATENCY = re.compile(rf"\b(?P<which>Min|Max|P50|P75|P90|P95|P99|P999) Latency(?::| is)\s*(?P<v>{NUMBER})\s*(?P<unit>sec|s|se|ms)?\b")
+_LATENCY = re.compile(rf"\b(?P<which>Min|Max|P50|P75|P90|P95|P99|P999) Latency(?::| is)\s*(?P<v>{NUMBER})"
+                      r"\s*(?P<unit>sec|s|se|ms)?\b")
 _ERROR_MARKERS = ("[e:onnxruntime", "exception", "failed to create", "not supported in this build", "error:",
                   "ort_runtime_exception", "invalid argument", "no such file", "fail")
 _EP_FAILED = re.compile(r"(Failed to (?:create|add|register)[^\n]*(?:EP|Execution Provider|provider)[^\n]*"
-                        r"|[\w ]*(?:EP|execution provider)[^\n]*not (?:supported|available|enabled)[^\n]*)",
-                        re.IGNORECASE)
+                        r"|[\w ]*(?:EP|execution provider)[^\n]*not (?:supported|available|enabled)[^\n]*"
+                        r"|\w+ is not supported in this build[^\n]*)", re.IGNORECASE)
 
 
 def parse(text: str, result_file: str | None = None, model_path: str | None = None) -> ParsedRun:
@@ -63,7 +64,8 @@ def _parse(text: str, run: ParsedRun, result_file: str | None, model_path: str |
         lines = error_lines(text, _ERROR_MARKERS)
         why = f": {'; '.join(lines)}" if lines else ""
         return run.fail(f"no 'Average inference time cost' in {TOOL} output (truncated, crashed or not {TOOL}?){why}")
-    run.variant = "cost-total" if "cost total" in avg.group(0) else ("old" if "inference" not in avg.group(0) else "cost")
+    label = avg.group(0)
+    run.variant = "cost-total" if "cost total" in label else ("cost" if "inference" in label else "old")
     run.mean_ms = to_float(avg.group("v"))
     session = last_match(_SESSION, text)
     run.init_ms = None if session is None else _seconds_to_ms(session.group("v"), "s")

@@ -12,7 +12,7 @@ from typing import Any
 SUMMARY_COLUMNS = ["model", "target", "precision", "threads", "delegate", "device", "img_size", "status",
                    "median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "trimmed_mean_ms", "init_ms",
                    "first_ms", "peak_memory_mb", "model_size_bytes", "energy_mj", "power_w", "throttled",
-                   "runtime", "reason"]
+                   "published_top1", "efficiency", "runtime", "reason"]
 #: left out of exports: the runner's raw stdout (kept in the store for debugging)
 EXCLUDED = {"raw_output"}
 
@@ -22,9 +22,21 @@ def export_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     return [*SUMMARY_COLUMNS, *rest]
 
 
+def with_efficiency(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` plus the architecture's published top-1 and the EdgeViT paper's efficiency metric
+    (top-1 % per mJ per inference) where an energy reading exists."""
+    from .reference import published_top1
+
+    top1 = published_top1(str(row["model"]))
+    energy = row.get("energy_mj")
+    return {**row, "published_top1": top1,
+            "efficiency": round(top1 / energy, 4) if top1 is not None and energy else None}
+
+
 def export_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    cols = export_columns(rows)
-    return [{c: r.get(c) for c in cols} for r in rows]
+    full = [with_efficiency(r) for r in rows]
+    cols = export_columns(full)
+    return [{c: r.get(c) for c in cols} for r in full]
 
 
 def to_json(rows: Sequence[dict[str, Any]]) -> str:
@@ -32,11 +44,11 @@ def to_json(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    cols = export_columns(rows)
+    out = export_rows(rows)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=export_columns(out), lineterminator="\n")
     writer.writeheader()
-    for r in export_rows(rows):
+    for r in out:
         writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()})
     return buf.getvalue()
 

@@ -15,6 +15,16 @@ def _mb(v: Any, scale: float = 1.0) -> str:
     return "" if v is None else f"{v / scale:.1f}"
 
 
+def busy_note(row: dict[str, Any]) -> str:
+    """"busy (load X on N cores)" when the host's 1-minute load exceeded its core count before the run:
+    its timings then measure the other work as much as the model."""
+    load = (row.get("thermal_before") or {}).get("loadavg_1m")
+    cores = ((row.get("device_info") or {}).get("extra") or {}).get("cpu_count")
+    if load is not None and cores and load > cores:
+        return f"busy (load {load:.1f} on {cores} cores)"
+    return ""
+
+
 def rich_table(rows: Sequence[dict[str, Any]], title: str = "edgevit-bench results") -> Table:
     table = Table(title=title, show_lines=False)
     for name, justify in (("model", "left"), ("target", "left"), ("prec", "left"), ("thr", "right"),
@@ -25,8 +35,8 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str = "edgevit-bench resul
     for r in rows:
         ok = r.get("status") == "ok"
         note = "" if ok else (r.get("reason") or "")[:80]
-        if ok and r.get("throttled"):
-            note = "throttled"
+        if ok:
+            note = ", ".join(n for n in ("throttled" if r.get("throttled") else "", busy_note(r)) if n)
         table.add_row(str(r["model"]), str(r["target"]), str(r["precision"]), str(r["threads"]), str(r["delegate"]),
                       str(r["device"]), str(r["img_size"]), "[green]ok[/]" if ok else f"[red]{r.get('status')}[/]",
                       _ms(r.get("median_ms")), _ms(r.get("p90_ms")), _ms(r.get("mean_ms")), _ms(r.get("init_ms")),

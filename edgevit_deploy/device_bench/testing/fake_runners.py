@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..stats import percentile
+from .standin_fs import GARBAGE_ENV, simulated_load
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,23 @@ class FakeTools:
     onnxruntime_perf_test: Path
 
 
+# The script registers the parent packages without running their __init__ (the toolkit's imports torch,
+# which takes seconds): the stand-in starts about as fast as the real binary.
 _SCRIPT = """#!{python}
-import sys
+import sys, types
+for name, path in {packages!r}:
+    pkg = types.ModuleType(name)
+    pkg.__path__ = [path]
+    sys.modules.setdefault(name, pkg)
 from edgevit_deploy.device_bench.testing.fake_runners import {entry}
 sys.exit({entry}(sys.argv[1:]))
 """
+
+
+def _packages() -> list[tuple[str, str]]:
+    testing = Path(__file__).resolve().parent
+    return [("edgevit_deploy", str(testing.parent.parent)), ("edgevit_deploy.device_bench", str(testing.parent)),
+            ("edgevit_deploy.device_bench.testing", str(testing))]
 
 
 def write_fake_tools(dest: Path, python: str | None = None) -> FakeTools:
@@ -44,7 +57,7 @@ def write_fake_tools(dest: Path, python: str | None = None) -> FakeTools:
     paths = {}
     for name, entry in (("benchmark_model", "litert_main"), ("onnxruntime_perf_test", "ort_main")):
         path = dest / name
-        path.write_text(_SCRIPT.format(python=python or sys.executable, entry=entry))
+        path.write_text(_SCRIPT.format(python=python or sys.executable, entry=entry, packages=_packages()))
         path.chmod(0o755)
         paths[name] = path
     return FakeTools(**paths)
@@ -99,8 +112,23 @@ def _stat_line(us: list[float], with_first: bool = True) -> str:
     return " ".join(parts)
 
 
+def _garbage() -> bool:
+    """Fault injected by the stand-in device: print random bytes instead of the report."""
+    if not os.environ.get(GARBAGE_ENV):
+        return False
+    sys.stdout.write(os.urandom(2048).decode("latin-1"))
+    return True
+
+
 def litert_main(argv: list[str]) -> int:
     args = _litert_args(argv)
+    if _garbage():
+        return 0
+    with simulated_load():
+        return _litert_run(args)
+
+
+def _litert_run(args: argparse.Namespace) -> int:
     print("INFO: STARTING!")
     print("INFO: Log parameter values verbosely: [0]")
     print(f"INFO: Num threads: [{args.num_threads}]")
@@ -178,6 +206,13 @@ def _ort_args(argv: list[str]) -> argparse.Namespace:
 
 def ort_main(argv: list[str]) -> int:
     args = _ort_args(argv)
+    if _garbage():
+        return 0
+    with simulated_load():
+        return _ort_run(args)
+
+
+def _ort_run(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
     providers = {"cpu": "CPUExecutionProvider", "xnnpack": "XnnpackExecutionProvider"}

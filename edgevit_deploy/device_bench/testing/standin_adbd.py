@@ -21,14 +21,13 @@ import os
 import queue
 import re
 import secrets
-import shlex
 import signal
 import socket
 import stat
 import struct
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ class Faults:
     free_bytes: int | None = None         # what df reports as available (default: the host's real free space)
     delay_s: float = 0.0                  # sleep this long before running commands containing delay_match
     delay_match: str = ""
-    garbage_match: str | None = None      # commands containing this print random garbage instead of running
+    garbage_match: str | None = None      # in commands containing this, the stand-in tools print random bytes
 
 
 def _checksum(data: bytes) -> int:
@@ -159,12 +158,12 @@ class _Connection:
         self.streams.pop(local_id, None)
 
     def drop(self) -> None:
-        """Fault: cut the TCP connection abruptly."""
-        try:
+        """Fault: cut the TCP connection abruptly (an RST, as when adbd dies or the link resets)."""
+        try:  # linger 0: the close by the serving thread (woken by the shutdown) sends an RST
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self.sock.close()
 
     def _recv_exact(self, n: int) -> bytes:
         buf = b""
@@ -203,7 +202,7 @@ class _Connection:
         return (f"device::ro.product.name={props.get('ro.product.name', 'standin')};"
                 f"ro.product.model={props.get('ro.product.model', 'Standin')};"
                 f"ro.product.device={props.get('ro.product.device', 'standin')};"
-                f"features={FEATURES}").encode()
+                f"features={self.server.features}").encode()
 
     def _dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         if command == A_CNXN:
@@ -271,11 +270,12 @@ class StandinAdbd:
     """The stand-in device. ``root`` is its sandbox; ``port=0`` picks a free port."""
 
     def __init__(self, root: Path, port: int = 0, *, auth: bool = False, props: dict[str, str] | None = None,
-                 faults: Faults | None = None, host: str = "127.0.0.1"):
+                 faults: Faults | None = None, host: str = "127.0.0.1", features: str = FEATURES):
         self.root = Path(root).resolve()
         if any(ch in str(self.root) for ch in "'\"\\$`\n ") or ":" in str(self.root):
             raise ValueError(f"the sandbox root must be a plain path without quotes, spaces or '$': {self.root}")
         self.auth = auth
+        self.features = features   # advertised in CNXN; without "shell_v2" clients fall back to shell v1
         self.faults = faults or Faults()
         self.props = dict(standin_fs.DEFAULT_PROPS)
         self.props.update(props or {})
@@ -340,7 +340,7 @@ class StandinAdbd:
 
     # paths -------------------------------------------------------------------------------------
     def host_path(self, device_path: str) -> Path:
-        """Where a device path lives in the sandbox. Paths escaping the sandbox are refused."""
+        """Where a device path lives in the sandbox (".." cannot climb above the sandbox root)."""
         norm = os.path.normpath("/" + device_path.lstrip("/"))
         return self.root / norm.lstrip("/")
 
@@ -353,7 +353,7 @@ class StandinAdbd:
         name, _, _ = service.partition(":")
         if name == "shell":
             return self._shell_v1
-        if name.startswith("shell,") and "v2" in name.split(","):
+        if name.startswith("shell,") and "v2" in name.split(",") and "shell_v2" in self.features:
             return self._shell_v2
         if name == "exec":
             return self._exec
@@ -365,12 +365,11 @@ class StandinAdbd:
         faults = self.faults
         if faults.delay_s and faults.delay_match and faults.delay_match in command:
             command = f"sleep {faults.delay_s:g}; {command}"
-        if faults.garbage_match is not None and faults.garbage_match in command:
-            junk = secrets.token_bytes(512)
-            command = f"printf %s {shlex.quote(junk.decode('latin-1').replace(chr(0), ''))}"
         free = 4096 if faults.device_full else faults.free_bytes
         standin_fs.write_free_space(self.root, free)
         env = standin_fs.shell_env(self.root)
+        if faults.garbage_match is not None and faults.garbage_match in command:
+            env[standin_fs.GARBAGE_ENV] = "1"
         return subprocess.Popen(["/bin/sh", "-c", self.rewrite_command(command)], cwd=self.root / "data/local/tmp",
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT if merge else subprocess.PIPE, env=env,

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_PROPS: dict[str, str] = {
@@ -18,6 +20,9 @@ DEFAULT_PROPS: dict[str, str] = {
 }
 
 LITTLE_KHZ, BIG_KHZ = 1804800, 2841600
+IDLE_CURRENT_UA, LOAD_CURRENT_UA, VOLTAGE_UV = -412000, -1350000, 4012000
+GARBAGE_ENV = "EDGEVIT_STANDIN_GARBAGE"  # fault: the stand-in tools print random bytes instead of a report
+ROOT_ENV = "EDGEVIT_STANDIN_ROOT"   # set in the stand-in shell: the fake runners simulate their battery draw
 N_CPUS = 8
 
 _DUMPSYS: dict[str, str] = {
@@ -125,12 +130,28 @@ def populate(root: Path, props: dict[str, str]) -> None:
     battery = root / "sys/class/power_supply/battery"
     battery.mkdir(parents=True, exist_ok=True)
     for fname, value in (("type", "Battery"), ("status", "Discharging"), ("capacity", "87"),
-                         ("current_now", "-412000"), ("voltage_now", "4012000")):
+                         ("current_now", str(IDLE_CURRENT_UA)), ("voltage_now", str(VOLTAGE_UV))):
         (battery / fname).write_text(value + "\n")
     usb = root / "sys/class/power_supply/usb"
     usb.mkdir(parents=True, exist_ok=True)
     (usb / "type").write_text("USB\n")
     (usb / "online").write_text("0\n")
+
+
+@contextmanager
+def simulated_load() -> Iterator[None]:
+    """Inside a stand-in shell, raise the battery's current_now while a fake runner works (the phone draws
+    more under load), so energy sampling sees a real difference to idle; a no-op elsewhere."""
+    root = os.environ.get(ROOT_ENV)
+    current = Path(root) / "sys/class/power_supply/battery/current_now" if root else None
+    if current is None or not current.is_file():
+        yield
+        return
+    current.write_text(f"{LOAD_CURRENT_UA}\n")
+    try:
+        yield
+    finally:
+        current.write_text(f"{IDLE_CURRENT_UA}\n")
 
 
 def write_free_space(root: Path, free_bytes: int | None) -> None:
@@ -149,5 +170,6 @@ def shell_env(root: Path) -> dict[str, str]:
     env["ANDROID_DATA"] = str(root / "data")
     env["EXTERNAL_STORAGE"] = str(root / "sdcard")
     env["TMPDIR"] = str(root / "data/local/tmp")
+    env[ROOT_ENV] = str(root)
     return env
 

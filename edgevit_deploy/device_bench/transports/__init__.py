@@ -16,17 +16,116 @@ from __future__ import annotations
 import importlib
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from ..errors import DeviceError, DeviceIdError
+from .. import android
+from ..errors import DeviceDisconnectedError, DeviceError, DeviceFullError, DeviceIdError
 from ..types import DeviceInfo, Transport
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 LOCAL_TRANSPORT = "edgevit_deploy.device_bench.transports.local:LocalTransport"
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[\w.\-]+):(?P<port>\d{1,5})$")
 _SERVER_SUFFIX = re.compile(r"^(?P<serial>.+)@(?P<host>\[[0-9a-fA-F:]+\]|[\w.\-]+):(?P<port>\d{1,5})$")
+
+
+class AndroidTransport:
+    """What the adb-shell and adb-server transports share: retries after a dropped connection, the
+    free-space check before a push, and the device probes. Subclasses implement ``connect``,
+    ``_reconnect_once``, ``close``, ``shell``, ``_push``, ``pull`` and ``exists``.
+
+    ``auto_reconnect``: idempotent operations (push, pull, exists, free space) are retried that many times
+    after a DeviceDisconnectedError, reconnecting in between; shell commands are never retried.
+    """
+
+    kind = "adb"
+    device_id: str
+    work_dir: str
+
+    def __init__(self, device_id: str, work_dir: str, auto_reconnect: int, reconnect_attempts: int,
+                 reconnect_backoff_s: float):
+        self.device_id = device_id
+        self.work_dir = work_dir
+        self.auto_reconnect = auto_reconnect
+        self.reconnect_attempts = reconnect_attempts
+        self.reconnect_backoff_s = reconnect_backoff_s
+
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _reconnect_once(self) -> None:
+        self.close()
+        self.connect()
+
+    def _push(self, local: Path, remote: str, remote_dir: str, size: int) -> None:
+        raise NotImplementedError
+
+    def reconnect(self) -> None:
+        """Reconnect, retrying with exponential back-off; DeviceDisconnectedError if the device stays away."""
+        last: Exception | None = None
+        for attempt in range(self.reconnect_attempts):
+            try:
+                self._reconnect_once()
+                log.info("%s: reconnected (attempt %d)", self.device_id, attempt + 1)
+                return
+            except (DeviceError, OSError) as exc:
+                last = exc
+                time.sleep(self.reconnect_backoff_s * (2 ** attempt))
+        raise DeviceDisconnectedError(self.device_id, f"could not reconnect after {self.reconnect_attempts} "
+                                                      f"attempts: {last}")
+
+    def _retrying(self, op: Callable[[], T]) -> T:
+        for attempt in range(self.auto_reconnect + 1):
+            try:
+                return op()
+            except DeviceDisconnectedError:
+                if attempt >= self.auto_reconnect:
+                    raise
+                self.reconnect()
+        raise AssertionError("unreachable")
+
+    def push(self, local: Path, remote: str) -> None:
+        """Push one file; DeviceFullError (free and needed bytes) when it cannot fit."""
+        local = Path(local)
+        if not local.is_file():
+            raise FileNotFoundError(f"cannot push {local}: not a file")
+        size = local.stat().st_size
+        remote_dir = remote.rsplit("/", 1)[0] or "/"
+        free = self.free_space(remote_dir)
+        if free < size:
+            raise DeviceFullError(self.device_id, remote_dir, free, size)
+        self._retrying(lambda: self._push(local, remote, remote_dir, size))
+
+    def free_or_none(self, remote_dir: str) -> int | None:
+        try:
+            return self.free_space(remote_dir)
+        except DeviceError:
+            return None
+
+    def free_space(self, remote_dir: str) -> int:
+        return self._retrying(lambda: android.free_space(self, remote_dir))  # type: ignore[arg-type]
+
+    def device_info(self) -> DeviceInfo:
+        return android.device_info(self)  # type: ignore[arg-type]
+
+    def thermal_snapshot(self) -> dict[str, Any]:
+        """Thermal status, zone temperatures, CPU frequency caps, battery and screen (read by the sweep)."""
+        return android.thermal_snapshot(self)  # type: ignore[arg-type]
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -138,7 +237,8 @@ class DeviceEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def list_devices(probe: bool = True, server_host: str | None = None, server_port: int | None = None) -> list[DeviceEntry]:
+def list_devices(probe: bool = True, server_host: str | None = None,
+                 server_port: int | None = None) -> list[DeviceEntry]:
     """``local`` plus every device the adb server sees; with ``probe`` their properties are read too
     (a device that fails the probe is listed with the error, never dropped)."""
     entries: list[DeviceEntry] = []

@@ -9,19 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..._lazy import require
 from .. import android
 from ..errors import DeviceDisconnectedError, DeviceError, DeviceFullError, DeviceIdError, DeviceNotFoundError
-from ..types import DeviceInfo, ShellResult
+from ..types import ShellResult
+from . import AndroidTransport
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DEFAULT_SERVER_HOST = "127.0.0.1"
 DEFAULT_SERVER_PORT = 5037
@@ -35,7 +33,7 @@ class ServerAddress:
 
     @property
     def is_default(self) -> bool:
-        return (self.host, self.port) in ((DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT), ("localhost", DEFAULT_SERVER_PORT))
+        return self.port == DEFAULT_SERVER_PORT and self.host in (DEFAULT_SERVER_HOST, "localhost")
 
 
 def server_address(host: str | None = None, port: int | None = None) -> ServerAddress:
@@ -70,10 +68,8 @@ def device_id_for(serial: str, address: ServerAddress) -> str:
     return f"adb:{serial}@{address.host}:{address.port}"
 
 
-class AdbServerTransport:
-    """One device of an adb server. ``auto_reconnect`` retries idempotent operations after a drop."""
-
-    kind = "adb"
+class AdbServerTransport(AndroidTransport):
+    """One device of an adb server (see AndroidTransport for ``auto_reconnect``)."""
 
     def __init__(self, serial: str, *, server: ServerAddress | None = None, device_id: str | None = None,
                  work_dir: str = android.DEFAULT_WORK_DIR, io_timeout_s: float = 60.0, auto_reconnect: int = 1,
@@ -82,12 +78,9 @@ class AdbServerTransport:
             raise DeviceIdError("an adb serial is needed (see `adb devices` or `edgevit-bench devices`)")
         self.serial = serial
         self.server = server or server_address()
-        self.device_id = device_id or device_id_for(serial, self.server)
-        self.work_dir = work_dir
+        super().__init__(device_id or device_id_for(serial, self.server), work_dir, auto_reconnect,
+                         reconnect_attempts, reconnect_backoff_s)
         self.io_timeout_s = io_timeout_s
-        self.auto_reconnect = auto_reconnect
-        self.reconnect_attempts = reconnect_attempts
-        self.reconnect_backoff_s = reconnect_backoff_s
         self._errors = require("adbutils.errors", "bench")
         self._client = client(self.server)
         self._device: Any = None
@@ -115,23 +108,16 @@ class AdbServerTransport:
             self._features = set()
         return self
 
-    def reconnect(self) -> None:
+    def _reconnect_once(self) -> None:
         """Re-attach; for a network serial (HOST:PORT) ask the server to `adb connect` it again."""
         self._device = None
-        last: Exception | None = None
-        for attempt in range(self.reconnect_attempts):
-            try:
-                if _TCP_SERIAL.match(self.serial):
-                    self._client.connect(self.serial, timeout=10)
-                    self._client.wait_for(self.serial, state="device", timeout=10)
-                self.connect()
-                log.info("%s: reconnected (attempt %d)", self.device_id, attempt + 1)
-                return
-            except (DeviceError, OSError, self._errors.AdbError) as exc:
-                last = exc
-                time.sleep(self.reconnect_backoff_s * (2 ** attempt))
-        raise DeviceDisconnectedError(self.device_id, f"could not reconnect after {self.reconnect_attempts} "
-                                                      f"attempts: {last}")
+        try:
+            if _TCP_SERIAL.match(self.serial):
+                self._client.connect(self.serial, timeout=10)
+                self._client.wait_for(self.serial, state="device", timeout=10)
+        except self._errors.AdbError as exc:
+            raise DeviceDisconnectedError(self.device_id, f"adb connect failed: {exc}") from exc
+        self.connect()
 
     def close(self) -> None:
         self._device = None
@@ -146,16 +132,6 @@ class AdbServerTransport:
         return DeviceDisconnectedError(self.device_id, f"connection lost: {type(exc).__name__}: {exc} "
                                                        "(call reconnect(), or check the cable / network)")
 
-    def _retrying(self, op: Callable[[], T]) -> T:
-        for attempt in range(self.auto_reconnect + 1):
-            try:
-                return op()
-            except DeviceDisconnectedError:
-                if attempt >= self.auto_reconnect:
-                    raise
-                self.reconnect()
-        raise AssertionError("unreachable")
-
     @property
     def has_shell_v2(self) -> bool:
         self._dev()
@@ -166,7 +142,8 @@ class AdbServerTransport:
         budget = timeout or self.io_timeout_s
         device = self._dev()
         try:
-            result = device.shell2(command, timeout=budget, v2=self.has_shell_v2)
+            v2 = self.has_shell_v2   # v1: adbutils appends its exit marker; a subshell keeps `exit` from skipping it
+            result = device.shell2(command if v2 else f"( {command} )", timeout=budget, v2=v2)
         except self._errors.AdbTimeout as exc:
             log.warning("%s: shell command timed out after %.1f s", self.device_id, budget)
             return ShellResult(exit_code=124, stdout="", stderr=f"timed out after {budget:g} s: {exc}", timed_out=True)
@@ -176,36 +153,18 @@ class AdbServerTransport:
             return ShellResult(exit_code=result.returncode, stdout=result.stdout, stderr=result.stderr)
         return ShellResult(exit_code=result.returncode, stdout=result.output)
 
-    def push(self, local: Path, remote: str) -> None:
-        local = Path(local)
-        if not local.is_file():
-            raise FileNotFoundError(f"cannot push {local}: not a file")
-        size = local.stat().st_size
-        remote_dir = remote.rsplit("/", 1)[0] or "/"
-        free = self.free_space(remote_dir)
-        if free < size:
-            raise DeviceFullError(self.device_id, remote_dir, free, size)
-
-        def op() -> None:
-            try:
-                self._dev().sync.push(local, remote, mode=0o644, check=True)
-            except (self._errors.AdbError, OSError) as exc:
-                text = str(exc)
-                if "FAIL" in text or "Push not complete" in text:
-                    free_now = self._free_or_none(remote_dir)
-                    if free_now is not None and free_now < max(size, 1 << 20):
-                        raise DeviceFullError(self.device_id, remote_dir, free_now, size) from exc
-                    if "FAIL" in text:
-                        raise DeviceError(self.device_id, f"push to {remote} refused by the device: {text}") from exc
-                raise self._dropped(exc) from exc
-
-        self._retrying(op)
-
-    def _free_or_none(self, remote_dir: str) -> int | None:
+    def _push(self, local: Path, remote: str, remote_dir: str, size: int) -> None:
         try:
-            return self.free_space(remote_dir)
-        except DeviceError:
-            return None
+            self._dev().sync.push(local, remote, mode=0o644, check=True)
+        except (self._errors.AdbError, OSError) as exc:
+            text = str(exc)
+            if "FAIL" in text or "Push not complete" in text:
+                free_now = self.free_or_none(remote_dir)
+                if free_now is not None and free_now < max(size, 1 << 20):
+                    raise DeviceFullError(self.device_id, remote_dir, free_now, size) from exc
+                if "FAIL" in text:
+                    raise DeviceError(self.device_id, f"push to {remote} refused by the device: {text}") from exc
+            raise self._dropped(exc) from exc
 
     def pull(self, remote: str, local: Path) -> None:
         Path(local).parent.mkdir(parents=True, exist_ok=True)
@@ -229,21 +188,6 @@ class AdbServerTransport:
 
         return self._retrying(op)
 
-    def free_space(self, remote_dir: str) -> int:
-        return self._retrying(lambda: android.free_space(self, remote_dir))
-
-    def device_info(self) -> DeviceInfo:
-        return android.device_info(self)
-
-    def thermal_snapshot(self) -> dict[str, Any]:
-        """Thermal status, zone temperatures, CPU frequency caps, battery and screen (read by the sweep)."""
-        return android.thermal_snapshot(self)
-
-    def __enter__(self) -> AdbServerTransport:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def list_server_devices(address: ServerAddress | None = None) -> list[tuple[str, str]]:

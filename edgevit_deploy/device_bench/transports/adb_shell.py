@@ -9,19 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..._lazy import require
 from .. import android
 from ..errors import DeviceDisconnectedError, DeviceError, DeviceFullError, DeviceNotFoundError
 from ..shell import split_exit_marker, with_exit_marker
-from ..types import DeviceInfo, ShellResult
+from ..types import ShellResult
+from . import AndroidTransport
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DEFAULT_KEY_PATH = Path("~/.android/adbkey")
 _CONNECT_ERRORS_MODULE = "adb_shell.exceptions"
@@ -39,29 +37,26 @@ def load_or_create_key(path: Path | None = None) -> Any:
     return signer_mod.PythonRSASigner.FromRSAKeyPath(str(key_path))
 
 
-class AdbShellTransport:
-    """One device reached with adb-shell. ``auto_reconnect`` retries idempotent operations (push, pull,
-    exists, free space) that many times after a dropped connection; shell commands are never retried."""
+class AdbShellTransport(AndroidTransport):
+    """One device reached with adb-shell (see AndroidTransport for ``auto_reconnect``).
 
-    kind = "adb"
+    adb-shell notices a dead link only when a read times out, so ``io_timeout_s`` bounds how long a drop
+    takes to surface (and how long one sync packet may take)."""
 
     def __init__(self, host: str | None = None, port: int = 5555, *, usb_serial: str | None = None,
                  device_id: str | None = None, work_dir: str = android.DEFAULT_WORK_DIR,
-                 key_path: Path | None = None, connect_timeout_s: float = 10.0, io_timeout_s: float = 60.0,
+                 key_path: Path | None = None, connect_timeout_s: float = 10.0, io_timeout_s: float = 20.0,
                  auto_reconnect: int = 1, reconnect_attempts: int = 3, reconnect_backoff_s: float = 0.5):
         if host is None and usb_serial is None:
             raise ValueError("give a TCP host (adb-direct:HOST:PORT) or a USB serial (adb-usb:SERIAL)")
+        super().__init__(device_id or (f"adb-direct:{host}:{port}" if host else f"adb-usb:{usb_serial}"),
+                         work_dir, auto_reconnect, reconnect_attempts, reconnect_backoff_s)
         self.host = host
         self.port = int(port)
         self.usb_serial = usb_serial
-        self.device_id = device_id or (f"adb-direct:{host}:{port}" if host else f"adb-usb:{usb_serial}")
-        self.work_dir = work_dir
         self.key_path = key_path or key_path_from_env()
         self.connect_timeout_s = connect_timeout_s
         self.io_timeout_s = io_timeout_s
-        self.auto_reconnect = auto_reconnect
-        self.reconnect_attempts = reconnect_attempts
-        self.reconnect_backoff_s = reconnect_backoff_s
         self._exc = require(_CONNECT_ERRORS_MODULE, "bench")
         self._device: Any = None
         self._signer: Any = None
@@ -71,12 +66,15 @@ class AdbShellTransport:
         adb_device = require("adb_shell.adb_device", "bench")
         if self.host is not None:
             return adb_device.AdbDeviceTcp(self.host, self.port, default_transport_timeout_s=self.io_timeout_s)
-        try:
-            usb = require("adb_shell.adb_device_usb", "bench")
-        except ImportError as exc:
-            raise DeviceError(self.device_id, "USB needs adb-shell's usb extra: pip install 'adb-shell[usb]' "
-                                              f"(libusb1); or use the adb server: adb:{self.usb_serial} ({exc})")
-        return usb.AdbDeviceUsb(serial=self.usb_serial, default_transport_timeout_s=self.io_timeout_s)
+        try:  # AdbDeviceUsb needs adb-shell's usb extra (libusb1); without it adb-shell raises InvalidTransportError
+            return adb_device.AdbDeviceUsb(serial=self.usb_serial, default_transport_timeout_s=self.io_timeout_s)
+        except self._exc.InvalidTransportError as exc:
+            raise DeviceError(self.device_id, "USB straight to adbd needs adb-shell's usb extra: pip install "
+                                              "'adb-shell[usb]' (libusb1); or use the adb server: "
+                                              f"adb:{self.usb_serial} ({exc})") from exc
+        except self._exc.UsbDeviceNotFoundError as exc:
+            raise DeviceNotFoundError(self.device_id, f"no USB device with serial {self.usb_serial} ({exc}); "
+                                                      "is an adb server holding it? (`adb kill-server`)") from exc
 
     def connect(self) -> AdbShellTransport:
         if self._signer is None:
@@ -94,21 +92,6 @@ class AdbShellTransport:
                                                       "`adb tcpip 5555` on the phone enables it)") from exc
         self._device = device
         return self
-
-    def reconnect(self) -> None:
-        """Close and connect again, retrying with back-off; raises DeviceDisconnectedError if it stays down."""
-        self.close()
-        last: Exception | None = None
-        for attempt in range(self.reconnect_attempts):
-            try:
-                self.connect()
-                log.info("%s: reconnected (attempt %d)", self.device_id, attempt + 1)
-                return
-            except DeviceError as exc:
-                last = exc
-                time.sleep(self.reconnect_backoff_s * (2 ** attempt))
-        raise DeviceDisconnectedError(self.device_id, f"could not reconnect after {self.reconnect_attempts} "
-                                                      f"attempts: {last}")
 
     def close(self) -> None:
         if self._device is not None:
@@ -133,16 +116,6 @@ class AdbShellTransport:
         return (OSError, e.AdbConnectionError, e.TcpTimeoutException, e.AdbTimeoutError, e.InvalidResponseError,
                 e.InvalidCommandError, e.InvalidChecksumError, struct.error)
 
-    def _retrying(self, op: Callable[[], T]) -> T:
-        for attempt in range(self.auto_reconnect + 1):
-            try:
-                return op()
-            except DeviceDisconnectedError:
-                if attempt >= self.auto_reconnect:
-                    raise
-                self.reconnect()
-        raise AssertionError("unreachable")
-
     # Transport ---------------------------------------------------------------------------------
     def shell(self, command: str, timeout: float | None = None) -> ShellResult:
         budget = timeout or self.io_timeout_s
@@ -160,34 +133,16 @@ class AdbShellTransport:
             raise self._dropped(ConnectionError("shell output ended without the exit-code marker"))
         return ShellResult(exit_code=code, stdout=text)
 
-    def push(self, local: Path, remote: str) -> None:
-        local = Path(local)
-        if not local.is_file():
-            raise FileNotFoundError(f"cannot push {local}: not a file")
-        size = local.stat().st_size
-        remote_dir = remote.rsplit("/", 1)[0] or "/"
-        free = self.free_space(remote_dir)
-        if free < size:
-            raise DeviceFullError(self.device_id, remote_dir, free, size)
-
-        def op() -> None:
-            try:
-                self._dev().push(str(local), remote, st_mode=0o100644, transport_timeout_s=self.io_timeout_s,
-                                 read_timeout_s=self.io_timeout_s)
-            except self._exc.PushFailedError as exc:
-                if "No space left" in str(exc):
-                    raise DeviceFullError(self.device_id, remote_dir, self._free_or_none(remote_dir), size) from exc
-                raise DeviceError(self.device_id, f"push to {remote} failed: {exc}") from exc
-            except self._io_errors() as exc:
-                raise self._dropped(exc) from exc
-
-        self._retrying(op)
-
-    def _free_or_none(self, remote_dir: str) -> int | None:
+    def _push(self, local: Path, remote: str, remote_dir: str, size: int) -> None:
         try:
-            return self.free_space(remote_dir)
-        except DeviceError:
-            return None
+            self._dev().push(str(local), remote, st_mode=0o100644, transport_timeout_s=self.io_timeout_s,
+                             read_timeout_s=self.io_timeout_s)
+        except self._exc.PushFailedError as exc:
+            if "No space left" in str(exc):
+                raise DeviceFullError(self.device_id, remote_dir, self.free_or_none(remote_dir), size) from exc
+            raise DeviceError(self.device_id, f"push to {remote} failed: {exc}") from exc
+        except self._io_errors() as exc:
+            raise self._dropped(exc) from exc
 
     def pull(self, remote: str, local: Path) -> None:
         def op() -> None:
@@ -213,21 +168,6 @@ class AdbShellTransport:
 
         return self._retrying(op)
 
-    def free_space(self, remote_dir: str) -> int:
-        return self._retrying(lambda: android.free_space(self, remote_dir))
-
-    def device_info(self) -> DeviceInfo:
-        return android.device_info(self)
-
-    def thermal_snapshot(self) -> dict[str, Any]:
-        """Thermal status, zone temperatures, CPU frequency caps, battery and screen (read by the sweep)."""
-        return android.thermal_snapshot(self)
-
-    def __enter__(self) -> AdbShellTransport:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def key_path_from_env() -> Path | None:

@@ -52,6 +52,13 @@ def _cpu_freqs(name: str) -> list[int]:
     return freqs
 
 
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class LocalTransport:
     """Runs commands on this machine. ``work_dir`` is a cache folder standing in for the device's
     work dir; ``push`` copies a file (or an ``.mlpackage`` directory) there."""
@@ -63,22 +70,23 @@ class LocalTransport:
         self._work_dir = Path(work_dir) if work_dir else default_work_dir()
         self._work_dir.mkdir(parents=True, exist_ok=True)
         self.work_dir = str(self._work_dir)
+        self._running: set[subprocess.Popen[str]] = set()
 
     # ------------------------------------------------------------------------------------ commands
     def shell(self, command: str, timeout: float | None = None) -> ShellResult:
         """Run ``command`` with /bin/sh; on timeout the whole process group is killed."""
         proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
+        self._running.add(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_group(proc)
             out, err = proc.communicate()
             log.warning("local: command timed out after %s s: %s", timeout, command[:200])
             return ShellResult(exit_code=-9, stdout=out or "", stderr=err or "", timed_out=True)
+        finally:
+            self._running.discard(proc)
         return ShellResult(exit_code=proc.returncode, stdout=out, stderr=err)
 
     # --------------------------------------------------------------------------------------- files
@@ -147,4 +155,6 @@ class LocalTransport:
         """Nothing to reconnect: the host is always there."""
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Kill commands still running (an interrupted sweep leaves no worker process behind)."""
+        for proc in list(self._running):
+            _kill_group(proc)

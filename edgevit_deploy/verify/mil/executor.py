@@ -111,7 +111,12 @@ class ReferenceExecutor:
 
     @property
     def op_types(self) -> list[str]:
+        """The op types executed at run time (constants and constexpr_* ops are folded at load)."""
         return sorted({s.op_type for s in self._steps})
+
+    def constant(self, name: str) -> np.ndarray:
+        """A constant of the program as the executor holds it (constexpr_* ops already decompressed)."""
+        return self._to_numpy(self._consts[name])
 
     # ------------------------------------------------------------------------------------------- run
     def _run_step(self, step: _Step, env: dict[str, Any]) -> None:
@@ -163,17 +168,20 @@ class ReferenceExecutor:
             return value.numpy()
         return np.asarray(value)
 
-    def run_normalised(self, x: np.ndarray) -> np.ndarray:
+    def run_normalised(self, x: np.ndarray, uint8_pixels: bool = False) -> np.ndarray:
         """``x``: ``(N, 3, H, W)`` float32 normalised with the model's mean / std. Image inputs get 0..255
         pixels back (from the package's ``edgevit_deploy.mean`` / ``.std`` metadata; without it the batch
         is fed as is). Returns ``(N, classes)`` float32 scores (logits, or a classifier's scores in
-        class-index order)."""
+        class-index order). ``uint8_pixels`` rounds and clips image pixels to 0..255 integers, as a
+        camera frame (and ``MLModel.predict`` with a PIL image) would give."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4:
             raise MilProgramError(f"run_normalised takes an (N, C, H, W) batch; got shape {x.shape}")
         name = self.package.input_names[0]
         if name in self.package.image_inputs and self.mean is not None:
             x = denormalise_for_image(x, self.mean, self.std, self.package.image_inputs[name])
+        if name in self.package.image_inputs and uint8_pixels:
+            x = np.clip(np.round(x), 0, 255)
         out_name = self.package.scores_output or self.package.output_names[0]
         batch = self._inputs[name][1][0]
         if isinstance(batch, (int, np.integer)) and batch != x.shape[0]:

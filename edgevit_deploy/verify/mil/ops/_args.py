@@ -49,7 +49,8 @@ class OpArgs:
         return key in self.names
 
     def raw(self, key: str) -> Any:
-        return self.env[self.names[key]]
+        name = self.names[key]
+        return [self.env[n] for n in name] if isinstance(name, tuple) else self.env[name]
 
     def t(self, key: str) -> torch.Tensor:
         return as_tensor(self.raw(key))
@@ -63,7 +64,8 @@ class OpArgs:
     def v(self, key: str, default: Any = None) -> Any:
         if key not in self.names:
             return default
-        return to_static(self.raw(key))
+        raw = self.raw(key)
+        return [to_static(r) for r in raw] if isinstance(self.names[key], tuple) else to_static(raw)
 
     def int(self, key: str, default: int | None = None) -> int:
         val = self.v(key)

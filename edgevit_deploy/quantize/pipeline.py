@@ -1,0 +1,87 @@
+"""One call for the export pipeline / CLI: calibrate, quantize, export the float twin, report fidelity.
+
+    path, report = quantize_and_report(model, cfg, get_spec(target), options, out_dir, metadata,
+                                       calib_data=DIR_or_None, calib_size=128, seed=0)
+
+``options.quantize`` is the :class:`QuantMode`; ``options.quant`` the settings of :class:`QuantSettings`.
+Every bad input (a mode the target lacks, ONNX-only settings elsewhere, a missing or empty calibration
+folder, ``calib_size <= 0``) is rejected before any slow step.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..converters.base import ArtifactMetadata, ExportOptions, Target
+from ..converters.table import TargetSpec
+from ..models._config import ModelConfig
+from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
+from .calibration import CalibrationSet, check_calib_size, load_calibration
+from .fidelity import FidelityReport, build_report
+
+log = logging.getLogger(__name__)
+
+
+def check_request(spec: TargetSpec, options: ExportOptions, calib_size: int) -> QuantSettings:
+    """Raise on every request problem that can be seen without running anything."""
+    if options.quantize is None:
+        raise QuantizationError("no quantization mode given; pass --quantize MODE")
+    spec.validate(options)  # UnsupportedOptionError listing the modes the target has
+    settings = QuantSettings.from_options(options.quant)
+    if spec.target is not Target.ONNX:
+        reject_onnx_only(settings, str(spec.target))
+    check_calib_size(calib_size)
+    return settings
+
+
+def run_quantizer(spec: TargetSpec, model: nn.Module, example: torch.Tensor, out_path: Path,
+                  options: ExportOptions, metadata: ArtifactMetadata, calib: CalibrationSet) -> QuantResult:
+    """The target's quantizer module (named by the target table) on one model."""
+    return importlib.import_module(spec.quantizer).quantize(model, example, out_path, options, metadata, calib)
+
+
+def export_float_twin(spec: TargetSpec, model: nn.Module, example: torch.Tensor, options: ExportOptions,
+                      metadata: ArtifactMetadata, out_dir: Path, name: str) -> Path:
+    """The float artifact of the same target (its default precision): the size / latency baseline."""
+    fopts = replace(options, quantize=None, quant={}, precision=spec.default_precision)
+    path = Path(out_dir) / spec.artifact_name(name, fopts)
+    fmeta = replace(metadata, precision=str(spec.default_precision))
+    return spec.load_converter().convert(model, example, path, fopts, fmeta)
+
+
+def quantize_and_report(model: nn.Module, cfg: ModelConfig, spec: TargetSpec, options: ExportOptions,
+                        out_dir: str | Path, metadata: ArtifactMetadata, calib_data: str | Path | None = None,
+                        calib_size: int = 128, seed: int = 0, float_artifact: Path | None = None,
+                        coreml_executor: str = "auto", latency_runs: int = 20,
+                        pretrained: bool | None = None,
+                        reference: nn.Module | None = None) -> tuple[Path, FidelityReport]:
+    """Quantize ``model`` (eval mode, already rewritten for the target) and measure it against fp32.
+
+    ``reference``: the fp32 PyTorch model the report compares with (default ``model``; the export
+    pipeline passes the model before the target's rewrites).
+    ``float_artifact``: the float artifact of the same target if the caller exported one already;
+    otherwise one is exported next to the quantized one. ``pretrained``: real weights (adds the top-1
+    agreement floor); by default, whether ``model.checkpoint_sha256`` names a checkpoint.
+    """
+    check_request(spec, options, calib_size)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    calib, held = load_calibration(cfg, calib_data, calib_size, seed)
+    example = torch.from_numpy(calib.data[:1].copy())
+    out_path = out_dir / spec.artifact_name(cfg.name, options)
+    qmeta = replace(metadata, precision=str(options.quantize))
+    result = run_quantizer(spec, model, example, out_path, options, qmeta, calib)
+    if float_artifact is None:
+        float_artifact = export_float_twin(spec, model, example, options, metadata, out_dir, cfg.name)
+    reference = model if reference is None else reference
+    if pretrained is None:
+        sha = getattr(reference, "checkpoint_sha256", None) or getattr(model, "checkpoint_sha256", "random-init")
+        pretrained = sha != "random-init"
+    report = build_report(reference, cfg, spec, result, float_artifact, calib, held, pretrained,
+                          coreml_executor=coreml_executor, latency_runs=latency_runs)
+    return result.path, report

@@ -1,0 +1,72 @@
+"""TFLite int8 through litert-torch's PT2E flow.
+
+``int8``: full-integer. ``PT2EQuantizer`` with a symmetric, per-channel, static config; ``prepare_pt2e``;
+calibration on the CalibrationSet; ``convert_pt2e``; ``litert_torch.convert(..., quant_config=...)``.
+The converter gives int8 input and output tensors; unless ``int8_io`` is set, a QUANTIZE op is put in
+front and a DEQUANTIZE op behind (:mod:`.tflite_io`) so that the model takes and returns float32, like
+the fp32 artifact (the int8 I/O form is for pipelines that feed camera bytes directly).
+``int8-dynamic``: dynamic range: int8 weights, activations quantized at run time (``is_dynamic=True``).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._lazy import require
+from ..converters.base import ArtifactMetadata, ExportOptions, QuantMode
+from ..errors import ConversionError
+from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
+from .calibration import CalibrationSet
+from .pt2e import calibrate_pt2e
+
+log = logging.getLogger(__name__)
+
+
+def pt2e_quantizer(dynamic: bool):
+    pq = require("litert_torch.quantize.pt2e_quantizer", "tflite")
+    return pq.PT2EQuantizer().set_global(
+        pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+
+
+def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
+             metadata: ArtifactMetadata, calib: CalibrationSet) -> QuantResult:
+    settings = QuantSettings.from_options(options.quant)
+    reject_onnx_only(settings, "tflite")
+    mode = QuantMode(options.quantize)
+    if mode not in (QuantMode.INT8, QuantMode.INT8_DYNAMIC):
+        raise QuantizationError(f"tflite has no quantization mode {mode}; it has: int8, int8-dynamic")
+    if options.nhwc:
+        raise QuantizationError("--nhwc with --quantize is not supported yet; export the int8 model in NCHW")
+    litert_torch = require("litert_torch", "tflite")
+    qc = require("litert_torch.quantize.quant_config", "tflite")
+    from ..converters.tflite import write_metadata
+
+    dynamic = mode is QuantMode.INT8_DYNAMIC
+    quantizer = pt2e_quantizer(dynamic)
+    # dynamic range needs no activation statistics; a few images let the observers see real data
+    data = calib.data[:4] if dynamic else calib.data
+    quantized = calibrate_pt2e(model, example, quantizer, data, fold_quantize=False)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        edge = litert_torch.convert(quantized, (example,), quant_config=qc.QuantConfig(pt2e_quantizer=quantizer))
+        edge.export(str(out_path))
+    except Exception as exc:
+        raise ConversionError("tflite", f"int8 conversion failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    details: dict[str, Any] = {
+        "method": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
+        "weights": "int8 per-channel", "calibration_images": int(len(data)),
+        "activations": "int8 (quantized at run time)" if dynamic else "int8 (static, calibrated)",
+    }
+    if not dynamic:
+        from .tflite_io import float_io, io_dtypes
+
+        if not settings.int8_io:
+            float_io(out_path)
+        details["io"] = io_dtypes(out_path)
+    write_metadata(out_path, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
+    return QuantResult(out_path, str(mode), details)

@@ -1,0 +1,94 @@
+"""Every target's int8 artifact of EdgeViT-XXS (64 px): produced, executed in its runtime, smaller than the
+float artifact, within the fidelity floors; the ONNX layer analysis and the --target-sqnr search."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgevit_deploy.converters.table import get_spec
+from edgevit_deploy.quantize.fidelity import FLOORS
+from quant_fixtures import quantized
+
+TARGETS = ["onnx", "tflite", "coreml"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_int8_artifact_runs_is_smaller_and_meets_the_floor(target):
+    path, report = quantized("edgevit_xxs", target)
+    assert Path(path).exists() and report.mode == "int8"
+    assert report.parity.executed, report.parity.reason
+    assert report.parity.passed, report.parity.failures
+    assert report.parity.num_inputs == report.held_out["count"] > 0
+    assert report.size_quant_bytes < report.size_float_bytes
+    assert report.builtin_calibration and report.calibration["count"] > 0
+    meta = get_spec(target).load_converter().read_metadata(Path(path))
+    assert meta["edgevit_deploy.precision"] == "int8" and meta["edgevit_deploy.model"] == "edgevit_xxs"
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["size"]["ratio"] < 1 and d["builtin_calibration_used"] is True
+    rows = dict(report.table_rows())
+    assert "SQNR vs fp32 PyTorch" in rows and "built-in default" in rows["calibration"]
+
+
+def test_tflite_int8_takes_and_returns_float_by_default():
+    path, report = quantized("edgevit_xxs", "tflite")
+    assert report.quantization["io"] == {"input": "float32", "output": "float32"}
+    from edgevit_deploy.quantize.tflite_io import float_io
+
+    assert float_io(Path(path)) is False  # nothing left to rewrite
+
+
+def test_onnx_and_tflite_latency_is_measured_in_the_same_run():
+    for target in ("onnx", "tflite"):
+        _, report = quantized("edgevit_xxs", target)
+        lat = report.latency
+        assert lat.reason is None and lat.float_ms > 0 and lat.quant_ms > 0 and lat.runs > 0
+
+
+def test_coreml_int8_is_w8a8():
+    import coremltools as ct
+
+    path, _ = quantized("edgevit_xxs", "coreml")
+    spec = ct.utils.load_spec(str(path))
+    ops = {op.type for f in spec.mlProgram.functions.values() for b in f.block_specializations.values()
+           for op in b.operations}
+    assert {"quantize", "dequantize", "constexpr_affine_dequantize"} <= ops
+
+
+def _plain_sqnr() -> float:
+    return quantized("edgevit_xxs", "onnx")[1].parity.sqnr_db
+
+
+def _searched():
+    target = round(_plain_sqnr() + 3.0, 1)
+    return quantized("edgevit_xxs", "onnx", "int8", (("exclude", ("/head/*",)), ("target_sqnr", target)))
+
+
+def test_target_sqnr_keeps_layers_in_float_and_improves_sqnr():
+    _, plain = quantized("edgevit_xxs", "onnx")
+    _, report = _searched()
+    search = report.quantization["target_sqnr"]
+    assert report.kept_in_float and search["steps"][0]["float_layers"] == 0
+    assert search["search_sqnr_db"] > search["steps"][0]["sqnr_db"]
+    assert report.parity.sqnr_db > plain.parity.sqnr_db
+    assert "/head/Gemm" in report.quantization["kept_in_float_nodes"]  # --exclude is honoured too
+    assert "kept in float" in dict(report.table_rows())
+
+
+def test_analysis_ranks_layers_and_shows_the_hybrid_vit_suspects():
+    _, report = _searched()
+    a = report.analysis
+    layers = a["layers"]
+    sqnrs = [r["sqnr_db"] for r in layers]
+    assert sqnrs == sorted(sqnrs) and len(layers) > 5
+    assert {"layer", "kind", "min", "max", "outlier_ratio", "nodes"} <= set(layers[0])
+    kinds = set(a["summary"]["median_sqnr_db_by_kind"])
+    assert {"layernorm", "softmax", "gelu", "conv"} <= kinds
+    assert a["weights"] and all(w["sqnr_db"] > 0 for w in a["weights"])
+
+
+def test_floors_are_defined_for_every_mode_of_the_table():
+    from edgevit_deploy.converters.table import TARGETS
+
+    assert {m for s in TARGETS.values() for m in s.quant_modes} <= set(FLOORS)

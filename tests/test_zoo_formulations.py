@@ -1,0 +1,86 @@
+"""Each zoo rewrite is proven equal to the module it replaces, and applied where it should be only."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgevit_deploy.formulations import apply_formulations, rewrites_for
+from edgevit_deploy.formulations_zoo import PatchFold, PatchUnfold, _fold, _unfold
+from zoo_fixtures import small_model, small_size
+
+SHAPES = [  # (C, H, W, kernel): square, rectangular, sizes not divisible by the kernel
+    (3, 16, 16, 4), (5, 12, 20, (2, 4)), (2, 14, 9, 4), (1, 7, 7, 7),
+]
+
+
+@pytest.mark.parametrize("c, h, w, k", SHAPES)
+def test_patch_unfold_equals_unfold(c, h, w, k):
+    x = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(1))
+    ref = nn.Unfold(k, stride=k)
+    new = _unfold(ref)
+    assert isinstance(new, PatchUnfold)
+    assert torch.equal(new(x), ref(x))
+
+
+@pytest.mark.parametrize("c, h, w, k", SHAPES)
+def test_patch_fold_equals_fold(c, h, w, k):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    blocks = (h // kh) * (w // kw)
+    x = torch.randn(2, c * kh * kw, blocks, generator=torch.Generator().manual_seed(2))
+    ref = nn.Fold((h, w), k, stride=k)
+    new = _fold(ref)
+    assert isinstance(new, PatchFold)
+    assert torch.equal(new(x), ref(x))
+
+
+@pytest.mark.parametrize("module", [
+    nn.Unfold(3, stride=1), nn.Unfold(4, stride=4, padding=1), nn.Unfold(2, stride=2, dilation=2),
+    nn.Fold((8, 8), 3, stride=2), nn.Conv2d(3, 3, 2, stride=2),
+])
+def test_overlapping_or_padded_patches_are_left_alone(module):
+    assert _unfold(module) is None and _fold(module) is None
+
+
+def test_zoo_rewrites_are_registered_for_every_target():
+    for formulation in ("onnx", "xnnpack", "coreml"):
+        names = {r.name for r in rewrites_for(formulation)}
+        assert {"unfold_patches_to_reshape", "fold_patches_to_reshape"} <= names
+
+
+def test_tnt_rewritten_for_xnnpack_gives_the_same_logits():
+    name = "tnt_s_patch16_224"
+    model = small_model(name)
+    new, counts = apply_formulations(model, "xnnpack")
+    assert counts.get("unfold_patches_to_reshape") == 1
+    assert not any(isinstance(m, nn.Unfold) for m in new.modules())
+    s = small_size(name)
+    x = torch.randn(2, 3, s, s, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(new(x), model(x), rtol=0, atol=1e-6)
+
+
+class _FoldHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fold = nn.Fold((16, 16), 4, stride=4)
+
+    def forward(self, x):
+        return self.fold(x) * 2.0
+
+
+def test_fold_rewrite_makes_col2im_exportable_to_onnx_opset17(tmp_path):
+    import onnxruntime as ort
+
+    model = _FoldHead().eval()
+    x = torch.randn(1, 48, 16)
+    with pytest.raises(Exception, match="col2im"):
+        torch.onnx.export(model, (x,), str(tmp_path / "raw.onnx"), dynamo=False, opset_version=17)
+    rewritten, counts = apply_formulations(model, "onnx")
+    assert counts == {"fold_patches_to_reshape": 1}
+    path = tmp_path / "fold.onnx"
+    torch.onnx.export(rewritten, (x,), str(path), dynamo=False, opset_version=17)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(y, model(x).numpy(), rtol=0, atol=1e-6)
