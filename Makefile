@@ -1,11 +1,15 @@
-# The README's two commands: `make demo` (set up, export EdgeViT-XXS to every target, verify, benchmark
-# on this host) and `make test` (set up, run the whole test suite).
+# The README's two commands:
+#   make demo  set up, export EdgeViT-XXS to every target with parity checks, then benchmark it on this host
+#   make test  set up, run the whole test suite
 .PHONY: setup demo test
 setup:
 	bash scripts/setup.sh
 
 demo: setup
 	.venv/bin/edgevit-export --model edgevit_xxs --target all --out out/edgevit_xxs
+	.venv/bin/edgevit-bench sweep --device local --models edgevit_xxs --targets onnx,tflite,torch \
+		--precision fp32 --threads 1,2 --warmup 5 --iterations 30 \
+		--store out/bench.sqlite --out out/bench
 
 test: setup
 	.venv/bin/python -m pytest -q

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevit_deploy.device_bench.artifacts import Artifact, ArtifactCache
+from edgevit_deploy.device_bench.artifacts import Artifact, ArtifactCache, ArtifactRequest
 from edgevit_deploy.device_bench.host_worker import loader_for, timed_runs
 from edgevit_deploy.device_bench.runners.host import HostRunner
 from edgevit_deploy.device_bench.stats import summarise
@@ -79,10 +79,15 @@ def run(args: argparse.Namespace) -> list[Config]:
     cache = ArtifactCache(args.cache_dir)
     for c in configs:
         try:
+            if args.cached_only:
+                c.artifact = cache.lookup(ArtifactRequest.from_job(c.job))
+                c.error = None if c.artifact else "not in the artifact cache (--cached-only)"
+                continue
             c.artifact = cache.ensure(c.job)
         except Exception as exc:  # noqa: BLE001 - printed as the row's reason
             c.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-        print(f"artifact {c.job.model} {c.job.target} {c.job.precision}: {c.error or 'ready'}", file=sys.stderr)
+        if c.job.threads == 1:
+            print(f"artifact {c.job.model} {c.job.target} {c.job.precision}: {c.error or 'ready'}", file=sys.stderr)
     live = [c for c in configs if c.artifact is not None]
     transport = LocalTransport(args.work_dir)
     runner = HostRunner()
@@ -139,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--cache-dir", type=Path, default=None, help="artifact cache (default: the toolkit's)")
     p.add_argument("--work-dir", type=Path, default=None, help="the local device's work dir (default: a temp dir)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="measure only artifacts already in the cache (no export); the rest are listed as missing")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -153,15 +154,18 @@ def model_sizes(patterns: list[str], min_size: int) -> dict[str, int]:
     return {n: smallest_img_size(get_model_config(n).size_divisor, min_size) for n in names}
 
 
-def plan(sizes: dict[str, int], targets: list[str], precisions: list[str]) -> Iterator[tuple[str, str, str]]:
-    """Cheap cells first: fp32 before int8, ONNX before TFLite before Core ML, light models first."""
+def plan(sizes: dict[str, int], targets: list[str], precisions: list[str],
+         interleave: bool = False) -> Iterator[tuple[str, str, str]]:
+    """Cheap cells first: fp32 before int8, light models first; ONNX before TFLite before Core ML (or, with
+    ``interleave``, every target of one model before the next model)."""
     from edgevit_deploy.models import get_model_config
 
     by_cost = sorted(sizes, key=lambda n: ((get_model_config(n).gmacs or 1e9) * (sizes[n] / 224) ** 2, n))
     for precision in precisions:
-        for target in targets:
-            for name in by_cost:
-                yield name, target, precision
+        if interleave:
+            yield from ((name, target, precision) for name in by_cost for target in targets)
+        else:
+            yield from ((name, target, precision) for target in targets for name in by_cost)
 
 
 # -------------------------------------------------------------------------------------------- output
@@ -197,7 +201,9 @@ def write_outputs(cells: dict[str, Cell], json_path: Path, md_path: Path, comman
 
     from edgevit_deploy.models import get_model_config
 
-    with open(json_path.with_suffix(".lock"), "w") as lock:
+    digest = hashlib.sha1(str(json_path.resolve()).encode()).hexdigest()[:12]  # one lock per matrix file
+    lock_path = Path(tempfile.gettempdir()) / f"support_matrix-{digest}.lock"
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         commands = {command}
         if json_path.is_file():
@@ -215,7 +221,7 @@ def write_outputs(cells: dict[str, Cell], json_path: Path, md_path: Path, comman
             "statuses": list(STATUSES),
             "cells": [asdict(c) for c in sorted(cells.values(), key=lambda c: c.key)],
         }
-        tmp = json_path.with_suffix(".json.tmp")
+        tmp = json_path.with_suffix(f".json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(payload, indent=1) + "\n")
         os.replace(tmp, json_path)
         md_path.write_text(render_markdown(payload, get_model_config))
@@ -296,6 +302,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--calib-size", type=int, default=16,
                     help="int8 calibration images (built-in sample-photo views); small to fit this machine")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--interleave", action="store_true",
+                    help="run every target of a model before the next model (default: one target at a time)")
     ap.add_argument("--render-only", action="store_true", help="rewrite the markdown from the JSON, run nothing")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -345,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(work_ctx.name) if work_ctx else args.work_dir
     mine: set[str] = set()
     try:
-        for name, target, precision in plan(sizes, args.targets, args.precisions):
+        for name, target, precision in plan(sizes, args.targets, args.precisions, args.interleave):
             key = f"{name}|{target}|{precision}"
             old = load_cells(json_path).get(key, cells.get(key))
             if old and old.img_size == sizes[name] and old.status != "not-run" and not args.redo:

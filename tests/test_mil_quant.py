@@ -21,7 +21,16 @@ LUT = np.linspace(-1, 1, 16).astype(np.float32)
 IDX = R.integers(0, 16, 24)
 PACKED = np.packbits(((IDX[:, None] >> np.arange(4)) & 1).astype(np.uint8).reshape(-1), bitorder="little")
 
+MASK = R.integers(0, 2, (3, 8)).astype(bool)
+NZ = R.standard_normal(int(MASK.sum())).astype(np.float32)
+HALF = R.standard_normal((3, 8)).astype(np.float16)
+
 CASES = [
+    Case("sparse_to_dense_ios16", lambda x: mb.add(x=x, y=mb.constexpr_sparse_to_dense(
+        nonzero_data=NZ, mask=np.packbits(MASK.reshape(-1), bitorder="little"), shape=np.array([3, 8], np.uint32))),
+        lambda x: x + torch.zeros(3, 8).masked_scatter(torch.from_numpy(MASK), torch.from_numpy(NZ)), rng_inputs((3, 8))),
+    Case("constexpr_cast_fp16_fp32", lambda x: mb.add(x=x, y=mb.constexpr_cast(source_val=HALF, output_dtype="fp32")),
+         lambda x: x + torch.from_numpy(HALF.astype(np.float32)), rng_inputs((3, 8))),
     Case("affine_dequantize_per_channel",
          lambda x: mb.add(x=x, y=mb.constexpr_affine_dequantize(quantized_data=Q, zero_point=ZP, scale=SC, axis=0)),
          lambda x: x + (torch.from_numpy(Q).float() - torch.from_numpy(ZP).float()[:, None]) * torch.from_numpy(SC)[:, None],

@@ -85,3 +85,11 @@ def test_lite0_checkpoint_filter_maps_every_packaged_key_onto_timm():
     assert torch.equal(mapped["classifier.weight"], state["_fc.weight"])
     # already-mapped state dicts pass through unchanged
     assert checkpoint_filter_fn(mapped).keys() == mapped.keys()
+
+
+def test_target_sqnr_search_only_counts_layers_that_add_float_nodes():
+    from edgevit_deploy.quantize.onnx import _new_nodes_only
+
+    ranking = [{"layer": "a", "nodes": ["A", "B"]}, {"layer": "b", "nodes": ["B"]},
+               {"layer": "c", "nodes": ["C", "A"]}, {"layer": "d", "nodes": ["H"]}]
+    assert [r["layer"] for r in _new_nodes_only(ranking, ["H"])] == ["a", "c"]

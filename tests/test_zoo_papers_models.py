@@ -6,7 +6,7 @@ import torch
 from zoo_papers_fixtures import ALL_MODELS, FAMILIES, SMALL, SMALLEST, meta_model, small_model  # noqa: F401
 
 from edgevit_deploy.analysis import count_macs
-from edgevit_deploy.errors import CheckpointError
+from edgevit_deploy.errors import CheckpointError, InputSizeError
 from edgevit_deploy.models import count_params, create_model, get_model_config, list_models
 from edgevit_deploy.models import vcmamba as vcm
 
@@ -83,7 +83,7 @@ def test_other_input_sizes(name, size):
 
 def test_fcaformer_rejects_an_input_of_another_size():
     model = create_model("fcaformer_l1", img_size=SMALL)
-    with pytest.raises(ValueError, match="built for 64x64"):
+    with pytest.raises(InputSizeError, match="built for 64x64"):
         model(torch.randn(1, 3, 96, 96))
 
 

@@ -21,6 +21,8 @@ from torch import nn
 
 from ._config import ModelConfig, PaperRef
 from ._registry import register_model
+from .edgevit import EdgeVit
+from .edgevit import Mlp as AttMlp  # Linear / GELU / Linear with the same keys as the authors' AttMlp
 
 __all__ = ["EfficientMod", "efficientmod_xxs", "efficientmod_xs", "efficientmod_s"]
 
@@ -120,20 +122,6 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-class AttMlp(nn.Module):
-    """Token MLP of the attention blocks (Linear, GELU, Linear)."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
 class AttentionBlock(nn.Module):
     """Pre-norm transformer block on NHWC maps (flattened to tokens inside)."""
 
@@ -212,17 +200,7 @@ class EfficientMod(nn.Module):
             start += n_blocks[i]
         self.norm = nn.LayerNorm(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.zeros_(m.bias)
-            nn.init.ones_(m.weight)
+        self.apply(EdgeVit._init_weights)  # trunc-normal Linear, unit LayerNorm: the authors' init
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x.permute(0, 2, 3, 1))
@@ -246,8 +224,8 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ default configs
-_PAPER = ("EfficientMod (ICLR 2024), Table 2 (ImageNet-1K, top-1 with distillation as in the authors' "
-          "released checkpoints); the paper reports GPU / Intel CPU latency, no mobile latency")
+_PAPER = ("EfficientMod (ICLR 2024), ImageNet-1K table and the authors' README (top-1 of the released, "
+          "distilled checkpoints); GPU / desktop CPU latency only, no mobile latency")
 
 
 def _cfg(name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float,

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from ..errors import InputSizeError
 from ._config import ModelConfig, PaperRef
 from ._registry import register_model
 
@@ -282,7 +283,7 @@ class FcaFormer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.img_size, self.img_size):
-            raise ValueError(f"FcaFormer was built for {self.img_size}x{self.img_size} inputs (its relative "
+            raise InputSizeError(f"FcaFormer was built for {self.img_size}x{self.img_size} inputs (its relative "
                              f"position biases depend on the size) but got {tuple(x.shape[-2:])}; build it "
                              "with img_size set to the input size.")
         x = self.layer_1(self.layer_0(self.patch_embed(x)))

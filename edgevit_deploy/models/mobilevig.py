@@ -246,7 +246,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ default configs
-_PAPER = "MobileViG (CVPRW 2023), Table 1 (ImageNet-1K; latency on iPhone 13 Mini NPU via Core ML)"
+_PAPER = "MobileViG (CVPRW 2023), ImageNet-1K table; latency on iPhone 13 Mini NPU (Core ML)"
 
 
 def _cfg(name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float, top1: float,

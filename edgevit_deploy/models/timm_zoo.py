@@ -122,7 +122,7 @@ def resolve_timm(name: str) -> RegisteredModel:
 # ------------------------------------------------------------------------------------ default configs
 _EDGEVIT = "EdgeViTs (ECCV 2022), table 'On-device evaluation on ImageNet-1K'"
 _SD888 = "Snapdragon 888 CPU"
-_IPHONE12 = "iPhone 12 (Core ML)"
+_IPHONE12 = "iPhone 12 NPU"
 
 
 def _edgevit_ref(top1: float, latency_ms: float) -> PaperRef:

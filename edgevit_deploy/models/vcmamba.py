@@ -29,6 +29,7 @@ from torch import nn
 
 from ._config import ModelConfig, PaperRef
 from ._registry import register_model
+from .edgevit import EdgeVit
 from .mobilevig import ConvMlp, InvertedResidual, checkpoint_filter_fn
 
 __all__ = ["VCMamba", "selective_scan_chunked", "selective_scan_reference", "vcmamba_s", "vcmamba_m",
@@ -75,15 +76,22 @@ def selective_scan_chunked(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor
     for start in range(0, L, chunk_size):
         stop = min(start + chunk_size, L)
         T = stop - start
-        cs = torch.cumsum(log_decay[..., start:stop], dim=-1)  # (b, dn, T)
+        cs = torch.cumsum(_steps(log_decay, start, stop), dim=-1)  # (b, dn, T)
         mask = torch.ones(T, T, dtype=u.dtype, device=u.device).tril()
         decay = torch.exp((cs[..., :, None] - cs[..., None, :]).clamp(max=0.0)) * mask  # (b, dn, T, T)
-        hs = (decay @ x[..., start:stop, None]).squeeze(-1)  # (b, dn, T)
+        hs = (decay @ _steps(x, start, stop)[..., None]).squeeze(-1)  # (b, dn, T)
         if h is not None:
             hs = hs + torch.exp(cs) * h[..., None]
         h = hs[..., -1]
-        ys.append((hs.reshape(b, d, n, T) * C[:, None, :, start:stop]).sum(2))
-    return torch.cat(ys, dim=-1) + D[:, None] * u
+        ys.append((hs.reshape(b, d, n, T) * _steps(C, start, stop)[:, None]).sum(2))
+    y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)
+    return y + D[:, None] * u
+
+
+def _steps(t: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Time steps ``start:stop`` (last dim). The whole range is returned as is: a full slice becomes an
+    ``aten.alias`` node after ``run_decompositions``, which coremltools cannot convert."""
+    return t if start == 0 and stop == t.shape[-1] else t[..., start:stop]
 
 
 @lru_cache(maxsize=32)
@@ -103,27 +111,22 @@ def snake_orders(H: int, W: int) -> tuple[tuple[tuple[int, ...], ...], tuple[tup
             inverse[idx] = pos
         return order, tuple(inverse), tuple([0] + moves)
 
-    def rows(row_seq: Sequence[int], first_left: bool) -> list[tuple[int, int]]:
-        cells, left = [], first_left
-        for i in row_seq:
-            cols = range(W) if left else range(W - 1, -1, -1)
-            cells += [(i, j) for j in cols]
-            left = not left
+    def snake(major_seq: Sequence[int], n_minor: int, forward_first: bool) -> list[tuple[int, int]]:
+        """(major, minor) cells line by line along ``major_seq``, alternating the minor direction."""
+        cells, forward = [], forward_first
+        for a in major_seq:
+            cells += [(a, b) for b in (range(n_minor) if forward else range(n_minor - 1, -1, -1))]
+            forward = not forward
         return cells
 
-    def cols(col_seq: Sequence[int], first_top: bool) -> list[tuple[int, int]]:
-        cells, top = [], first_top
-        for j in col_seq:
-            rws = range(H) if top else range(H - 1, -1, -1)
-            cells += [(i, j) for i in rws]
-            top = not top
-        return cells
+    def transposed(cells: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(i, j) for j, i in cells]
 
     walks = [
-        walk(rows(range(H), True)),
-        walk(rows(range(H - 1, -1, -1), H % 2 == 0)),
-        walk(cols(range(W), True)),
-        walk(cols(range(W - 1, -1, -1), W % 2 == 0)),
+        walk(snake(range(H), W, True)),
+        walk(snake(range(H - 1, -1, -1), W, H % 2 == 0)),
+        walk(transposed(snake(range(W), H, True))),
+        walk(transposed(snake(range(W - 1, -1, -1), H, W % 2 == 0))),
     ]
     return tuple(w[0] for w in walks), tuple(w[1] for w in walks), tuple(w[2] for w in walks)
 
@@ -285,21 +288,11 @@ class VCMamba(nn.Module):
         self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         if distillation:
             self.dist_head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
+        self.apply(EdgeVit._init_weights)  # trunc-normal Linear, unit LayerNorm
         for m in self.modules():
             if isinstance(m, PlainMamba2D):
                 m.init_dt()  # the generic Linear init above must not erase the step-size init
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.zeros_(m.bias)
-            nn.init.ones_(m.weight)
 
     def _pos_embed(self, H: int, W: int) -> torch.Tensor:
         if self.pos_embed.shape[-2:] == (H, W):

@@ -107,7 +107,9 @@ class StaticQuantizer:
         return self.q.QuantType.QInt8 if self.settings.activation_dtype == "int8" else self.q.QuantType.QUInt8
 
     def quantize(self, out_path: Path, exclude_nodes: list[str]) -> Path:
-        extra: dict[str, Any] = {"ActivationSymmetric": self.settings.activation_dtype == "int8"}
+        # asymmetric activations (onnxruntime's default): ReLU6 / GELU / Softmax outputs are one-sided, and
+        # a symmetric grid would spend half of its codes on values that never occur
+        extra: dict[str, Any] = {"ActivationSymmetric": False}
         if self.settings.calib_method == "percentile":
             extra["CalibPercentile"] = self.settings.percentile
         reader = None if self.cache.is_file() else _Reader(self.input_name, self.calib.data)
@@ -127,10 +129,22 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
     return OnnxRuntimeHost().load(path, threads=1).run(x)
 
 
+def _new_nodes_only(ranking: list[dict[str, Any]], base_exclude: list[str]) -> list[dict[str, Any]]:
+    """Drop ranked layers whose nodes are all kept in float already (by --exclude or a worse layer)."""
+    seen = set(base_exclude)
+    out = []
+    for row in ranking:
+        if not set(row["nodes"]) <= seen:
+            out.append(row)
+            seen.update(row["nodes"])
+    return out
+
+
 def search_float_layers(sq: StaticQuantizer, ranking: list[dict[str, Any]], base_exclude: list[str],
                         target_db: float, work: Path, out_path: Path) -> dict[str, Any]:
     """Keep the nodes around the worst-ranked activations in float until the output SQNR meets
     ``target_db``: 1, 2, 4... activations, at most ``settings.max_float_layers``."""
+    ranking = _new_nodes_only(ranking, base_exclude)
     x = sq.calib.data[:SEARCH_SAMPLES]
     ref = _run(sq.float_path, x)
     steps: list[dict[str, Any]] = [{"float_layers": 0, "excluded_nodes": list(base_exclude),

@@ -159,7 +159,8 @@ def analyze(float_path: Path, qdq_path: Path, data: np.ndarray, work: Path) -> d
 
 
 def weight_errors(float_path: Path, qdq_path: Path) -> list[dict[str, Any]]:
-    """SQNR of every quantized weight tensor against its float original (scalars are skipped)."""
+    """SQNR of every quantized weight tensor against its float original (scalars and all-zero tensors,
+    such as freshly initialised biases, have no signal to measure and are skipped)."""
     dbg = require("onnxruntime.quantization.qdq_loss_debug", "onnx")
     logging.disable(logging.ERROR)  # it logs every folded constant it cannot match at ERROR level
     try:
@@ -169,7 +170,7 @@ def weight_errors(float_path: Path, qdq_path: Path) -> list[dict[str, Any]]:
     rows = []
     for name, m in matching.items():
         flt, deq = np.asarray(m["float"]), np.asarray(m["dequantized"])
-        if flt.ndim == 0 or flt.shape != deq.shape:
+        if flt.ndim == 0 or flt.shape != deq.shape or not np.any(flt):
             continue
         rows.append({"weight": name, "sqnr_db": float(dbg.compute_signal_to_quantization_noice_ratio(flt, deq)),
                      "shape": list(flt.shape)})

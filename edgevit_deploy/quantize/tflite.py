@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def pt2e_quantizer(dynamic: bool):
+    from .pt2e import clamp_aware
+
     pq = require("litert_torch.quantize.pt2e_quantizer", "tflite")
-    return pq.PT2EQuantizer().set_global(
-        pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    return clamp_aware(pq.PT2EQuantizer().set_global(
+        pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)))
 
 
 def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,

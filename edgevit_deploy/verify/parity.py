@@ -12,6 +12,7 @@ from ..converters.table import TargetSpec
 from ..errors import EdgeVitDeployError
 from ..models._config import ModelConfig
 from .inputs import parity_inputs
+from .mil.errors import MilOpExecutionError
 from .report import ParityReport, Thresholds
 from .validator import validate_outputs
 
@@ -40,6 +41,8 @@ def check_parity(model: nn.Module, cfg: ModelConfig, path: Path, spec: TargetSpe
     try:
         session = runtime.load(Path(path), threads=threads, **options)
         candidate = session.run(x)
+    except MilOpExecutionError as exc:  # an op that crashed while running: a broken program, not a skip
+        return ParityReport(executed=True, passed=False, executor=runtime.name, reason=str(exc), failures=[str(exc)])
     except EdgeVitDeployError as exc:  # runtime unavailable here, op the reference executor lacks, ...
         log.warning("%s: not executed: %s", spec.target, exc)
         return ParityReport.not_executed(str(exc), executor=runtime.name)

@@ -65,15 +65,23 @@ class _OnnxSession:
         return np.asarray(_per_sample(one, x, self.batch), dtype=np.float32)
 
 
-class OnnxRuntimeHost:
-    name = "onnxruntime"
+class _ImportableHost:
+    """A host runtime that can run wherever its Python module imports."""
+
+    name: str
+    module: str
+    extra: str
 
     def unavailable_reason(self) -> str | None:
         try:
-            require("onnxruntime", "onnx")
+            require(self.module, self.extra)
         except ImportError as exc:
             return str(exc)
         return None
+
+
+class OnnxRuntimeHost(_ImportableHost):
+    name, module, extra = "onnxruntime", "onnxruntime", "onnx"
 
     def load(self, path: Path, threads: int = 1, **options: str) -> HostSession:
         return _OnnxSession(Path(path), threads)
@@ -116,15 +124,8 @@ class _LiteRtSession:
         return _per_sample(self._run_one, np.asarray(x, dtype=np.float32), self.batch)
 
 
-class LiteRtHost:
-    name = "litert"
-
-    def unavailable_reason(self) -> str | None:
-        try:
-            require("ai_edge_litert.interpreter", "tflite")
-        except ImportError as exc:
-            return str(exc)
-        return None
+class LiteRtHost(_ImportableHost):
+    name, module, extra = "litert", "ai_edge_litert.interpreter", "tflite"
 
     def load(self, path: Path, threads: int = 1, **options: str) -> HostSession:
         return _LiteRtSession(Path(path), threads)
@@ -135,20 +136,13 @@ def coreml_native_available() -> bool:
     return platform.system() == "Darwin"
 
 
-class CoremlHost:
+class CoremlHost(_ImportableHost):
     """``executor``: ``auto`` (native on macOS, else the reference ML Program executor), ``native``
     (macOS), ``reference`` (any OS), ``both`` (macOS: native numbers, checked against the reference).
     The session's ``executor`` attribute says which one produced the numbers."""
 
-    name = "coreml"
+    name, module, extra = "coreml", "coremltools", "coreml"
     executors = ("auto", "native", "reference", "both")
-
-    def unavailable_reason(self) -> str | None:
-        try:
-            require("coremltools", "coreml")
-        except ImportError as exc:
-            return str(exc)
-        return None
 
     def load(self, path: Path, threads: int = 1, executor: str = "auto", **options: str) -> HostSession:
         from .coreml_session import CoremlBothSession, CoremlNativeSession, CoremlReferenceSession

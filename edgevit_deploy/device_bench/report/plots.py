@@ -53,6 +53,9 @@ def latency_per_model(rows: Sequence[dict[str, Any]], path: Path) -> Path:
                 hi.append(max(0.0, (r.get("p90_ms") or r["median_ms"]) - r["median_ms"]))
         ax.bar(xs, ys, width=width, label=name, yerr=[lo, hi], capsize=2)
     ax.set_xticks(range(len(models)), models, rotation=20, ha="right")
+    medians = [r["median_ms"] for r in ok if r["median_ms"] > 0]
+    if medians and max(medians) / min(medians) > 20:
+        ax.set_yscale("log")               # one slow configuration would flatten all the others
     ax.set_ylabel("latency, ms (median; whiskers min..p90)")
     ax.set_title("Latency per model and format")
     ax.legend(fontsize="small")

@@ -2,7 +2,6 @@
 declared precision)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 _TORCH = {
@@ -12,20 +11,11 @@ _TORCH = {
     "int4": torch.int8, "uint4": torch.uint8, "uint1": torch.uint8, "uint2": torch.uint8,
     "uint3": torch.uint8, "uint6": torch.uint8,
 }
-_NUMPY = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float32, "int8": np.int8, "uint8": np.uint8,
-          "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32, "int64": np.int64,
-          "bool": np.bool_}
-
-
 def torch_dtype(name: str) -> torch.dtype:
     try:
         return _TORCH[name]
     except KeyError:
         raise ValueError(f"unknown MIL dtype {name!r}") from None
-
-
-def numpy_dtype(name: str) -> type:
-    return _NUMPY.get(name, np.float32)
 
 
 def round_fp16(x: torch.Tensor) -> torch.Tensor:
