@@ -24,7 +24,7 @@ from .._lazy import require
 from ..converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode
 from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
 from .calibration import CalibrationSet
-from .pt2e import calibrate_pt2e
+from .pt2e import calibrate_pt2e, litert_quantizer
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,7 @@ def _convert(module: nn.Module, example: torch.Tensor, options: ExportOptions, m
 
 def _w8a8(model: nn.Module, example: torch.Tensor, options: ExportOptions, metadata: ArtifactMetadata,
           calib: CalibrationSet, work: Path):
-    from .tflite import pt2e_quantizer
-
-    quantized = calibrate_pt2e(model, example, pt2e_quantizer(dynamic=False), calib.data, fold_quantize=True)
+    quantized = calibrate_pt2e(model, example, litert_quantizer(dynamic=False), calib.data, fold_quantize=True)
     mlmodel = _convert(quantized, example, options, metadata, _DEPLOYMENT[QuantMode.INT8], work)
     details = {"method": "PT2E calibration in PyTorch (PT2EQuantizer, symmetric per-channel) -> ct.convert",
                "weights": "int8 per-channel (constexpr_affine_dequantize)",

@@ -25,13 +25,12 @@ def calibrate_pt2e(model: nn.Module, example: torch.Tensor, quantizer, data: np.
     return pt2e.convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
-_CLAMPS = ("hardtanh.default", "hardtanh_.default", "clamp.default")
-_CONVS = ("conv1d.default", "conv2d.default", "convolution.default", "linear.default")
+def _aten_ops(*names: str) -> set:
+    return {getattr(getattr(torch.ops.aten, op), overload) for op, overload in (n.split(".") for n in names)}
 
 
-def _aten(node, names: tuple[str, ...]) -> bool:
-    return node.op == "call_function" and any(node.target == getattr(torch.ops.aten, n.split(".")[0]).default
-                                              if n.endswith(".default") else False for n in names)
+def _is(node, ops: set) -> bool:
+    return isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target in ops
 
 
 def quantize_after_clamp(model: torch.fx.GraphModule, output_qspec) -> int:
@@ -45,12 +44,12 @@ def quantize_after_clamp(model: torch.fx.GraphModule, output_qspec) -> int:
     """
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
+    clamps = _aten_ops("hardtanh.default", "hardtanh_.default", "clamp.default")
+    convs = _aten_ops("conv1d.default", "conv2d.default", "convolution.default", "linear.default")
     changed = 0
     for node in model.graph.nodes:
-        if not _aten(node, _CLAMPS):
-            continue
-        src = node.args[0]
-        if not isinstance(src, torch.fx.Node) or not _aten(src, _CONVS) or len(src.users) != 1:
+        src = node.args[0] if _is(node, clamps) else None
+        if not _is(src, convs) or len(src.users) != 1:
             continue
         conv_ann = src.meta.get("quantization_annotation")
         if conv_ann is None or conv_ann.output_qspec is None:
@@ -61,19 +60,20 @@ def quantize_after_clamp(model: torch.fx.GraphModule, output_qspec) -> int:
     return changed
 
 
-def clamp_aware(quantizer):
-    """Wrap a litert-torch ``PT2EQuantizer`` so that its annotation ends with :func:`quantize_after_clamp`."""
+def litert_quantizer(dynamic: bool):
+    """litert-torch's ``PT2EQuantizer`` (symmetric per-channel weights; static or dynamic activations),
+    whose annotation ends with :func:`quantize_after_clamp`."""
+    pq = require("litert_torch.quantize.pt2e_quantizer", "tflite")
     utils = require("litert_torch.quantize.pt2e_quantizer_utils", "tflite")
-    base = type(quantizer)
 
-    class ClampAwareQuantizer(base):  # type: ignore[misc, valid-type]
+    class ClampAwareQuantizer(pq.PT2EQuantizer):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
             config = self.global_config
-            if config is not None and config.output_activation is not None:
+            if config is not None and config.input_activation is not None:  # static activations only
                 n = quantize_after_clamp(model, utils.get_output_act_qspec(config))
                 log.info("PT2E: %d conv -> clamp pairs quantized after the clamp", n)
             return model
 
-    quantizer.__class__ = ClampAwareQuantizer
-    return quantizer
+    return ClampAwareQuantizer().set_global(
+        pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))

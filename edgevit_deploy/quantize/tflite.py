@@ -21,17 +21,9 @@ from ..converters.base import ArtifactMetadata, ExportOptions, QuantMode
 from ..errors import ConversionError
 from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
 from .calibration import CalibrationSet
-from .pt2e import calibrate_pt2e
+from .pt2e import calibrate_pt2e, litert_quantizer
 
 log = logging.getLogger(__name__)
-
-
-def pt2e_quantizer(dynamic: bool):
-    from .pt2e import clamp_aware
-
-    pq = require("litert_torch.quantize.pt2e_quantizer", "tflite")
-    return clamp_aware(pq.PT2EQuantizer().set_global(
-        pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)))
 
 
 def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
@@ -48,7 +40,7 @@ def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: E
     from ..converters.tflite import write_metadata
 
     dynamic = mode is QuantMode.INT8_DYNAMIC
-    quantizer = pt2e_quantizer(dynamic)
+    quantizer = litert_quantizer(dynamic)
     # dynamic range needs no activation statistics; a few images let the observers see real data
     data = calib.data[:4] if dynamic else calib.data
     quantized = calibrate_pt2e(model, example, quantizer, data, fold_quantize=False)
