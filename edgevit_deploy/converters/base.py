@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # keep torch out of light imports (host workers, runtimes)
+    import torch
+    from torch import nn
 
 
 class Target(str, Enum):

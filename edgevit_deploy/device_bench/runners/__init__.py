@@ -96,6 +96,7 @@ RUNNERS: dict[tuple[str, str], str] = {
     ("tflite", "local"): "edgevit_deploy.device_bench.runners.host:HostRunner",
     ("onnx", "local"): "edgevit_deploy.device_bench.runners.host:HostRunner",
     ("coreml", "local"): "edgevit_deploy.device_bench.runners.host:HostRunner",
+    ("torch", "local"): "edgevit_deploy.device_bench.runners.host:HostRunner",
 }
 
 
