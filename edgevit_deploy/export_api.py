@@ -39,6 +39,7 @@ class ArtifactResult:
     error: str | None = None
     formulation: dict[str, int] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
+    fidelity: Any = None  # quantize.fidelity.FidelityReport when the artifact was quantized
 
     @property
     def ok(self) -> bool:
@@ -180,12 +181,14 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
         progress(str(spec.target), "export")
     t0 = time.perf_counter()
     quant_info: dict[str, Any] | None = None
+    quant_report = None
     try:
         if opts.quantize is not None:
             from .quantize.pipeline import quantize_and_report
 
             path, quant_report = quantize_and_report(export_model, cfg, spec, opts, out, meta, reference=model,
-                                                     calib_data=calib_data, calib_size=calib_size)
+                                                     calib_data=calib_data, calib_size=calib_size,
+                                                     coreml_executor=coreml_executor)
             quant_info = quant_report.to_dict()
         else:
             spec.load_converter().convert(export_model, example, path, opts, meta)
@@ -202,13 +205,15 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
     if verify:
         if progress:
             progress(str(spec.target), "verify")
-        parity = check_parity(model, cfg, path, spec, precision, coreml_executor=coreml_executor)
+        # a quantized artifact is judged on held-out natural images against its mode's fidelity floors
+        parity = (quant_report.parity if quant_report is not None
+                  else check_parity(model, cfg, path, spec, precision, coreml_executor=coreml_executor))
     else:
         parity = ParityReport.not_executed("verification skipped (--no-verify)")
     if progress:
         progress(str(spec.target), "done")
     return ArtifactResult(str(spec.target), path, precision, artifact_size(path), export_s, parity,
-                          formulation=counts, quantization=quant_info)
+                          formulation=counts, quantization=quant_info, fidelity=quant_report)
 
 
 def _safe(name: str) -> str:

@@ -40,10 +40,9 @@ from ._models_table import models_table
 @click.option("--calib-data", type=click.Path(path_type=Path), help="Calibration images: a flat folder or "
               "ImageFolder (train/<class>/*.jpeg). Default: built-in sample photographs.")
 @click.option("--calib-size", type=int, default=128, show_default=True, help="Calibration images to use.")
-@click.option("--calib-method", type=choice_of(["minmax", "percentile", "entropy"]), default="minmax",
-              show_default=True, help="ONNX static calibration method.")
-@click.option("--activation-dtype", type=choice_of(["int8", "uint8"]), default="int8", show_default=True,
-              help="ONNX activation type.")
+@click.option("--calib-method", type=choice_of(["minmax", "percentile", "entropy"]),
+              help="ONNX static calibration method (default minmax).")
+@click.option("--activation-dtype", type=choice_of(["int8", "uint8"]), help="ONNX activation type (default int8).")
 @click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input/output tensors (default float).")
 @click.option("--analyze", is_flag=True, help="ONNX int8: per-layer sensitivity (quantized vs float tensors).")
 @click.option("--exclude", multiple=True, help="ONNX int8: keep layers matching this glob in float (repeatable).")
@@ -62,7 +61,8 @@ from ._models_table import models_table
 def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, img_size: int | None,
          num_classes: int | None, precision: str | None, dynamic_batch: bool, nhwc: bool, image_input: bool,
          min_deployment_target: str, onnx_exporter: str, opset: int, quantize: str | None,
-         calib_data: Path | None, calib_size: int, calib_method: str, activation_dtype: str, int8_io: bool,
+         calib_data: Path | None, calib_size: int, calib_method: str | None, activation_dtype: str | None,
+         int8_io: bool,
          analyze: bool, exclude: tuple[str, ...], target_sqnr: float | None, out: Path, no_verify: bool,
          coreml_executor: str, require_execution: bool, as_json: bool, list_models: bool, verbose: int) -> None:
     """Export a model to deployable files and check each against PyTorch."""
@@ -80,8 +80,7 @@ def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, i
         precision=Precision(precision) if precision else None, dynamic_batch=dynamic_batch, nhwc=nhwc,
         image_input=image_input, minimum_deployment_target=min_deployment_target, onnx_opset=opset,
         onnx_exporter=onnx_exporter, quantize=QuantMode(quantize) if quantize else None,
-        quant={"calib_method": calib_method, "activation_dtype": activation_dtype, "int8_io": int8_io,
-               "analyze": analyze, "exclude": list(exclude), "target_sqnr": target_sqnr},
+        quant=quant_settings(calib_method, activation_dtype, int8_io, analyze, exclude, target_sqnr),
     )
     n_targets = len(export_api.resolve_targets(target_arg))
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -106,6 +105,14 @@ def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, i
         _print_quant(result)
         console.print(f"report: {report_path}", highlight=False)
     raise SystemExit(exit_code(rows, require_execution))
+
+
+def quant_settings(calib_method: str | None, activation_dtype: str | None, int8_io: bool, analyze: bool,
+                   exclude: tuple[str, ...], target_sqnr: float | None) -> dict:
+    """Only the settings the user gave: each quantizer checks them against its target."""
+    given = {"calib_method": calib_method, "activation_dtype": activation_dtype, "int8_io": int8_io or None,
+             "analyze": analyze or None, "exclude": list(exclude) or None, "target_sqnr": target_sqnr}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _print_quant(result) -> None:
