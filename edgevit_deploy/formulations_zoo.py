@@ -13,6 +13,10 @@ or ``None`` when it does not apply.
   the ONNX exporter refuses it at opset 17 ("aten::col2im ... added in version 18"), the LiteRT interpreter
   fails to prepare the STABLEHLO_SCATTER it becomes, Core ML lowers it to gathers. Written as a reshape /
   transpose it exports everywhere.
+* ``linear_attention_broadcast`` (XNNPACK / LiteRT only): timm's MobileViTv2 ``LinearSelfAttention``
+  multiplies by ``context_vector.expand_as(value)``; litert-torch 0.10 rejects the graph ("'tfl.mul' op
+  operands don't have broadcast-compatible shapes") whenever a patch grid has more than one patch. The same
+  product with implicit broadcasting converts (measured on a 32-channel module, 4 patches).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from torch import nn
 
 from .formulations import ALL, register_rewrite
 
-__all__ = ["PatchUnfold", "PatchFold"]
+__all__ = ["BroadcastLinearSelfAttention", "PatchFold", "PatchUnfold"]
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -92,4 +96,31 @@ def _fold(m: nn.Module) -> nn.Module | None:
         kernel = _non_overlapping(m)
         if kernel is not None:
             return PatchFold(_pair(m.output_size), kernel)
+    return None
+
+
+class BroadcastLinearSelfAttention(nn.Module):
+    """timm's MobileViTv2 ``LinearSelfAttention`` (separable self-attention) with an implicit broadcast in
+    place of ``expand_as``; same parameters (shared with the original module), same numbers."""
+
+    def __init__(self, attn: nn.Module):
+        super().__init__()
+        self.inner = attn
+
+    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+        a = self.inner
+        if x_prev is not None:  # cross-attention: not used by MobileViTv2's blocks; timm's own code
+            return a(x, x_prev)
+        query, key, value = a.qkv_proj(x).split([1, a.embed_dim, a.embed_dim], dim=1)
+        context_scores = a.attn_drop(torch.softmax(query, dim=-1))
+        context_vector = (key * context_scores).sum(dim=-1, keepdim=True)
+        return a.out_drop(a.out_proj(torch.relu(value) * context_vector))
+
+
+@register_rewrite("linear_attention_broadcast", {"xnnpack"})
+def _linear_attention(m: nn.Module) -> nn.Module | None:
+    from timm.models.mobilevit import LinearSelfAttention
+
+    if type(m) is LinearSelfAttention:
+        return BroadcastLinearSelfAttention(m)
     return None

@@ -212,7 +212,10 @@ def write_outputs(cells: dict[str, Cell], json_path: Path, md_path: Path, comman
             commands.update([previous["command"]] if previous.get("command") else [])
         if mine is not None:
             for key, cell in load_cells(json_path).items():
-                if key not in mine:
+                ours = cells.get(key)
+                newer = (ours is not None and cell.finished_at and ours.finished_at
+                         and cell.finished_at > ours.finished_at)
+                if key not in mine or newer:  # another run's cell, or a later rerun of ours
                     cells[key] = cell
         payload = {
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from edgevit_deploy.formulations import apply_formulations, rewrites_for
-from edgevit_deploy.formulations_zoo import PatchFold, PatchUnfold, _fold, _unfold
+from edgevit_deploy.formulations_zoo import (
+    BroadcastLinearSelfAttention,
+    PatchFold,
+    PatchUnfold,
+    _fold,
+    _linear_attention,
+    _unfold,
+)
 from zoo_fixtures import small_model, small_size
 
 SHAPES = [  # (C, H, W, kernel): square, rectangular, sizes not divisible by the kernel
@@ -84,3 +91,29 @@ def test_fold_rewrite_makes_col2im_exportable_to_onnx_opset17(tmp_path):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     y = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     np.testing.assert_allclose(y, model(x).numpy(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("patches", [1, 4, 9])
+def test_broadcast_linear_attention_equals_timm(patches):
+    from timm.models.mobilevit import LinearSelfAttention
+
+    torch.manual_seed(0)
+    ref = LinearSelfAttention(32).eval()
+    new = _linear_attention(ref)
+    assert isinstance(new, BroadcastLinearSelfAttention)
+    x = torch.randn(2, 32, 4, patches)
+    with torch.no_grad():
+        assert torch.allclose(new(x), ref(x), rtol=0, atol=1e-6)
+    assert _linear_attention(nn.Linear(2, 2)) is None
+
+
+def test_mobilevitv2_rewritten_for_xnnpack_gives_the_same_logits():
+    name = "mobilevitv2_050"
+    model = small_model(name)
+    new, counts = apply_formulations(model, "xnnpack")
+    assert counts.get("linear_attention_broadcast", 0) > 0
+    _, onnx_counts = apply_formulations(model, "onnx")
+    assert "linear_attention_broadcast" not in onnx_counts  # only LiteRT needs it
+    x = torch.randn(2, 3, small_size(name), small_size(name), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.allclose(new(x), model(x), rtol=0, atol=1e-5)
