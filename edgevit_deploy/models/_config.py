@@ -38,6 +38,7 @@ class ModelConfig:
     crop_pct: float = 0.875
     num_classes: int = 1000
     size_divisor: int = 32
+    fixed_input_size: bool = False  # runs only at input_size (e.g. EfficientFormer v1's attention biases)
     num_params: int | None = None
     gmacs: float | None = None
     paper: PaperRef | None = None

@@ -84,6 +84,8 @@ def get_model_config(name: str) -> ModelConfig:
 
 
 def check_img_size(img_size: int, cfg: ModelConfig) -> None:
+    if cfg.fixed_input_size and img_size != cfg.img_size:
+        raise InputSizeError(f"{cfg.name} runs only at {cfg.img_size}x{cfg.img_size}; use img_size={cfg.img_size}.")
     div = cfg.size_divisor
     if img_size <= 0 or img_size % div:
         lower = max(div, img_size // div * div)

@@ -169,13 +169,13 @@ TIMM_SPECS: tuple[TimmSpec, ...] = (
              PaperRef(source=_MVIT2, top1=78.09, params_m=4.9, gmacs=1.8)),
     TimmSpec("efficientformer_l1", "efficientformer", 12_289_928, 1.291,
              PaperRef(source=_EF, top1=79.2, mobile_latency_ms=1.6, latency_device=_IPHONE12, params_m=12.3,
-                      gmacs=1.3), size_divisor=224, only_size=224),
+                      gmacs=1.3), only_size=224),
     TimmSpec("efficientformer_l3", "efficientformer", 31_406_000, 3.907,
              PaperRef(source=_EF, top1=82.4, mobile_latency_ms=3.0, latency_device=_IPHONE12, params_m=31.3,
-                      gmacs=3.9), size_divisor=224, only_size=224),
+                      gmacs=3.9), only_size=224),
     TimmSpec("efficientformer_l7", "efficientformer", 82_229_328, 10.119,
              PaperRef(source=_EF, top1=83.3, mobile_latency_ms=7.0, latency_device=_IPHONE12, params_m=82.1,
-                      gmacs=10.2), size_divisor=224, only_size=224),
+                      gmacs=10.2), only_size=224),
     TimmSpec("efficientformerv2_s0", "efficientformerv2", 3_600_256, 0.396,
              PaperRef(source=_EF2, top1=75.7, mobile_latency_ms=0.9, latency_device=_IPHONE12, params_m=3.5,
                       gmacs=0.40)),
@@ -209,7 +209,8 @@ _REGISTERED: dict[str, RegisteredModel] = {}
 def _register(spec: TimmSpec) -> None:
     pc = _timm().models.get_pretrained_cfg(spec.arch)
     cfg = timm_config(spec.arch, family=spec.family, num_params=spec.num_params, gmacs=spec.gmacs,
-                      paper=spec.paper, size_divisor=spec.size_divisor)
+                      paper=spec.paper, size_divisor=spec.size_divisor,
+                      fixed_input_size=spec.only_size is not None)
     factory = _factory(spec.arch, cfg, bool(pc.fixed_input_size), spec.only_size)
     register_model(cfg)(factory)
     _REGISTERED[spec.arch] = RegisteredModel(factory, cfg)
