@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .models._config import ModelConfig
+
 log = logging.getLogger(__name__)
 
-__all__ = ["ModelCost", "count_macs", "count_params", "measure_cost", "smallest_img_size"]
+__all__ = ["ModelCost", "count_macs", "count_params", "measure_cost", "small_img_size", "smallest_img_size"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,11 @@ def smallest_img_size(size_divisor: int, floor: int = 64) -> int:
     if size_divisor <= 0 or floor <= 0:
         raise ValueError(f"size_divisor and floor must be positive, got {size_divisor} and {floor}")
     return -(-floor // size_divisor) * size_divisor
+
+
+def small_img_size(cfg: ModelConfig, floor: int = 64) -> int:
+    """The smallest input side ``cfg``'s model accepts that is at least ``floor`` (its one size when the model
+    has a fixed input size)."""
+    if cfg.fixed_input_size:
+        return cfg.img_size
+    return smallest_img_size(cfg.size_divisor, floor)

@@ -145,13 +145,13 @@ def run_cell_bounded(cell: Cell, work: Path, timeout_s: int, calib_size: int) ->
 
 # ------------------------------------------------------------------------------------------ planning
 def model_sizes(patterns: list[str], min_size: int) -> dict[str, int]:
-    from edgevit_deploy.analysis import smallest_img_size
+    from edgevit_deploy.analysis import small_img_size
     from edgevit_deploy.models import get_model_config, list_models
 
     names = [n for n in list_models() if any(fnmatch.fnmatch(n, p) for p in patterns)]
     if not names:
         raise SystemExit(f"no registered model matches {patterns}; see `edgevit-export --list-models`")
-    return {n: smallest_img_size(get_model_config(n).size_divisor, min_size) for n in names}
+    return {n: small_img_size(get_model_config(n), min_size) for n in names}
 
 
 def plan(sizes: dict[str, int], targets: list[str], precisions: list[str],

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgevit_deploy.analysis import smallest_img_size
+from edgevit_deploy.analysis import small_img_size
 from edgevit_deploy.models import create_model, get_model_config, list_models, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ ALL_MODELS = list_models()
 
 def small_size(name: str) -> int:
     """The input side the zoo tests use: the smallest valid size of at least 64."""
-    return smallest_img_size(get_model_config(name).size_divisor, 64)
+    return small_img_size(get_model_config(name), 64)
 
 
 @lru_cache(maxsize=None)
