@@ -107,7 +107,7 @@ def test_host_runner_measures_an_exported_model_in_a_clean_process(transport, ar
     assert not list(Path(transport.work_dir).rglob("PWNED")) and not Path("PWNED").exists()
 
 
-def test_worker_failure_is_a_failed_row_with_the_reason(transport, tmp_path):
+def test_worker_failure_is_a_failed_row_with_the_reason(transport, artifacts, tmp_path):
     from edgevit_deploy.device_bench.artifacts import Artifact
 
     junk = tmp_path / "junk.onnx"
@@ -116,7 +116,9 @@ def test_worker_failure_is_a_failed_row_with_the_reason(transport, tmp_path):
     m = HostRunner().run(transport, BenchJob("edgevit_xxs", "onnx", "fp32", img_size=IMG, iterations=2), art)
     assert m.status == "failed" and m.median_ms is None
     assert "Error" in m.reason or "error" in m.reason
-    m = HostRunner(timeout_s=0.3).run(transport, BenchJob("edgevit_xxs", "onnx", "fp32", img_size=IMG), art)
+    # a real model asked for far more iterations than the timeout allows (a junk file fails too fast)
+    m = HostRunner(timeout_s=2.0).run(transport, BenchJob("edgevit_xxs", "onnx", "fp32", img_size=IMG,
+                                                           iterations=10_000_000), artifacts["onnx"])
     assert m.status == "failed" and "timed out" in m.reason
     m = HostRunner().run(transport, BenchJob("edgevit_xxs", "onnx", "fp32", delegate="gpu", img_size=IMG), art)
     assert m.status == "failed" and "gpu" in m.reason
