@@ -7,6 +7,7 @@ place that maps (target, device kind) to a runner class; runner modules are impo
 """
 from __future__ import annotations
 
+import abc
 import importlib
 import logging
 import os
@@ -118,7 +119,7 @@ def get_runner(target: str, device_kind: str, config: RunnerConfig | None = None
     return cls(config or RunnerConfig.from_env())
 
 
-class AndroidToolRunner:
+class AndroidToolRunner(abc.ABC):
     """Base of the runners that drive a benchmark binary on an Android device through a Transport.
 
     Subclasses set ``name``, ``tool`` (the RunnerConfig attribute holding the host path of the binary),
@@ -135,11 +136,13 @@ class AndroidToolRunner:
         self.config = config or RunnerConfig.from_env()
 
     # subclass API ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def command(self, job: BenchJob, tool_path: str, model_path: str, scratch: str) -> list[str]:
-        raise NotImplementedError
+        """The tool's argv for ``job``."""
 
+    @abc.abstractmethod
     def parse(self, transport: Transport, result: Any, model_path: str, scratch: str) -> Any:
-        raise NotImplementedError
+        """A Measurement from the tool's output."""
 
     # shared ------------------------------------------------------------------------------------
     def tool_binary(self) -> Path:

@@ -13,6 +13,7 @@ Device ids:
 """
 from __future__ import annotations
 
+import abc
 import importlib
 import logging
 import re
@@ -35,7 +36,7 @@ _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[\w.\-]+):(?P<port>\d{1,5}
 _SERVER_SUFFIX = re.compile(r"^(?P<serial>.+)@(?P<host>\[[0-9a-fA-F:]+\]|[\w.\-]+):(?P<port>\d{1,5})$")
 
 
-class AndroidTransport:
+class AndroidTransport(abc.ABC):
     """What the adb-shell and adb-server transports share: retries after a dropped connection, the
     free-space check before a push, and the device probes. Subclasses implement ``connect``,
     ``_reconnect_once``, ``close``, ``shell``, ``_push``, ``pull`` and ``exists``.
@@ -56,18 +57,28 @@ class AndroidTransport:
         self.reconnect_attempts = reconnect_attempts
         self.reconnect_backoff_s = reconnect_backoff_s
 
-    def connect(self) -> Any:
-        raise NotImplementedError
+    _device: Any = None  # the client library's device handle, None while disconnected
 
+    @abc.abstractmethod
+    def connect(self) -> Any:
+        """Open the connection and set ``self._device``."""
+
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Drop the connection (never raises for a dead one)."""
+
+    def _dev(self) -> Any:
+        if self._device is None:
+            self.connect()
+        return self._device
 
     def _reconnect_once(self) -> None:
         self.close()
         self.connect()
 
+    @abc.abstractmethod
     def _push(self, local: Path, remote: str, remote_dir: str, size: int) -> None:
-        raise NotImplementedError
+        """Send one file (the base checks free space and retries after drops)."""
 
     def reconnect(self) -> None:
         """Reconnect, retrying with exponential back-off; DeviceDisconnectedError if the device stays away."""

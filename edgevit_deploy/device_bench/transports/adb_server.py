@@ -122,11 +122,6 @@ class AdbServerTransport(AndroidTransport):
     def close(self) -> None:
         self._device = None
 
-    def _dev(self) -> Any:
-        if self._device is None:
-            self.connect()
-        return self._device
-
     def _dropped(self, exc: BaseException) -> DeviceDisconnectedError:
         self._device = None
         return DeviceDisconnectedError(self.device_id, f"connection lost: {type(exc).__name__}: {exc} "

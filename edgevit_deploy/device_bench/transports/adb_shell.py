@@ -101,11 +101,6 @@ class AdbShellTransport(AndroidTransport):
                 pass
             self._device = None
 
-    def _dev(self) -> Any:
-        if self._device is None:
-            self.connect()
-        return self._device
-
     def _dropped(self, exc: BaseException) -> DeviceDisconnectedError:
         self.close()
         return DeviceDisconnectedError(self.device_id, f"connection lost: {type(exc).__name__}: {exc} "
