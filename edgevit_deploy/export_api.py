@@ -1,6 +1,7 @@
 """The public export API: one call exports a model to one or every target and checks parity."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -16,10 +17,12 @@ from torch import nn
 from ._version import __version__
 from .converters.base import ArtifactMetadata, ExportOptions, Precision, Target
 from .converters.table import TARGETS, TargetSpec, get_spec
-from .errors import ConversionError, EdgeVitDeployError, OutputDirError
+from .errors import ConversionError, EdgeVitDeployError, OutputDirError, UnsupportedOptionError
 from .formulations import apply_formulations
 from .models import ModelConfig, create_model
+from .models._conditioning import RANDOM_INIT_CHOICES, well_conditioned
 from .models._registry import check_img_size
+from .verify.inputs import parity_inputs
 from .verify.parity import check_parity
 from .verify.report import ParityReport
 
@@ -63,6 +66,7 @@ class ExportResult:
     checkpoint_sha256: str
     out_dir: Path
     artifacts: list[ArtifactResult] = field(default_factory=list)
+    random_init: str = "default"  # "conditioned": well-conditioned random weights (structure-only check)
 
     @property
     def ok(self) -> bool:
@@ -70,10 +74,13 @@ class ExportResult:
         return all(a.error is None and (a.parity.passed or not a.parity.executed) for a in self.artifacts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "model": self.model, "toolkit_version": __version__, "checkpoint_sha256": self.checkpoint_sha256,
             "input_size": list(self.config.input_size), "artifacts": [a.to_dict() for a in self.artifacts],
         }
+        if self.random_init != "default":
+            d["random_init"] = self.random_init
+        return d
 
     def write_report(self, path: Path | None = None) -> Path:
         path = path or self.out_dir / "report.json"
@@ -133,6 +140,22 @@ def _model_and_config(model_or_name: str | nn.Module, checkpoint: str | Path | N
     return model_or_name, model, model.deploy_cfg, model.checkpoint_sha256
 
 
+def _apply_random_init(model: nn.Module, cfg: ModelConfig, sha: str, random_init: str) -> None:
+    """``random_init="conditioned"``: replace a random initialisation by well-conditioned random weights
+    (:func:`~edgevit_deploy.models._conditioning.well_conditioned`) so that parity checks the structure."""
+    if random_init not in RANDOM_INIT_CHOICES:
+        raise UnsupportedOptionError(f"random_init={random_init!r}: choose from {', '.join(RANDOM_INIT_CHOICES)}")
+    if random_init == "default":
+        return
+    if sha != "random-init":
+        raise UnsupportedOptionError(
+            f"random_init={random_init!r} replaces random weights, but this model has trained weights "
+            f"(sha256 {sha[:12]}); drop --random-init or --checkpoint")
+    # measured on inputs of the parity batch's kind (photographs and noise; other, more noise draws than its own)
+    batch = torch.from_numpy(parity_inputs(cfg, num_random=16, seed=1))
+    well_conditioned(model, cfg.input_size[1:], in_chans=cfg.input_size[0], inputs=batch)
+
+
 def export(
     model_or_name: str | nn.Module,
     target: str | Target | Sequence[str | Target] = "all",
@@ -146,6 +169,7 @@ def export(
     calib_data: str | Path | None = None,
     calib_size: int = 128,
     progress: ProgressFn | None = None,
+    random_init: str = "default",
 ) -> ExportResult:
     """Export ``model_or_name`` to ``target`` (``onnx``, ``tflite``, ``coreml``, ``all`` or a list) in ``out_dir``.
 
@@ -153,6 +177,11 @@ def export(
     each artifact so that partial results stay on disk when a later target fails or the run is interrupted.
     Conversion failures are recorded per artifact (``error``) rather than raised, so one failing target does
     not hide the others; :attr:`ExportResult.ok` tells whether everything passed.
+
+    ``random_init``: without trained weights, ``"default"`` keeps the model's own seeded initialisation;
+    ``"conditioned"`` gives it well-conditioned random weights (random norm affine terms and layer scales,
+    BatchNorm statistics measured on parity-like inputs, unit-spread logits), for a structure-only check of
+    models whose own init gives degenerate logits. The report records it (``random_init``).
     """
     options = options or ExportOptions()
     specs = resolve_targets(target)
@@ -160,7 +189,10 @@ def export(
         spec.validate(options)
     out = prepare_out_dir(out_dir)
     name, model, cfg, sha = _model_and_config(model_or_name, checkpoint, img_size, num_classes)
-    result = ExportResult(model=name, config=cfg, checkpoint_sha256=sha, out_dir=out)
+    if random_init != "default" and model is model_or_name:  # never rewrite the caller's own module
+        model = copy.deepcopy(model)
+    _apply_random_init(model, cfg, sha, random_init)
+    result = ExportResult(model=name, config=cfg, checkpoint_sha256=sha, out_dir=out, random_init=random_init)
     for spec in specs:
         result.artifacts.append(_export_one(spec, name, model, cfg, sha, options, out, verify, coreml_executor,
                                             calib_data, calib_size, progress))

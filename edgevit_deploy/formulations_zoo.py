@@ -17,6 +17,14 @@ or ``None`` when it does not apply.
   multiplies by ``context_vector.expand_as(value)``; litert-torch 0.10 rejects the graph ("'tfl.mul' op
   operands don't have broadcast-compatible shapes") whenever a patch grid has more than one patch. The same
   product with implicit broadcasting converts (measured on a 32-channel module, 4 patches).
+* ``twins_window_attention_rank5`` (Core ML only): timm's Twins ``LocallyGroupedAttn`` partitions windows
+  with rank-6 reshapes, and coremltools 9 refuses the program ("Core ML only supports tensors with
+  rank <= 5. Layer "view_2", with type "reshape", outputs a rank 6 tensor."). The same attention with the
+  batch and window axes merged stays at rank <= 5.
+
+Patch (un)folding is written with rank <= 4 intermediates and no full-range slice for the same reason: a
+rank-6 reshape fails in Core ML, and a slice that keeps everything is exported as ``aten.alias``, which
+coremltools 9 does not convert ("Unsupported fx node alias", TNT's pixel embedding).
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ from torch import nn
 
 from .formulations import ALL, register_rewrite
 
-__all__ = ["BroadcastLinearSelfAttention", "PatchFold", "PatchUnfold"]
+__all__ = ["BroadcastLinearSelfAttention", "PatchFold", "PatchUnfold", "Rank5LocallyGroupedAttn"]
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -43,7 +51,10 @@ def _non_overlapping(m: nn.Unfold | nn.Fold) -> tuple[int, int] | None:
 class PatchUnfold(nn.Module):
     """``nn.Unfold(kernel_size=k, stride=k)``: (B, C, H, W) -> (B, C*kh*kw, nh*nw) by reshape / permute.
 
-    Like Unfold, rows / columns beyond the last whole patch are dropped.
+    Like Unfold, rows / columns beyond the last whole patch are dropped. Every intermediate has rank <= 4
+    (Core ML refuses rank-6 tensors: "Core ML only supports tensors with rank <= 5"), and the crop is only
+    emitted when it drops something: a full-range slice is exported as ``aten.alias``, which coremltools 9
+    has no converter for ("Unsupported fx node alias").
     """
 
     def __init__(self, kernel: tuple[int, int]):
@@ -52,16 +63,21 @@ class PatchUnfold(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        nh, nw = H // self.kh, W // self.kw
-        x = x[:, :, : nh * self.kh, : nw * self.kw]
-        x = x.reshape(B, C, nh, self.kh, nw, self.kw).permute(0, 1, 3, 5, 2, 4)
-        return x.reshape(B, C * self.kh * self.kw, nh * nw)
+        kh, kw = self.kh, self.kw
+        nh, nw = H // kh, W // kw
+        if nh * kh != H or nw * kw != W:
+            x = x[:, :, : nh * kh, : nw * kw]
+        # x[b, c, i*kh + a, j*kw + d] -> out[b, (c*kh + a)*kw + d, i*nw + j]
+        x = x.reshape(B * C * nh, kh, nw, kw).permute(0, 1, 3, 2)        # (BCnh, kh, kw, nw)
+        x = x.reshape(B * C, nh, kh * kw, nw).permute(0, 2, 1, 3)        # (BC, kh*kw, nh, nw)
+        return x.reshape(B, C * kh * kw, nh * nw)
 
 
 class PatchFold(nn.Module):
     """``nn.Fold(output_size=(H, W), kernel_size=k, stride=k)``: (B, C*kh*kw, nh*nw) -> (B, C, H, W).
 
-    Pixels of the output not covered by a whole patch are zero, as with Fold.
+    Pixels of the output not covered by a whole patch are zero, as with Fold. Every intermediate has
+    rank <= 4, for Core ML (see :class:`PatchUnfold`).
     """
 
     def __init__(self, output_size: tuple[int, int], kernel: tuple[int, int]):
@@ -71,11 +87,13 @@ class PatchFold(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, CK, L = x.shape
-        nh, nw = self.out_h // self.kh, self.out_w // self.kw
-        C = CK // (self.kh * self.kw)
-        x = x.reshape(B, C, self.kh, self.kw, nh, nw).permute(0, 1, 4, 2, 5, 3)
-        x = x.reshape(B, C, nh * self.kh, nw * self.kw)
-        pad_h, pad_w = self.out_h - nh * self.kh, self.out_w - nw * self.kw
+        kh, kw = self.kh, self.kw
+        nh, nw = self.out_h // kh, self.out_w // kw
+        C = CK // (kh * kw)
+        x = x.reshape(B * C, kh * kw, nh, nw).permute(0, 2, 1, 3)        # (BC, nh, kh*kw, nw)
+        x = x.reshape(B * C * nh, kh, kw, nw).permute(0, 1, 3, 2)        # (BCnh, kh, nw, kw)
+        x = x.reshape(B, C, nh * kh, nw * kw)
+        pad_h, pad_w = self.out_h - nh * kh, self.out_w - nw * kw
         if pad_h or pad_w:
             x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
         return x
@@ -123,4 +141,55 @@ def _linear_attention(m: nn.Module) -> nn.Module | None:
 
     if type(m) is LinearSelfAttention:
         return BroadcastLinearSelfAttention(m)
+    return None
+
+
+class Rank5LocallyGroupedAttn(nn.Module):
+    """timm's Twins ``LocallyGroupedAttn`` (self-attention inside ws x ws windows) with every tensor of
+    rank <= 5; same parameters (shared with the original module), same numbers.
+
+    timm splits the (B, H, W, C) map into (B, H/ws, ws, W/ws, ws, C) windows and its qkv into a rank-6
+    (B, nW, ws*ws, 3, heads, head_dim) tensor, which Core ML refuses ("Core ML only supports tensors with
+    rank <= 5. Layer "view_2", with type "reshape", outputs a rank 6 tensor."). Here the batch and the
+    window rows share one axis: windows are (B*nW, ws*ws, C), qkv (3, B*nW, heads, ws*ws, head_dim).
+    """
+
+    def __init__(self, attn: nn.Module):
+        super().__init__()
+        self.inner = attn
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        a = self.inner
+        ws, heads = a.ws, a.num_heads
+        B, N, C = x.shape
+        H, W = size
+        x = x.view(B, H, W, C)
+        pad_r = (ws - W % ws) % ws
+        pad_b = (ws - H % ws) % ws
+        x = nn.functional.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        _, Hp, Wp, _ = x.shape
+        _h, _w = Hp // ws, Wp // ws
+        # x[b, i*ws + p, j*ws + q, c] -> windows[(b*_h + i)*_w + j, p*ws + q, c]
+        x = x.reshape(B * _h, ws, _w, ws * C).transpose(1, 2).reshape(B * _h * _w, ws * ws, C)
+        qkv = a.qkv(x).reshape(B * _h * _w, ws * ws, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (B*nW, heads, ws*ws, head_dim)
+        if a.fused_attn:  # inference: no attention dropout (attn_drop may already be formulations.Inert)
+            x = nn.functional.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = (q * a.scale) @ k.transpose(-2, -1)
+            x = a.attn_drop(attn.softmax(dim=-1)) @ v
+        # back: (B*nW, heads, ws*ws, hd) -> (B*_h, _w, ws, ws*C) -> (B*_h, ws, _w, ws*C) -> (B, Hp, Wp, C)
+        x = x.transpose(1, 2).reshape(B * _h, _w, ws, ws * C).transpose(1, 2).reshape(B, Hp, Wp, C)
+        if pad_r > 0 or pad_b > 0:
+            x = x[:, :H, :W, :].contiguous()
+        x = x.reshape(B, N, C)
+        return a.proj_drop(a.proj(x))
+
+
+@register_rewrite("twins_window_attention_rank5", {"coreml"})
+def _twins_window_attention(m: nn.Module) -> nn.Module | None:
+    from timm.models.twins import LocallyGroupedAttn
+
+    if type(m) is LocallyGroupedAttn:
+        return Rank5LocallyGroupedAttn(m)
     return None

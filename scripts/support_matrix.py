@@ -11,6 +11,14 @@ second run resumes (cells already done at the same size are kept; ``--redo`` rer
 crashed the interpreter is found marked ``running`` on resume and recorded as failed. ``--deadline`` stops
 starting new cells at a wall-clock time (the rest stay ``not run``), ``--cell-timeout`` bounds one cell.
 
+A model whose seeded random initialisation gives degenerate outputs (the validator's definition: std of
+PyTorch's logits on the parity batch below ``DEGENERATE_STD``) is exported with well-conditioned random
+weights instead (``random_init="conditioned"``); its cells record it and its row is marked in the markdown.
+Every other model keeps its own random init.
+
+The markdown is also copied into README.md between the ``<!-- support-matrix:start -->`` and
+``<!-- support-matrix:end -->`` marker lines (only the text between them is replaced).
+
     python scripts/support_matrix.py                       # everything, fp32 cells first
     python scripts/support_matrix.py --models 'mobilevit*' --targets onnx,tflite --precisions fp32
 """
@@ -37,10 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 log = logging.getLogger("support_matrix")
+DEFAULT_OUT = ROOT / "docs" / "support_matrix.json"
 
 TARGETS = ("onnx", "tflite", "coreml")
 PRECISIONS = ("fp32", "int8")
 STATUSES = ("passed", "parity-failed", "export-failed", "not-executed", "not-run", "running")
+_CONDITIONED_MARK = "†"
 _MARK = {"passed": "✅", "parity-failed": "⚠️", "export-failed": "❌", "not-executed": "➖", "not-run": "·",
          "running": "💥"}
 
@@ -62,6 +72,7 @@ class Cell:
     size_bytes: int | None = None
     formulations: dict[str, int] = field(default_factory=dict)
     finished_at: str | None = None
+    random_init: str = "default"  # "conditioned": the model's own random init is degenerate
 
     @property
     def key(self) -> str:
@@ -87,6 +98,33 @@ def _options(precision: str):
     return ExportOptions(precision=Precision(precision))
 
 
+_RANDOM_INIT: dict[tuple[str, int], str] = {}  # (model, size) -> the random init its cells use
+
+
+def random_init_for(model: str, img_size: int) -> str:
+    """``"conditioned"`` when the model's seeded random init gives degenerate outputs on the parity batch
+    (the validator's own definition and threshold), else ``"default"``. Cached per process."""
+    key = (model, img_size)
+    if key not in _RANDOM_INIT:
+        import numpy as np
+
+        from edgevit_deploy.models import create_model
+        from edgevit_deploy.verify.inputs import parity_inputs
+        from edgevit_deploy.verify.parity import reference_outputs
+        from edgevit_deploy.verify.validator import DEGENERATE_STD
+
+        m = create_model(model, img_size=img_size)
+        if m.checkpoint_sha256 != "random-init":  # packaged trained weights: never replaced
+            _RANDOM_INIT[key] = "default"
+        else:
+            spread = float(np.std(reference_outputs(m, parity_inputs(m.deploy_cfg)).astype(np.float64)))
+            _RANDOM_INIT[key] = "conditioned" if spread < DEGENERATE_STD else "default"
+            if _RANDOM_INIT[key] != "default":
+                log.info("%s: random-init logits are degenerate (std %.1e < %.0e): well-conditioned random "
+                         "weights", model, spread, DEGENERATE_STD)
+    return _RANDOM_INIT[key]
+
+
 def run_cell(cell: Cell, work: Path, calib_size: int = 16) -> Cell:
     """Export one model to one target at one precision and record what happened."""
     from edgevit_deploy import export
@@ -94,8 +132,10 @@ def run_cell(cell: Cell, work: Path, calib_size: int = 16) -> Cell:
     out_dir = work / f"{cell.model}-{cell.target}-{cell.precision}"
     t0 = time.perf_counter()
     try:
+        cell.random_init = random_init_for(cell.model, cell.img_size)
         result = export(cell.model, cell.target, out_dir, options=_options(cell.precision),
-                        img_size=cell.img_size, verify=True, calib_size=calib_size)
+                        img_size=cell.img_size, verify=True, calib_size=calib_size,
+                        random_init=cell.random_init)
     except Exception as exc:  # every failure is a row of the matrix, never the end of the run
         log.debug("%s failed:\n%s", cell.key, traceback.format_exc())
         cell.status, cell.reason = "export-failed", _one_line(exc)
@@ -194,9 +234,10 @@ def environment() -> dict[str, str]:
 
 
 def write_outputs(cells: dict[str, Cell], json_path: Path, md_path: Path, command: str,
-                  mine: set[str] | None = None) -> None:
-    """Write JSON and markdown. Cells this process did not run (not in ``mine``) are re-read from disk
-    under a lock first, so that several runs (say fp32 and int8) can fill one matrix side by side."""
+                  mine: set[str] | None = None, readme: Path | None = None) -> None:
+    """Write JSON and markdown (and the README's copy when ``readme`` is given). Cells this process did
+    not run (not in ``mine``) are re-read from disk under a lock first, so that several runs (say fp32 and
+    int8) can fill one matrix side by side."""
     import fcntl
 
     from edgevit_deploy.models import get_model_config
@@ -227,7 +268,53 @@ def write_outputs(cells: dict[str, Cell], json_path: Path, md_path: Path, comman
         tmp = json_path.with_suffix(f".json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(payload, indent=1) + "\n")
         os.replace(tmp, json_path)
-        md_path.write_text(render_markdown(payload, get_model_config))
+        write_markdown(payload, md_path, get_model_config, readme)
+
+
+README = ROOT / "README.md"
+README_START = "<!-- support-matrix:start -->"
+README_END = "<!-- support-matrix:end -->"
+
+
+class MarkersMissing(RuntimeError):
+    pass
+
+
+def matrix_body(markdown: str) -> str:
+    """The part of the generated markdown that goes into the README: from the legend line on (the title,
+    the generation details and the commands stay in docs/support_matrix.md), reason links included."""
+    lines = markdown.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("✅ passed")), 0)
+    body = ["#" + line if line.startswith("## ") else line for line in lines[start:]]  # under the README's "##"
+    return "\n".join(body).strip() + "\n"
+
+
+def replace_between_markers(text: str, body: str, start: str = README_START, end: str = README_END) -> str:
+    """``text`` with everything between the ``start`` and ``end`` marker lines replaced by ``body``."""
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < 0 or j < i or text.count(start) != 1 or text.count(end) != 1:
+        raise MarkersMissing(f"README.md needs exactly one {start!r} line followed by one {end!r} line around "
+                             "the support matrix; add them where the matrix goes")
+    head = text[:i + len(start)]
+    return head + "\n\n" + body.strip() + "\n\n" + text[j:]
+
+
+def update_readme(markdown: str, readme: Path = README) -> bool:
+    """Copy the matrix into ``readme`` between the markers; True when the file changed."""
+    text = readme.read_text()
+    new = replace_between_markers(text, matrix_body(markdown))
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def write_markdown(payload: dict[str, Any], md_path: Path, get_config, readme: Path | None) -> str:
+    """Write the markdown matrix and its README copy (``readme=None``: no README)."""
+    markdown = render_markdown(payload, get_config)
+    md_path.write_text(markdown)
+    if readme is not None:
+        update_readme(markdown, readme)
+    return markdown
 
 
 def _figure(cell: dict[str, Any]) -> str:
@@ -265,8 +352,9 @@ def render_markdown(payload: dict[str, Any], get_config) -> str:
         "|---|---|---|" + "---|" * len(columns),
     ]
     counts = {s: 0 for s in STATUSES}
+    conditioned = {c["model"] for c in cells if c.get("random_init", "default") == "conditioned"}
     for name in models:
-        row = [name, get_config(name).family]
+        row = [f"{name} {_CONDITIONED_MARK}" if name in conditioned else name, get_config(name).family]
         size = next((index[k]["img_size"] for k in index if k[0] == name), "")
         row.append(str(size))
         for t, p in columns:
@@ -283,6 +371,14 @@ def render_markdown(payload: dict[str, Any], get_config) -> str:
             row.append(text)
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Totals: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v), ""]
+    if conditioned:
+        from edgevit_deploy.verify.validator import DEGENERATE_STD
+
+        lines += [f"{_CONDITIONED_MARK} well-conditioned random weights: the model's own seeded random init gives "
+                  f"degenerate logits (std below the validator's {DEGENERATE_STD:g} on the parity batch), which no "
+                  "comparison can judge, so these cells use `random_init=\"conditioned\"` "
+                  "(`edgevit-export --random-init conditioned`: random norm statistics and layer scales, logits "
+                  "of unit spread). Same architecture, other random weights.", ""]
     if reasons:
         lines += ["## Reasons", ""]
         lines += [f"{n}. {r.replace('|', '/')}" for r, n in reasons.items()]
@@ -297,7 +393,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--precisions", default=",".join(PRECISIONS))
     ap.add_argument("--min-size", type=int, default=64, help="smallest input side to export at")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "support_matrix.json")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--work-dir", type=Path, default=None, help="where artifacts go (default: a temp dir)")
     ap.add_argument("--redo", action="store_true", help="rerun cells already in the JSON")
     ap.add_argument("--deadline", default=None, help="HH:MM (UTC): start no new cell after it")
@@ -308,6 +404,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--interleave", action="store_true",
                     help="run every target of a model before the next model (default: one target at a time)")
     ap.add_argument("--render-only", action="store_true", help="rewrite the markdown from the JSON, run nothing")
+    ap.add_argument("--no-readme", dest="readme", action="store_false",
+                    help="do not copy the matrix into README.md (between its support-matrix markers)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     for name, allowed in (("targets", TARGETS), ("precisions", PRECISIONS)):
@@ -340,12 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = args.out, args.out.with_suffix(".md")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     command = "python scripts/support_matrix.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    # the README shows the repository's own matrix only
+    readme = README if args.readme and json_path.resolve() == DEFAULT_OUT.resolve() else None
     cells = load_cells(json_path)
     if args.render_only:
         from edgevit_deploy.models import get_model_config
 
         payload = json.loads(json_path.read_text())
-        md_path.write_text(render_markdown(payload, get_model_config))
+        write_markdown(payload, md_path, get_model_config, readme)
         return 0
     for cell in cells.values():
         if cell.status == "running":
@@ -368,15 +468,15 @@ def main(argv: list[str] | None = None) -> int:
                 cell.reason = "deadline reached before this cell"
                 continue
             cell.status = "running"
-            write_outputs(cells, json_path, md_path, command, mine)
+            write_outputs(cells, json_path, md_path, command, mine, readme)
             log.info("%s at %d ...", key, cell.img_size)
             run_cell_bounded(cell, work, args.cell_timeout, args.calib_size)
             cell.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
             log.info("%s: %s %s (%.0f s)", key, cell.status, cell.reason or "", cell.export_s or 0)
-            write_outputs(cells, json_path, md_path, command, mine)
+            write_outputs(cells, json_path, md_path, command, mine, readme)
             _clean(work)
     finally:
-        write_outputs(cells, json_path, md_path, command, mine)
+        write_outputs(cells, json_path, md_path, command, mine, readme)
         if work_ctx:
             work_ctx.cleanup()
     return 0

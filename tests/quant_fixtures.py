@@ -55,11 +55,12 @@ def quantized(name: str, target: str, mode: str = "int8", quant: tuple = ()) -> 
     return path, report
 
 
-def natural_photos(cfg) -> tuple[list[str], np.ndarray]:
-    """Every natural photograph this scikit-image has, preprocessed for ``cfg`` (whole, no crops)."""
+def photo_views(cfg, names: tuple[str, ...], views: int = 1, seed: int = 11) -> tuple[list[str], np.ndarray]:
+    """The photographs ``names`` that are installed, preprocessed for ``cfg``: each whole, then ``views - 1``
+    seeded crops / flips of each (other crops than the calibration ones, which use seeds 0 and 1)."""
     from edgevit_deploy.images import sample_photos
-    from edgevit_deploy.preprocess import preprocess_image
-    from edgevit_deploy.quantize.calibration import BUILTIN_CALIB_PHOTOS, BUILTIN_HELD_OUT_PHOTOS
+    from edgevit_deploy.quantize.calibration import views_of
 
-    photos = sample_photos(tuple(dict.fromkeys(BUILTIN_HELD_OUT_PHOTOS + BUILTIN_CALIB_PHOTOS)))
-    return list(photos), np.stack([preprocess_image(p, cfg) for p in photos.values()]).astype(np.float32)
+    photos = sample_photos(names)
+    x, used = views_of(photos, views * len(photos), cfg, seed, whole_first=True)
+    return used, x

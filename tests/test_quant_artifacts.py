@@ -92,3 +92,20 @@ def test_floors_are_defined_for_every_mode_of_the_table():
     from edgevit_deploy.converters.table import TARGETS
 
     assert {m for s in TARGETS.values() for m in s.quant_modes} <= set(FLOORS)
+
+
+OTHER_MODES = [(t, str(m)) for t in TARGETS for m in get_spec(t).quant_modes if str(m) != "int8"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,mode", OTHER_MODES, ids=[f"{t}-{m}" for t, m in OTHER_MODES])
+def test_every_other_mode_runs_is_smaller_and_meets_its_floor(target, mode):
+    """int8-dynamic (ONNX, TFLite), w8 and palettize4 / 6 (Core ML): the floors of quantize/fidelity.py were
+    set from benchmarks/quant_fidelity.py; here each artifact is made, executed and held to its floor."""
+    path, report = quantized("edgevit_xxs", target, mode)
+    assert report.mode == mode and Path(path).exists()
+    assert report.parity.executed, report.parity.reason
+    assert report.parity.passed, (report.parity.sqnr_db, report.parity.failures)
+    assert report.size_quant_bytes < report.size_float_bytes
+    meta = get_spec(target).load_converter().read_metadata(Path(path))
+    assert meta["edgevit_deploy.precision"] == mode

@@ -1,9 +1,11 @@
 """EfficientNet-Lite0 with real ImageNet weights: fp32 and every target's int8 artifact classify real
-photographs correctly; top-1 agreement with fp32 is measured on every natural photo scikit-image has.
+photographs correctly, and top-1 agreement with fp32 is measured on every natural image there is offline.
 
-Agreement is >= 90 % on the photos fp32 classifies with some confidence (top softmax >= 0.3: the cat, the
-coffee, the clock, the rocket, the cameraman, the moon). On the others (textures, microscopy, the Hubble deep
-field: no ImageNet object, fp32 top softmax <= 0.15) int8 flips near-ties: measured 64-71 % over all 14.
+"Natural images" are :data:`~edgevit_deploy.images.NATURAL_PHOTOS`: the 12 photographs of everyday scenes
+and objects bundled in scikit-image, matplotlib and scikit-learn, each whole plus 7 seeded crops / flips
+(96 images). The floor there is 90 % (README). The 8 scientific images (textures, microscopy, the Hubble deep
+field, document scans: no ImageNet object, fp32 top-2 within a few % of each other) are measured too, with
+a lower floor: there int8 flips near-ties (measured in docs/quantization.md).
 """
 from __future__ import annotations
 
@@ -12,27 +14,49 @@ import pytest
 import torch
 
 from edgevit_deploy.converters.table import get_spec
+from edgevit_deploy.images import NATURAL_PHOTOS, SCIENTIFIC_IMAGES
 from edgevit_deploy.labels import imagenet_labels
 from edgevit_deploy.quantize.fidelity import run_artifact
-from quant_fixtures import model, natural_photos, quantized
+from quant_fixtures import model, photo_views, quantized
 
 CAT = {281, 282, 285}           # tabby, tiger cat, Egyptian cat
 COFFEE = {967, 968, 504}        # espresso, cup, coffee mug
 EXPECTED = {"chelsea": CAT, "coffee": COFFEE}
-CONFIDENT = 0.3        # fp32 top softmax above which a photo "has an ImageNet object"
-ALL_PHOTOS_FLOOR = 0.6  # measured 0.64 (tflite) - 0.71 (onnx, coreml) over all 14 photos
+NATURAL_FLOOR = 0.90     # the issue's floor; measured 0.92-0.95 (docs/quantization.md)
+SCIENTIFIC_FLOOR = 0.40  # measured 0.50-0.62 on whole images and views of them
+VIEWS = 8
 
 
 def _index(label: str) -> int:
     return imagenet_labels().index(label)
 
 
+def _top1(m, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([m(torch.from_numpy(x[i:i + 32])).argmax(-1).numpy() for i in range(0, len(x), 32)])
+
+
+def _run(target: str, path, x: np.ndarray) -> np.ndarray:
+    outs = []
+    for i in range(0, len(x), 32):
+        out, _, reason = run_artifact(get_spec(target), path, x[i:i + 32], coreml_executor="reference")
+        assert out is not None, reason
+        outs.append(out.argmax(-1))
+    return np.concatenate(outs)
+
+
+def test_the_natural_photos_are_all_available_offline():
+    m = model("efficientnet_lite0")
+    names, x = photo_views(m.deploy_cfg, NATURAL_PHOTOS)
+    assert names == list(NATURAL_PHOTOS) and x.shape == (len(NATURAL_PHOTOS), *m.deploy_cfg.input_size)
+    assert not set(NATURAL_PHOTOS) & set(SCIENTIFIC_IMAGES)
+
+
 def test_fp32_lite0_classifies_the_cat_and_the_coffee():
     m = model("efficientnet_lite0")
     assert m.checkpoint_sha256 != "random-init"
-    names, x = natural_photos(m.deploy_cfg)
-    with torch.no_grad():
-        top1 = m(torch.from_numpy(x)).argmax(-1).tolist()
+    names, x = photo_views(m.deploy_cfg, tuple(EXPECTED))
+    top1 = _top1(m, x)
     for name, classes in EXPECTED.items():
         assert top1[names.index(name)] in classes, (name, imagenet_labels()[top1[names.index(name)]])
 
@@ -43,19 +67,16 @@ def test_int8_lite0_classifies_photos_and_agrees_with_fp32(target):
     m = model("efficientnet_lite0")
     path, report = quantized("efficientnet_lite0", target)
     assert report.parity.executed, report.parity.reason
-    assert report.parity.passed, report.parity.failures  # includes top-1 agreement >= 90 % (held out)
+    assert report.parity.passed, report.parity.failures  # includes the held-out top-1 agreement floor
     assert report.size_quant_bytes < report.size_float_bytes
     for ex in report.examples:
         if ex["image"] in EXPECTED:
             assert _index(ex["quantized"]) in EXPECTED[ex["image"]], ex
-    names, x = natural_photos(m.deploy_cfg)
-    out, _, reason = run_artifact(get_spec(target), path, x, coreml_executor="reference")
-    assert out is not None, reason
-    with torch.no_grad():
-        ref = m(torch.from_numpy(x)).softmax(-1).numpy()
-    agree = ref.argmax(-1) == out.argmax(-1)
-    confident = ref.max(-1) >= CONFIDENT
-    assert confident.sum() >= 5, [n for n, c in zip(names, confident) if c]
-    disagree = [n for n, a in zip(names, agree) if not a]
-    assert float(np.mean(agree[confident])) >= 0.9, disagree
-    assert float(np.mean(agree)) >= ALL_PHOTOS_FLOOR, disagree
+    for group, floor in ((NATURAL_PHOTOS, NATURAL_FLOOR), (SCIENTIFIC_IMAGES, SCIENTIFIC_FLOOR)):
+        names, x = photo_views(m.deploy_cfg, group, VIEWS)
+        agree = _top1(m, x) == _run(target, path, x)
+        flips = sorted({n for n, a in zip(names, agree) if not a})
+        assert float(np.mean(agree)) >= floor, (float(np.mean(agree)), flips)
+        if group is NATURAL_PHOTOS:  # the photos with an unmistakable ImageNet object keep their class
+            whole = dict(zip(names[:len(group)], agree[:len(group)]))
+            assert all(whole[n] for n in EXPECTED), flips

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from ..converters.base import ExportOptions, Precision, QuantMode
 from ..converters.coreml import DEPLOYMENT_TARGETS
 from ..converters.table import target_names
+from ..models._conditioning import RANDOM_INIT_CHOICES
 from ._common import (choice_of, console, err_console, exit_code, handle_errors, parity_table, print_reasons,
                       setup_logging, split_csv)
 from ._models_table import models_table
@@ -22,6 +23,11 @@ from ._models_table import models_table
               help=f"One of {', '.join(target_names())}, all; repeat or comma-separate for several.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="State dict (.pth/.pt), raw or under "
               "'model' / 'state_dict'; loaded with weights_only=True.")
+@click.option("--random-init", type=choice_of(RANDOM_INIT_CHOICES), default="default", show_default=True,
+              help="Without --checkpoint: 'default' keeps the model's own seeded random init; 'conditioned' "
+              "gives well-conditioned random weights (random norm affine terms and layer scales, BatchNorm "
+              "statistics measured on sample inputs, unit-spread logits) so that parity checks the structure of "
+              "models whose own init gives degenerate logits.")
 @click.option("--img-size", type=int, help="Input size (a multiple of 32). Default: the model's.")
 @click.option("--num-classes", type=int, help="Classifier size. Default: the model's (1000).")
 @click.option("--precision", type=choice_of(p.value for p in Precision),
@@ -58,7 +64,8 @@ from ._models_table import models_table
 @click.option("--list-models", is_flag=True, help="List registered models with their figures and exit.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @handle_errors
-def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, img_size: int | None,
+def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, random_init: str,
+         img_size: int | None,
          num_classes: int | None, precision: str | None, dynamic_batch: bool, nhwc: bool, image_input: bool,
          min_deployment_target: str, onnx_exporter: str, opset: int, quantize: str | None,
          calib_data: Path | None, calib_size: int, calib_method: str | None, activation_dtype: str | None,
@@ -94,7 +101,7 @@ def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, i
         result = export_api.export(
             model, target_arg, out, options=options, checkpoint=checkpoint, img_size=img_size,
             num_classes=num_classes, verify=not no_verify, coreml_executor=coreml_executor,
-            calib_data=calib_data, calib_size=calib_size, progress=on_progress)
+            calib_data=calib_data, calib_size=calib_size, progress=on_progress, random_init=random_init)
     report_path = result.write_report()
     rows = [dict(a.to_dict(), file=Path(a.path).name if a.path else None) for a in result.artifacts]
     if as_json:

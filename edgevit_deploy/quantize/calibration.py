@@ -5,9 +5,10 @@
 from ``train/`` and the held-out images from ``val/``; otherwise a seeded shuffle splits the folder (the
 held-out images are never calibration images). Unreadable images are skipped and counted.
 
-Without a folder, the built-in default: scikit-image's bundled photographs (offline, inside a PyPI
-package), with deterministic crops and flips to reach N. Three photos (the cat, the coffee cup, the clock)
-are held out entirely for the fidelity report.
+Without a folder, the built-in default: photographs bundled inside PyPI packages (scikit-image's sample
+data; offline), with deterministic crops and flips to reach N. Six natural photos (the cat, the coffee cup,
+the clock from scikit-image; Grace Hopper from matplotlib; the temple and the flower from scikit-learn, when
+those are installed) are held out entirely for the fidelity report: never calibration images.
 """
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CALIB_SIZE = 128
 DEFAULT_HELD_OUT = 32
-BUILTIN_SOURCE = "built-in default (scikit-image sample photos)"
+BUILTIN_SOURCE = "built-in default (sample photos bundled in scikit-image / matplotlib / scikit-learn)"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"})
-# scikit-image photographs: calibration ones (natural scenes, textures, microscopy) and held-out ones
+# calibration photos (natural scenes, textures, microscopy: see images.py) and held-out natural photos
 BUILTIN_CALIB_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "camera",
-                        "coins", "moon", "grass", "gravel", "brick", "motorcycle_left")
-BUILTIN_HELD_OUT_PHOTOS = ("chelsea", "coffee", "clock")
+                        "coins", "moon", "grass", "gravel", "brick")
+BUILTIN_HELD_OUT_PHOTOS = ("chelsea", "coffee", "clock", "grace_hopper", "china", "flower")
 HELD_OUT_VIEWS = 8  # the whole photo plus 7 deterministic crops / flips of it
 
 
@@ -93,8 +94,10 @@ def _random_view(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return view
 
 
-def _views(photos: dict[str, Image.Image], n: int, cfg: ModelConfig, seed: int,
-           whole_first: bool) -> tuple[np.ndarray, list[str]]:
+def views_of(photos: dict[str, Image.Image], n: int, cfg: ModelConfig, seed: int,
+             whole_first: bool) -> tuple[np.ndarray, list[str]]:
+    """``n`` preprocessed views cycling through ``photos`` (each whole first if ``whole_first``, then
+    seeded crops / flips): ``(array, photo name of each view)``."""
     rng = np.random.default_rng(seed)
     names = list(photos)
     arrays, used = [], []
@@ -118,7 +121,7 @@ def _builtin_photos(names: Sequence[str]) -> dict[str, Image.Image]:
 def builtin_calibration(cfg: ModelConfig, calib_size: int = DEFAULT_CALIB_SIZE, seed: int = 0) -> CalibrationSet:
     check_calib_size(calib_size)
     photos = _builtin_photos(BUILTIN_CALIB_PHOTOS)
-    data, names = _views(photos, calib_size, cfg, seed, whole_first=True)
+    data, names = views_of(photos, calib_size, cfg, seed, whole_first=True)
     log.info("calibrating on the %s: %d views of %d photos", BUILTIN_SOURCE, calib_size, len(photos))
     return CalibrationSet(data, BUILTIN_SOURCE, names, builtin=True)
 
@@ -126,7 +129,7 @@ def builtin_calibration(cfg: ModelConfig, calib_size: int = DEFAULT_CALIB_SIZE, 
 def builtin_held_out(cfg: ModelConfig, seed: int = 0, views: int = HELD_OUT_VIEWS) -> CalibrationSet:
     """Photos never used for calibration: each whole, then ``views - 1`` seeded crops / flips of each."""
     photos = _builtin_photos(BUILTIN_HELD_OUT_PHOTOS)
-    data, names = _views(photos, views * len(photos), cfg, seed + 1, whole_first=True)
+    data, names = views_of(photos, views * len(photos), cfg, seed + 1, whole_first=True)
     return CalibrationSet(data, f"{BUILTIN_SOURCE}, held out: {', '.join(photos)}", names, builtin=True)
 
 

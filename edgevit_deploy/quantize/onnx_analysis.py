@@ -10,8 +10,14 @@ Each activation ("layer") row also says what Q-HyViT (2023) blames for hybrid-Vi
 - ``kind``: the op producing it (layernorm / softmax / gelu / conv / matmul ...): mixed normalisation
   layers (BatchNorm folded into convs next to LayerNorm) give very different ranges in one network;
 - ``min``/``max``/``outlier_ratio`` (max |x| over its 99.9th percentile): wide dynamic ranges;
-- ``zero_point`` and ``zero_point_at_limit``: the zero point at the end of the integer range (a one-sided
-  range squeezed into a symmetric grid, or clipped: zero-point overflow).
+- ``zero_point`` and ``zero_point_at_limit``: the zero point at the end of the integer range although the
+  range crosses zero (clipped: zero-point overflow). A one-sided range (ReLU / ReLU6 outputs) puts the zero
+  point at the limit by design and is not flagged.
+
+Fused activations: onnxruntime's QDQ quantizer removes a Relu / Clip that follows a Conv and lets the
+quantization range do the clipping, so in the QDQ model the tensor of that name holds the *unclipped* conv
+output before its QuantizeLinear. Its "quantization error" is then measured against the clipped value (the
+float op applied), or the clipping itself would count as noise (a ReLU6 output would show ~0 dB).
 """
 from __future__ import annotations
 
@@ -80,8 +86,11 @@ class _Accum:
         self.lo, self.hi = np.inf, -np.inf
         self.p999: list[float] = []
 
-    def add(self, pre: np.ndarray, post: np.ndarray, flt: np.ndarray | None) -> None:
+    def add(self, pre: np.ndarray, post: np.ndarray, flt: np.ndarray | None,
+            fused: tuple[float, float] | None = None) -> None:
         pre64, post64 = pre.astype(np.float64).ravel(), post.astype(np.float64).ravel()
+        if fused is not None:  # the float Relu / Clip that the QDQ model folded into the quantization range
+            pre64 = np.clip(pre64, *fused)
         self.pre_signal += float(np.sum(pre64 ** 2))
         self.qdq_noise += float(np.sum((pre64 - post64) ** 2))
         ref = pre64 if flt is None else flt.astype(np.float64).ravel()
@@ -102,6 +111,36 @@ class _Accum:
                 "xmodel_sqnr_db": self._db(self.signal, self.xmodel_noise),
                 "min": self.lo, "max": self.hi, "abs_p999": p999,
                 "outlier_ratio": float(max(abs(self.lo), abs(self.hi)) / p999) if p999 > 0 else 1.0}
+
+
+def _constant(model, name: str) -> float | None:
+    numpy_helper = require("onnx.numpy_helper", "onnx")
+    for init in model.graph.initializer:
+        if init.name == name:
+            return float(numpy_helper.to_array(init).reshape(()))
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return float(numpy_helper.to_array(node.attribute[0].t).reshape(()))
+    return None
+
+
+def fused_activations(float_model, qdq_model) -> dict[str, tuple[float, float]]:
+    """Tensor name -> (low, high) of every float Relu / Clip whose output the QDQ model produces with
+    another op (the activation was fused into the producer and its quantization range)."""
+    qdq_producers = {o: n.op_type for n in qdq_model.graph.node for o in n.output}
+    out: dict[str, tuple[float, float]] = {}
+    for node in float_model.graph.node:
+        if node.op_type not in ("Relu", "Clip") or qdq_producers.get(node.output[0], node.op_type) == node.op_type:
+            continue
+        if node.op_type == "Relu":
+            out[node.output[0]] = (0.0, np.inf)
+            continue
+        bounds = [_constant(float_model, i) if i else None for i in list(node.input[1:3]) + [""] * 2][:2]
+        attrs = {a.name: a.f for a in node.attribute}  # opset < 11 keeps min / max as attributes
+        lo = bounds[0] if bounds[0] is not None else attrs.get("min", -np.inf)
+        hi = bounds[1] if bounds[1] is not None else attrs.get("max", np.inf)
+        out[node.output[0]] = (float(lo), float(hi))
+    return out
 
 
 def _session(path: Path):
@@ -131,6 +170,7 @@ def analyze(float_path: Path, qdq_path: Path, data: np.ndarray, work: Path) -> d
     qdq_model = onnx.load(str(qdq_path))
     producers, consumers = _graph_index(float_model)
     qparams = _qparams(qdq_model)
+    fused = fused_activations(float_model, qdq_model)
     s_float, s_qdq = _session(aug_float), _session(aug_qdq)
     in_name = s_float.get_inputs()[0].name
     acc: dict[str, _Accum] = {}
@@ -139,7 +179,8 @@ def analyze(float_path: Path, qdq_path: Path, data: np.ndarray, work: Path) -> d
         matching = dbg.create_activation_matching(_activations(s_qdq, in_name, x), _activations(s_float, in_name, x))
         for name, m in matching.items():
             flt = m.get("float")
-            acc.setdefault(name, _Accum()).add(m["pre_qdq"][0], m["post_qdq"][0], flt[0] if flt else None)
+            acc.setdefault(name, _Accum()).add(m["pre_qdq"][0], m["post_qdq"][0], flt[0] if flt else None,
+                                               fused.get(name))
     layers = []
     for name, a in acc.items():
         node = producers.get(name)
@@ -148,8 +189,10 @@ def analyze(float_path: Path, qdq_path: Path, data: np.ndarray, work: Path) -> d
         if name in qparams:
             scale, zp, dtype = qparams[name]
             info = np.iinfo(np.dtype(dtype))
-            row.update(scale=scale, zero_point=zp, zero_point_at_limit=zp in (info.min, info.max),
-                       activation_dtype=dtype)
+            crosses_zero = row["min"] < 0 < row["max"]
+            row.update(scale=scale, zero_point=zp, activation_dtype=dtype,
+                       zero_point_at_limit=crosses_zero and zp in (info.min, info.max))
+        row["fused_activation"] = name in fused
         row["nodes"] = list(dict.fromkeys(
             ([node.name] if node is not None else []) + [c.name for c in consumers.get(name, [])]))
         layers.append(row)

@@ -50,7 +50,8 @@ def validate_outputs(
     spread = float(np.std(reference.astype(np.float64)))
     if spread < DEGENERATE_STD:
         failures.append(f"PyTorch's own output is degenerate (std {spread:.1e}): any artifact would match it, so "
-                        "the check proves nothing; verify with trained weights (--checkpoint)")
+                        "the check proves nothing; verify with trained weights (--checkpoint), or check the "
+                        "structure with well-conditioned random weights (--random-init conditioned)")
     if t.max_abs is not None:
         # absolute on logits of order 1 (EdgeViT's); scaled with the logits when they are larger
         limit = t.max_abs * max(1.0, float(np.max(np.abs(reference))))

@@ -1,0 +1,128 @@
+"""Fidelity of every quantization mode of every target, on EfficientNet-Lite0 (real ImageNet weights) and
+EdgeViT-XXS (seeded random weights): the figures behind the floors in the README and in
+``edgevit_deploy/quantize/fidelity.py``.
+
+Each (model, target, mode) is quantized by the toolkit's pipeline (``quantize_and_report``: built-in
+calibration photos, ``--calib-size`` views) and measured against fp32 PyTorch on:
+
+- the report's held-out photos (SQNR, cosine, top-1 agreement, as in report.json);
+- the natural photographs (:data:`~edgevit_deploy.images.NATURAL_PHOTOS`), whole and as ``--views`` seeded
+  crops / flips each: top-1 agreement with fp32 (real-weight models only);
+- the scientific images (:data:`~edgevit_deploy.images.SCIENTIFIC_IMAGES`: textures, microscopy, scans),
+  likewise.
+
+    python benchmarks/quant_fidelity.py                                  # everything (~25 min here)
+    python benchmarks/quant_fidelity.py --models efficientnet_lite0 --targets onnx --modes int8
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevit_deploy.converters.base import ArtifactMetadata, ExportOptions, QuantMode
+from edgevit_deploy.converters.table import TARGETS, get_spec
+from edgevit_deploy.images import NATURAL_PHOTOS, SCIENTIFIC_IMAGES, sample_photos
+from edgevit_deploy.models import create_model
+from edgevit_deploy.quantize.calibration import views_of
+from edgevit_deploy.quantize.fidelity import run_artifact
+from edgevit_deploy.quantize.pipeline import quantize_and_report
+
+SIZES = {"edgevit_xxs": 64}  # random weights: a small input is as telling and much faster
+
+
+def _top1(fn, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    return np.concatenate([fn(x[i:i + batch]).argmax(-1) for i in range(0, len(x), batch)])
+
+
+def agreement(model, spec, path: Path, names: tuple[str, ...], views: int) -> tuple[float, float, int]:
+    """(agreement on the whole photos, on whole + crops, number of images with crops)."""
+    cfg = model.deploy_cfg
+    x, _ = views_of(sample_photos(names), views * len(names), cfg, 11, whole_first=True)
+
+    def torch_fn(b):
+        with torch.no_grad():
+            return model(torch.from_numpy(b)).numpy()
+
+    def artifact_fn(b):
+        out, _, reason = run_artifact(spec, path, b, coreml_executor="reference")
+        if out is None:
+            raise RuntimeError(reason)
+        return out
+
+    agree = _top1(torch_fn, x) == _top1(artifact_fn, x)
+    n_whole = len(sample_photos(names))
+    return float(agree[:n_whole].mean()), float(agree.mean()), int(len(agree))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="efficientnet_lite0,edgevit_xxs")
+    ap.add_argument("--targets", default=",".join(map(str, TARGETS)))
+    ap.add_argument("--modes", default="all", help="comma-separated quantization modes, or 'all' of each target")
+    ap.add_argument("--calib-size", type=int, default=128)
+    ap.add_argument("--views", type=int, default=8)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(2)
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="edgevit-quant-fidelity-"))
+    for name in args.models.split(","):
+        torch.manual_seed(0)
+        model = create_model(name, img_size=SIZES.get(name)).eval()
+        cfg = model.deploy_cfg
+        pretrained = model.checkpoint_sha256 != "random-init"
+        for target in args.targets.split(","):
+            spec = get_spec(target)
+            modes = spec.quant_modes if args.modes == "all" else [QuantMode(m) for m in args.modes.split(",")
+                                                                 if QuantMode(m) in spec.quant_modes]
+            for mode in modes:
+                t0 = time.perf_counter()
+                options = ExportOptions(quantize=QuantMode(mode), precision=spec.default_precision)
+                meta = ArtifactMetadata(model=cfg.name, input_shape=(1, *cfg.input_size), layout="NCHW",
+                                        mean=cfg.mean, std=cfg.std, toolkit_version="bench",
+                                        checkpoint_sha256=model.checkpoint_sha256, precision=str(mode),
+                                        num_classes=cfg.num_classes)
+                path, rep = quantize_and_report(model, cfg, spec, options, work / f"{name}-{target}-{mode}", meta,
+                                                calib_size=args.calib_size, coreml_executor="reference",
+                                                latency_runs=10)
+                p = rep.parity
+                row = {"model": name, "target": target, "mode": str(mode), "sqnr": p.sqnr_db, "cos": p.cosine,
+                       "held_top1": p.top1_agreement, "held_n": p.num_inputs, "passed": p.passed,
+                       "size": rep.size_quant_bytes / rep.size_float_bytes, "s": time.perf_counter() - t0}
+                if pretrained and p.executed:
+                    row["nat"] = agreement(model, spec, path, NATURAL_PHOTOS, args.views)
+                    row["sci"] = agreement(model, spec, path, SCIENTIFIC_IMAGES, args.views)
+                rows.append(row)
+                print(_fmt(row), flush=True)
+    print("\n| model | target | mode | SQNR dB | cosine | held-out top-1 | natural whole / +crops | "
+          "scientific whole / +crops | size vs float | floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(_fmt(r))
+    return 0
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def _fmt(r: dict) -> str:
+    nat = sci = "-"
+    if "nat" in r:
+        nat = f"{_pct(r['nat'][0])} / {_pct(r['nat'][1])} (n={r['nat'][2]})"
+        sci = f"{_pct(r['sci'][0])} / {_pct(r['sci'][1])} (n={r['sci'][2]})"
+    sq = "-" if r["sqnr"] is None else f"{r['sqnr']:.1f}"
+    cos = "-" if r["cos"] is None else f"{r['cos']:.4f}"
+    return (f"| {r['model']} | {r['target']} | {r['mode']} | {sq} | {cos} | {_pct(r['held_top1'])} "
+            f"(n={r['held_n']}) | {nat} | {sci} | {r['size']:.2f} | {'passed' if r['passed'] else 'FAILED'} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
