@@ -111,12 +111,14 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def build_metadata(name: str, cfg: ModelConfig, sha: str, options: ExportOptions, precision: str) -> ArtifactMetadata:
+def build_metadata(name: str, cfg: ModelConfig, sha: str, options: ExportOptions, precision: str,
+                   random_init: str = "default") -> ArtifactMetadata:
     c, h, w = cfg.input_size
     shape = (options.batch_size, h, w, c) if options.nhwc else (options.batch_size, c, h, w)
     return ArtifactMetadata(
         model=name, input_shape=shape, layout=options.layout.value, mean=tuple(cfg.mean), std=tuple(cfg.std),
         toolkit_version=__version__, checkpoint_sha256=sha, precision=precision, num_classes=cfg.num_classes,
+        random_init=random_init,
     )
 
 
@@ -140,7 +142,7 @@ def _model_and_config(model_or_name: str | nn.Module, checkpoint: str | Path | N
     return model_or_name, model, model.deploy_cfg, model.checkpoint_sha256
 
 
-def _apply_random_init(model: nn.Module, cfg: ModelConfig, sha: str, random_init: str) -> None:
+def apply_random_init(model: nn.Module, cfg: ModelConfig, sha: str, random_init: str) -> None:
     """``random_init="conditioned"``: replace a random initialisation by well-conditioned random weights
     (:func:`~edgevit_deploy.models._conditioning.well_conditioned`) so that parity checks the structure."""
     if random_init not in RANDOM_INIT_CHOICES:
@@ -191,22 +193,23 @@ def export(
     name, model, cfg, sha = _model_and_config(model_or_name, checkpoint, img_size, num_classes)
     if random_init != "default" and model is model_or_name:  # never rewrite the caller's own module
         model = copy.deepcopy(model)
-    _apply_random_init(model, cfg, sha, random_init)
+    apply_random_init(model, cfg, sha, random_init)
     result = ExportResult(model=name, config=cfg, checkpoint_sha256=sha, out_dir=out, random_init=random_init)
     for spec in specs:
         result.artifacts.append(_export_one(spec, name, model, cfg, sha, options, out, verify, coreml_executor,
-                                            calib_data, calib_size, progress))
+                                            calib_data, calib_size, progress, random_init))
         result.write_report()
     return result
 
 
 def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig, sha: str,
                 options: ExportOptions, out: Path, verify: bool, coreml_executor: str,
-                calib_data: str | Path | None, calib_size: int, progress: ProgressFn | None) -> ArtifactResult:
+                calib_data: str | Path | None, calib_size: int, progress: ProgressFn | None,
+                random_init: str = "default") -> ArtifactResult:
     opts = replace(options, precision=options.precision or spec.default_precision)
     precision = str(opts.quantize) if opts.quantize else str(opts.precision)
     path = out / spec.artifact_name(_safe(name), opts)
-    meta = build_metadata(name, cfg, sha, opts, precision)
+    meta = build_metadata(name, cfg, sha, opts, precision, random_init)
     example = torch.randn(opts.batch_size, *cfg.input_size, generator=torch.Generator().manual_seed(0))
     export_model, counts = apply_formulations(model, spec.formulation)
     if progress:

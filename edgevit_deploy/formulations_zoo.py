@@ -21,6 +21,11 @@ or ``None`` when it does not apply.
   with rank-6 reshapes, and coremltools 9 refuses the program ("Core ML only supports tensors with
   rank <= 5. Layer "view_2", with type "reshape", outputs a rank 6 tensor."). The same attention with the
   batch and window axes merged stays at rank <= 5.
+* ``mobilevig_mrconv_without_zeros_like`` (XNNPACK / LiteRT only): MobileViG's max-relative graph conv
+  starts its running max from ``torch.zeros_like(x)``; the int8 (PT2E) conversion of litert-torch 0.10
+  then fails ("Attempting to convert non-NHWC compatible node to NHWC: dequantize_per_tensor_91"). The
+  same max written as ``relu(max of the differences)``, and as a conv on ``x`` alone when the map is too
+  small to have neighbours, has no ``zeros_like`` and converts (see :class:`MaxRelativeConvNoZeros`).
 
 Patch (un)folding is written with rank <= 4 intermediates and no full-range slice for the same reason: a
 rank-6 reshape fails in Core ML, and a slice that keeps everything is exported as ``aten.alias``, which
@@ -33,7 +38,8 @@ from torch import nn
 
 from .formulations import ALL, register_rewrite
 
-__all__ = ["BroadcastLinearSelfAttention", "PatchFold", "PatchUnfold", "Rank5LocallyGroupedAttn"]
+__all__ = ["BroadcastLinearSelfAttention", "MaxRelativeConvNoZeros", "PatchFold", "PatchUnfold",
+           "Rank5LocallyGroupedAttn"]
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -192,4 +198,60 @@ def _twins_window_attention(m: nn.Module) -> nn.Module | None:
 
     if type(m) is LocallyGroupedAttn:
         return Rank5LocallyGroupedAttn(m)
+    return None
+
+
+class MaxRelativeConvNoZeros(nn.Module):
+    """MobileViG's ``MRConv4d`` (max-relative graph conv over the SVGA graph) without ``torch.zeros_like``;
+    same numbers.
+
+    The original computes ``x_j = max(0, x - shift_1(x), x - shift_2(x), ...)`` from ``zeros_like(x)`` and
+    then ``nn(cat(x, x_j))``. In the quantized graph one dequantize node of ``x`` feeds both ``zeros_like``
+    and the ``cat``. litert-torch 0.10's layout pass keeps ``zeros_like`` in NCHW, puts a transpose
+    before it and, doing so, replaces that dequantize node's metadata (its shape is lost); when it then
+    moves the NHWC ``cat`` it no longer sees a 4-D input and gives up: "Attempting to convert non-NHWC
+    compatible node to NHWC: dequantize_per_tensor_91" (every MobileViG, TFLite int8).
+
+    Here ``x_j = relu(max(x - shift_1(x), ...))``, the same value, and when the map has no neighbour
+    (H and W <= K, e.g. MobileViG's 2x2 SVGA stage at 64 px) ``x_j`` is 0 and ``conv(cat(x, 0))`` is the
+    conv with its weights on ``x`` only (``x_conv``, a copy of the first ``C`` input channels' weights).
+    The BatchNorm / GELU after the conv are the original module's.
+    """
+
+    def __init__(self, mr: nn.Module):
+        super().__init__()
+        self.inner = mr
+        conv: nn.Conv2d = mr.nn[0]
+        c = conv.in_channels // 2
+        self.x_conv = nn.Conv2d(c, conv.out_channels, 1, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.x_conv.weight.copy_(conv.weight[:, :c])
+            if conv.bias is not None:
+                self.x_conv.bias.copy_(conv.bias)
+        self.x_conv.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mr = self.inner
+        _, _, H, W = x.shape
+        K = mr.K
+        diffs = [x - torch.cat([x[:, :, -i:, :], x[:, :, :-i, :]], dim=2) for i in range(K, H, K)]
+        diffs += [x - torch.cat([x[:, :, :, -i:], x[:, :, :, :-i]], dim=3) for i in range(K, W, K)]
+        if not diffs:  # no neighbour: x_j == 0
+            return mr.nn[1:](self.x_conv(x))
+        x_j = diffs[0]
+        for d in diffs[1:]:
+            x_j = torch.maximum(x_j, d)
+        return mr.nn(torch.cat([x, torch.relu(x_j)], dim=1))
+
+
+@register_rewrite("mobilevig_mrconv_without_zeros_like", {"xnnpack"})
+def _mobilevig_mrconv(m: nn.Module) -> nn.Module | None:
+    from .models.mobilevig import MRConv4d
+
+    if type(m) is not MRConv4d:
+        return None
+    conv = m.nn[0]
+    if (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding == (0, 0) and conv.groups == 1 and conv.in_channels % 2 == 0):
+        return MaxRelativeConvNoZeros(m)
     return None

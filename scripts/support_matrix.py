@@ -450,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     for cell in cells.values():
         if cell.status == "running":
             cell.status, cell.reason = "export-failed", "the process died during this cell (crash or kill)"
+    signal.signal(signal.SIGTERM, _terminate)
     sizes = model_sizes(args.models, args.min_size)
     deadline = _deadline_ts(args.deadline)
     work_ctx = tempfile.TemporaryDirectory(prefix="support-matrix-") if args.work_dir is None else None
@@ -470,7 +471,11 @@ def main(argv: list[str] | None = None) -> int:
             cell.status = "running"
             write_outputs(cells, json_path, md_path, command, mine, readme)
             log.info("%s at %d ...", key, cell.img_size)
-            run_cell_bounded(cell, work, args.cell_timeout, args.calib_size)
+            try:
+                run_cell_bounded(cell, work, args.cell_timeout, args.calib_size)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: this cell is not run, the finished ones stay
+                cell.status, cell.reason = "not-run", "interrupted during this cell; rerun to fill it"
+                raise
             cell.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
             log.info("%s: %s %s (%.0f s)", key, cell.status, cell.reason or "", cell.export_s or 0)
             write_outputs(cells, json_path, md_path, command, mine, readme)
@@ -480,6 +485,10 @@ def main(argv: list[str] | None = None) -> int:
         if work_ctx:
             work_ctx.cleanup()
     return 0
+
+
+def _terminate(_signum, _frame):
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def _clean(work: Path) -> None:

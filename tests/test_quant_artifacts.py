@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgevit_deploy.converters.table import get_spec
-from edgevit_deploy.quantize.fidelity import FLOORS
+from edgevit_deploy.quantize.fidelity import FLOORS, PRETRAINED_TOP1_FLOORS
 from quant_fixtures import quantized
 
 TARGETS = ["onnx", "tflite", "coreml"]
@@ -91,7 +91,8 @@ def test_analysis_ranks_layers_and_shows_the_hybrid_vit_suspects():
 def test_floors_are_defined_for_every_mode_of_the_table():
     from edgevit_deploy.converters.table import TARGETS
 
-    assert {m for s in TARGETS.values() for m in s.quant_modes} <= set(FLOORS)
+    modes = {m for s in TARGETS.values() for m in s.quant_modes}
+    assert modes <= set(FLOORS) and modes <= set(PRETRAINED_TOP1_FLOORS)
 
 
 OTHER_MODES = [(t, str(m)) for t in TARGETS for m in get_spec(t).quant_modes if str(m) != "int8"]

@@ -75,6 +75,10 @@ def test_cli_random_init_conditioned_passes_onnx_parity_and_default_is_refused(t
     assert report["random_init"] == "conditioned"
     assert parity["executed"] and parity["passed"], parity
     assert 1e-9 < parity["max_abs"] < 1e-3  # a real comparison, not two vanishing outputs
+    # the artifact remembers how it was initialised: edgevit-verify rebuilds the same weights
+    artifact = next((tmp_path / "cond").glob("*.onnx"))
+    r = _run(BIN / "edgevit-verify", artifact, "--model", "fcaformer_l1")
+    assert r.returncode == 0, r.stdout + r.stderr
 
     r = _run(BIN / "edgevit-export", *common, "--out", tmp_path / "default")
     assert r.returncode == 1, r.stdout + r.stderr

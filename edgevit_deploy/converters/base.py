@@ -91,9 +91,11 @@ class ArtifactMetadata:
     checkpoint_sha256: str
     precision: str
     num_classes: int
+    random_init: str = "default"  # "conditioned": well-conditioned random weights (--random-init)
 
     def as_strings(self) -> dict[str, str]:
-        return {
+        extra = {} if self.random_init == "default" else {"edgevit_deploy.random_init": self.random_init}
+        return {**extra,
             "edgevit_deploy.model": self.model,
             "edgevit_deploy.input_shape": ",".join(map(str, self.input_shape)),
             "edgevit_deploy.layout": self.layout,
@@ -120,6 +122,7 @@ class ArtifactMetadata:
             checkpoint_sha256=d["edgevit_deploy.checkpoint_sha256"],
             precision=d["edgevit_deploy.precision"],
             num_classes=int(d["edgevit_deploy.num_classes"]),
+            random_init=d.get("edgevit_deploy.random_init", "default"),
         )
 
 

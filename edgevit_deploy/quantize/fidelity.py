@@ -31,28 +31,35 @@ from .calibration import CalibrationSet
 
 log = logging.getLogger(__name__)
 
-# int8 floors: below what was measured on EdgeViT-XXS (random weights, 64 px: 21-26 dB) and EfficientNet-Lite0
-# (real weights, 224 px: ~16 dB) on the built-in held-out photos, with a margin for other models. ONNX
-# int8-dynamic was measured at 32.7 dB on XXS; the w8 / palettize floors are conservative guesses not yet
-# checked by a test. docs/quantization.md has the measurements and the commands.
+# Floors, set below what benchmarks/quant_fidelity.py measured (docs/quantization.md has the table) with a
+# margin for other models: EfficientNet-Lite0 (ImageNet weights, 224 px) and EdgeViT-XXS (random, 64 px):
+#   int8          17.1-17.2 dB / 21.6-27.3 dB   (Lite0 held-out top-1 agreement 91.7 % on all three targets)
+#   int8-dynamic  18.3 dB (TFLite) / 32.7-32.8 dB
+#   w8            25.6 dB / 40.3 dB
+#   palettize6    14.2 dB / 27.9 dB
+#   palettize4    -0.2 dB (fails: 16 centroids per tensor destroy Lite0) / 16.9 dB
 FLOORS: dict[QuantMode, Thresholds] = {
     QuantMode.INT8: Thresholds(max_abs=None, cosine=0.90, top1_agreement=None, sqnr_db=8.0),
     QuantMode.INT8_DYNAMIC: Thresholds(max_abs=None, cosine=0.95, top1_agreement=None, sqnr_db=12.0),
-    QuantMode.W8: Thresholds(max_abs=None, cosine=0.98, top1_agreement=None, sqnr_db=15.0),
+    QuantMode.W8: Thresholds(max_abs=None, cosine=0.995, top1_agreement=None, sqnr_db=20.0),
     QuantMode.PALETTIZE6: Thresholds(max_abs=None, cosine=0.97, top1_agreement=None, sqnr_db=12.0),
     QuantMode.PALETTIZE4: Thresholds(max_abs=None, cosine=0.80, top1_agreement=None, sqnr_db=4.0),
 }
-# with real weights a classifier must keep its decisions: held-out views include crops whose fp32 top-2 are
-# near-ties (measured: 21 of 24 agree for Lite0 ONNX int8); on the whole photos the tests require >= 90 %
-PRETRAINED_TOP1_FLOOR = 0.80
+# with real weights a classifier must keep its decisions on the held-out views (6 photos x 8 views; some
+# crops are fp32 near-ties): measured 91.7 % (int8, every target), 89.6 % (TFLite int8-dynamic), 93.8 % (w8),
+# 85.4 % (palettize6). The tests also require >= 90 % on the natural photos (tests/test_quant_lite0.py).
+PRETRAINED_TOP1_FLOORS: dict[QuantMode, float | None] = {
+    QuantMode.INT8: 0.85, QuantMode.INT8_DYNAMIC: 0.85, QuantMode.W8: 0.90, QuantMode.PALETTIZE6: 0.80,
+    QuantMode.PALETTIZE4: None,
+}
 ANALYSIS_ROWS = 25  # the worst layers kept in the report
 
 
 def floors(mode: QuantMode, pretrained: bool) -> Thresholds:
     base = FLOORS[QuantMode(mode)]
-    if pretrained and QuantMode(mode) is not QuantMode.PALETTIZE4:
-        return Thresholds(max_abs=None, cosine=base.cosine, top1_agreement=PRETRAINED_TOP1_FLOOR,
-                          sqnr_db=base.sqnr_db)
+    top1 = PRETRAINED_TOP1_FLOORS[QuantMode(mode)] if pretrained else None
+    if top1 is not None:
+        return Thresholds(max_abs=None, cosine=base.cosine, top1_agreement=top1, sqnr_db=base.sqnr_db)
     return base
 
 

@@ -45,6 +45,10 @@ def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | 
         img_size = shape[1] if parsed.layout == "NHWC" else shape[-1]
     num_classes = parsed.num_classes if parsed is not None else None
     model = create_model(model_name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
+    if parsed is not None and parsed.random_init != "default" and checkpoint is None:
+        from ..export_api import apply_random_init  # the artifact was exported with --random-init: same weights
+
+        apply_random_init(model, model.deploy_cfg, model.checkpoint_sha256, parsed.random_init)
     prec = precision or (parsed.precision if parsed else str(spec.default_precision))
     parity = check_parity(model, model.deploy_cfg, path, spec, prec, coreml_executor=coreml_executor)
     from ..export_api import artifact_size
