@@ -6,6 +6,9 @@ calibrated in PyTorch with PT2E (litert-torch's ``PT2EQuantizer``, symmetric per
 torchao's ``prepare_pt2e`` / ``convert_pt2e``), re-exported with ``run_decompositions({})`` and converted
 with ``minimum_deployment_target=iOS17``: the program gets ``quantize`` / ``dequantize`` activations and
 ``constexpr_affine_dequantize`` weights. On macOS the same route is used (one code path, same numbers).
+coremltools' own PT2E quantizer (``coremltools.optimize.torch.quantization._coreml_quantizer.CoreMLQuantizer``)
+cannot be used with torch 2.14: coremltools 9 imports ``torch.ao.quantization.quantizer``, which torch removed
+(the PT2E quantizers now live in torchao).
 ``w8``: ``linear_quantize_weights`` (int8, per-channel, symmetric) on the float program.
 ``palettize4`` / ``palettize6``: ``palettize_weights`` (k-means LUT, 4 or 6 bits; needs scikit-learn).
 """
