@@ -33,6 +33,9 @@ coremltools 9 does not convert ("Unsupported fx node alias", TNT's pixel embeddi
 """
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -141,13 +144,16 @@ class BroadcastLinearSelfAttention(nn.Module):
         return a.out_drop(a.out_proj(torch.relu(value) * context_vector))
 
 
-@register_rewrite("linear_attention_broadcast", {"xnnpack"})
-def _linear_attention(m: nn.Module) -> nn.Module | None:
-    from timm.models.mobilevit import LinearSelfAttention
+def _wrap_exact(module: str, cls_name: str, wrapper: Callable[[nn.Module], nn.Module]):
+    """A rewrite wrapping modules of exactly ``module.cls_name`` (imported on use: timm stays optional)."""
+    def rewrite(m: nn.Module) -> nn.Module | None:
+        return wrapper(m) if type(m) is getattr(importlib.import_module(module), cls_name) else None
 
-    if type(m) is LinearSelfAttention:
-        return BroadcastLinearSelfAttention(m)
-    return None
+    return rewrite
+
+
+_linear_attention = register_rewrite("linear_attention_broadcast", {"xnnpack"})(
+    _wrap_exact("timm.models.mobilevit", "LinearSelfAttention", BroadcastLinearSelfAttention))
 
 
 class Rank5LocallyGroupedAttn(nn.Module):
@@ -192,13 +198,8 @@ class Rank5LocallyGroupedAttn(nn.Module):
         return a.proj_drop(a.proj(x))
 
 
-@register_rewrite("twins_window_attention_rank5", {"coreml"})
-def _twins_window_attention(m: nn.Module) -> nn.Module | None:
-    from timm.models.twins import LocallyGroupedAttn
-
-    if type(m) is LocallyGroupedAttn:
-        return Rank5LocallyGroupedAttn(m)
-    return None
+_twins_window_attention = register_rewrite("twins_window_attention_rank5", {"coreml"})(
+    _wrap_exact("timm.models.twins", "LocallyGroupedAttn", Rank5LocallyGroupedAttn))
 
 
 class MaxRelativeConvNoZeros(nn.Module):
