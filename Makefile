@@ -11,5 +11,7 @@ demo: setup
 		--precision fp32 --threads 1,2 --warmup 5 --iterations 30 \
 		--store out/bench.sqlite --out out/bench
 
+# two pytest-xdist workers (this machine's 2 cores; each test file stays on one worker, see tests/conftest.py)
+PYTEST_WORKERS ?= 2
 test: setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup

@@ -35,3 +35,31 @@ def edgevit_exports(tmp_path_factory):
         d = tmp_path_factory.mktemp(name)
         out[name] = edgevit_deploy.export(name, ["onnx", "tflite"], d, img_size=size)
     return out
+
+
+# The longest test files (``pytest --durations``), handed to the workers first so that no long file starts
+# last and leaves the other worker idle (longest-processing-time-first scheduling).
+SCHEDULE_FIRST = ("test_quant_artifacts", "test_zoo_export", "test_export", "test_quant_lite0",
+                  "test_zoo_export_each", "test_mil_edgevit", "test_cli", "test_adb_standin")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n 2 --dist loadgroup``, the README's test command) every test file runs on
+    one worker, so its module- and session-scoped fixtures (the expensive exports) are made once; a file
+    that sets ``SPREAD_ACROSS_WORKERS = True`` (independent one-model-per-test exports) is spread."""
+    rank = {name: i for i, name in enumerate(SCHEDULE_FIRST)}
+    items.sort(key=lambda it: rank.get(Path(str(it.fspath)).stem, len(rank)))  # stable: file order kept
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is None or getattr(module, "SPREAD_ACROSS_WORKERS", False):
+            continue
+        if not any(m.name == "xdist_group" for m in item.iter_markers()):
+            item.add_marker(pytest.mark.xdist_group(Path(str(item.fspath)).stem))
+
+
+def pytest_configure(config):
+    """Two workers on two cores: one intra-op thread each, or torch and onnxruntime oversubscribe."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        import torch
+
+        torch.set_num_threads(1)

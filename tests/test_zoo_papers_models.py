@@ -183,3 +183,34 @@ def test_distillation_heads_pair_in_training_mean_in_eval(name, features, small_
     assert cls.shape == dist.shape == y.shape == (2, 1000)
     assert not torch.allclose(cls, dist)
     torch.testing.assert_close(y, (cls + dist) / 2)
+
+
+def _fca_layer_as_authors(layer, x):
+    """FcaLayer.forward as the authors write it: a list of cross-token groups, its last ``cab_max_d``
+    entries concatenated anew for every block."""
+    cross = []
+    for i, blk in enumerate(layer.blocks):
+        x, s = blk(x, torch.cat(cross[-layer.cab_max_d:], dim=1) if i > 0 else None)
+        if s is not None:
+            cross.append(s)
+    return layer.downsample(x, layer.resolution) if layer.downsample is not None else x
+
+
+@pytest.mark.parametrize("depth,cab_max_d", [(6, 12), (5, 2), (4, 1)])
+def test_fcaformer_running_cross_tokens_equal_the_authors_list(depth, cab_max_d):
+    """The running concatenation (one consumer per cross-token group, what int8 TFLite needs) gives the
+    authors' tensor, also past ``cab_max_d`` where the oldest groups are dropped (a block's cross-token
+    bias is sized for ``min(inner_depth, cab_max_d)`` groups, so a wrong drop fails on shapes)."""
+    from edgevit_deploy.models.fcaformer import FcaLayer
+
+    torch.manual_seed(0)
+    layer = FcaLayer(32, 32, (8, 8), depth, 2, 2.0, [0.0] * depth, downsample=False, cab_max_d=cab_max_d).eval()
+    for p in layer.parameters():  # non-zero biases and layer scales, so every cross-token group matters
+        if p.dim() == 1 and p.numel() == 32:
+            p.data.uniform_(0.5, 1.5)
+        else:
+            torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(2, 64, 32)
+    with torch.no_grad():
+        ours, theirs = layer(x), _fca_layer_as_authors(layer, x)
+    assert torch.allclose(ours, theirs, atol=1e-6, rtol=1e-5)

@@ -1,9 +1,13 @@
-"""MobileViG's TFLite int8 export: the ``mobilevig_mrconv_without_zeros_like`` rewrite is equal to
-``MRConv4d`` and lets litert-torch convert the quantized graph.
+"""TFLite int8 exports that litert-torch could not convert before a reformulation.
 
-Without it the PT2E int8 conversion of every MobileViG failed with "Attempting to convert non-NHWC
-compatible node to NHWC: dequantize_per_tensor_91" (the dequantize of ``x`` shared by ``zeros_like`` and
-the NHWC ``cat`` loses its shape in litert-torch's layout pass).
+MobileViG: the ``mobilevig_mrconv_without_zeros_like`` rewrite is equal to ``MRConv4d`` and lets
+litert-torch convert the quantized graph. Without it the PT2E int8 conversion of every MobileViG failed
+with "Attempting to convert non-NHWC compatible node to NHWC: dequantize_per_tensor_91" (the dequantize of
+``x`` shared by ``zeros_like`` and the NHWC ``cat`` loses its shape in litert-torch's layout pass).
+
+FcaFormer: with the authors' list of cross-token groups (group 0 concatenated anew by every later block)
+the conversion failed with "'tfl.reshape' op quantization parameters violate the same scale constraint";
+the model now keeps the concatenation running (equal: tests/test_zoo_papers_models.py) and converts.
 """
 from __future__ import annotations
 
@@ -101,4 +105,17 @@ def test_mobilevig_ti_tflite_int8_converts_runs_and_meets_its_floor(tmp_path):
     assert a.path is not None and Path(a.path).exists() and a.precision == "int8"
     assert a.parity.executed, a.parity.reason
     assert a.parity.executor.startswith("LiteRT")
+    assert a.parity.passed, (a.parity.sqnr_db, a.parity.failures)
+
+
+@pytest.mark.slow
+def test_fcaformer_l1_tflite_int8_converts_runs_and_meets_its_floor(tmp_path):
+    import edgevit_deploy as e
+    from edgevit_deploy.converters.base import ExportOptions, QuantMode
+
+    r = e.export("fcaformer_l1", "tflite", tmp_path, options=ExportOptions(quantize=QuantMode.INT8),
+                 img_size=64, calib_size=8, random_init="conditioned")  # its own init is degenerate
+    a = r.artifacts[0]
+    assert a.error is None, a.error
+    assert a.parity.executed and a.parity.executor.startswith("LiteRT"), a.parity.reason
     assert a.parity.passed, (a.parity.sqnr_db, a.parity.failures)

@@ -9,7 +9,8 @@ their output), scaled by learned factors and given a learned per-head bias. Atte
 relative position bias, so the bias tables (and the parameter count) depend on the input size: the
 recorded figures are at 224, the authors' checkpoints load at 224, and the model can be built at any
 multiple of 32 (``img_size``). Module and attribute names follow the authors' code; the bias gather uses
-constant indices, the cross-token concatenation is unrolled at trace time, so the model exports.
+constant indices, the cross-token concatenation is unrolled at trace time (kept running, see
+:meth:`FcaLayer.forward`), so the model exports.
 """
 from __future__ import annotations
 
@@ -229,11 +230,20 @@ class FcaLayer(nn.Module):
         self.downsample = PatchMerging(dim_in, dim_out) if downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cross: list[torch.Tensor] = []
-        for i, blk in enumerate(self.blocks):
-            x, s = blk(x, torch.cat(cross[-self.cab_max_d:], dim=1) if i > 0 else None)
+        # The authors keep a list of cross-token groups and concatenate its last ``cab_max_d`` entries for
+        # every block. Here the concatenation is kept running (one new group appended per block, the
+        # oldest dropped past ``cab_max_d``): the same tensor (tested against the list form), and each
+        # group feeds ONE concatenation, so int8 TFLite can give every concatenation a single scale (the
+        # list form feeds group 0 to every later concatenation, and the converter fails on the transpose
+        # + reshape in front of it with "quantization parameters violate the same scale constraint").
+        cross: torch.Tensor | None = None
+        for blk in self.blocks:
+            x, s = blk(x, cross)
             if s is not None:
-                cross.append(s)
+                cross = s if cross is None else torch.cat((cross, s), dim=1)
+                keep = self.cab_max_d * s.shape[1]
+                if cross.shape[1] > keep:  # static shapes: decided at trace time, no no-op slice exported
+                    cross = cross[:, -keep:]
         return self.downsample(x, self.resolution) if self.downsample is not None else x
 
 
