@@ -11,7 +11,8 @@ demo: setup
 		--precision fp32 --threads 1,2 --warmup 5 --iterations 30 \
 		--store out/bench.sqlite --out out/bench
 
-# two pytest-xdist workers (this machine's 2 cores; each test file stays on one worker, see tests/conftest.py)
+# two pytest-xdist workers (this machine's 2 cores): each test file stays on one worker, longest files first
+# (tests/conftest.py orders them; --no-loadscope-reorder keeps that order)
 PYTEST_WORKERS ?= 2
 test: setup
-	.venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	.venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
