@@ -20,7 +20,7 @@ from edgevit_deploy.converters.base import ArtifactMetadata, ExportOptions, Quan
 from edgevit_deploy.converters.table import get_spec
 from edgevit_deploy.models import create_model
 from edgevit_deploy.quantize.fidelity import FidelityReport
-from edgevit_deploy.quantize.pipeline import quantize_and_report
+from edgevit_deploy.quantize.pipeline import export_float_twin, quantize_and_report
 
 XXS_SIZE = 64
 CALIB_SIZE = 16
@@ -42,6 +42,17 @@ def metadata(m: nn.Module, precision: str = "int8") -> ArtifactMetadata:
 
 
 @lru_cache(maxsize=None)
+def float_twin(name: str, target: str) -> Path:
+    """The float artifact every mode of ``name`` x ``target`` is compared with (size, latency): made once,
+    as the export pipeline does when it exports float and quantized artifacts in one run."""
+    m = model(name)
+    spec = get_spec(target)
+    example = torch.zeros(1, *m.deploy_cfg.input_size)
+    return export_float_twin(spec, m, example, ExportOptions(precision=spec.default_precision), metadata(m),
+                             _OUT / f"{name}-{target}-float", m.deploy_cfg.name)
+
+
+@lru_cache(maxsize=None)
 def quantized(name: str, target: str, mode: str = "int8", quant: tuple = ()) -> tuple[Path, FidelityReport]:
     """(artifact, fidelity report) of ``name`` quantized for ``target``; ``quant``: sorted settings items."""
     m = model(name)
@@ -50,7 +61,8 @@ def quantized(name: str, target: str, mode: str = "int8", quant: tuple = ()) -> 
                             precision=spec.default_precision)
     out = _OUT / f"{name}-{target}-{mode}-{abs(hash(quant))}"
     path, report = quantize_and_report(m, m.deploy_cfg, spec, options, out, metadata(m), calib_size=CALIB_SIZE,
-                                       coreml_executor="reference", latency_runs=5)
+                                       float_artifact=float_twin(name, target), coreml_executor="reference",
+                                       latency_runs=5)
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
     return path, report
 

@@ -114,8 +114,11 @@ def _load_program(path: Path):
 def _replace_const(op, key: str, value) -> None:
     from coremltools.converters.mil import Builder as mb
 
+    # a name of its own: coremltools' automatic "const_N" counter depends on what the process built before
+    # (under pytest-xdist another test may have used it), and a clash with a const of the program would
+    # rewire an unrelated op on reload
     with op.enclosing_block, mb.set_before_op(op):
-        new = mb.const(val=value)
+        new = mb.const(val=value, name=f"{op.name}_{key}_mutated")
     op.set_inputs(**{key: new})
 
 
