@@ -60,7 +60,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-    """Two workers on two cores: one intra-op thread each, or torch and onnxruntime oversubscribe."""
+    """Two workers on two cores: one torch intra-op thread each, or they oversubscribe the cores (the host
+    runtimes already run onnxruntime and LiteRT on one thread by default)."""
     if os.environ.get("PYTEST_XDIST_WORKER") and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
         import torch
 
