@@ -77,10 +77,11 @@ def devices(probe: bool = True) -> list[Any]:
 
 
 def read_rows(store: str | Path) -> list[dict[str, Any]]:
+    """Every row of an existing store, opened read-only (a missing or empty file is an error, never created)."""
     path = Path(store)
     if not path.is_file():
         raise StoreError(f"no result store at {path}; run `edgevit-bench sweep --store {path}` first")
-    with ResultStore(path) as db:
+    with ResultStore(path, readonly=True) as db:
         return db.rows()
 
 
