@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputDirError
 from .artifacts import ArtifactCache
 from .store import DEFAULT_STORE, ResultStore, StoreError
 from .sweep import Sweep, SweepCallbacks, SweepResult, default_runner_factory, open_device
@@ -91,7 +92,10 @@ def export_rows(store: str | Path, fmt: str, out: str | Path | None = None) -> s
 
     rows = read_rows(store)
     if out:
-        rows_mod.write(rows, Path(out), fmt)
+        try:
+            rows_mod.write(rows, Path(out), fmt)
+        except OSError as exc:
+            raise OutputDirError(f"cannot write {out}: {exc.strerror or exc}; pass another -o PATH") from exc
     return rows_mod.to_csv(rows) if fmt == "csv" else rows_mod.to_json(rows)
 
 
@@ -99,4 +103,9 @@ def report(store: str | Path, out_dir: str | Path) -> dict[str, Path]:
     """results.csv, results.json, PNG plots and a self-contained report.html in ``out_dir``."""
     from .report import write_report
 
-    return write_report(read_rows(store), out_dir, store=str(store))
+    rows = read_rows(store)
+    try:
+        return write_report(rows, out_dir, store=str(store))
+    except OSError as exc:
+        raise OutputDirError(f"cannot write the report into {out_dir}: {exc.strerror or exc}; "
+                             "pass another --out folder") from exc
