@@ -42,14 +42,15 @@ def _runner_config(spec: SweepSpec, overrides: dict[str, Any] | None) -> Any:
 def sweep(spec: SweepSpec, store: str | Path = DEFAULT_STORE, cache_dir: str | Path | None = None,
           callbacks: SweepCallbacks | None = None, runner_overrides: dict[str, Any] | None = None,
           local_work_dir: str | Path | None = None) -> SweepResult:
-    """Measure every row of ``spec`` not already completed in ``store``; each result is committed at once."""
-    cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
+    """Measure every row of ``spec`` not already completed in ``store``; each result is committed at once.
+    The store is opened (and refused, if it is not ours) before the artifact cache folder is created."""
     config = _runner_config(spec, runner_overrides)
 
     def opener(device: str) -> Any:
         return open_device(device, local_work_dir)
 
     with ResultStore(store) as db:
+        cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
         return Sweep(spec, db, cache, opener=opener, runner_factory=default_runner_factory(config),
                      callbacks=callbacks).run()
 
