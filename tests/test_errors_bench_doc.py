@@ -75,3 +75,10 @@ def test_each_documented_error(tmp_path, monkeypatch, what, example, message, co
     assert "Traceback" not in result.output
     assert _snapshot(tmp_path) == before, "bad input created or changed files"
     assert not os.path.exists(tmp_path / "xdg-cache")
+
+
+def test_help_and_a_bare_command_still_show_the_usage():
+    runner = CliRunner()
+    assert runner.invoke(bench_main, ["--help"]).exit_code == 0
+    bare = runner.invoke(bench_main, [])
+    assert "Usage: " in bare.output and "error:" not in bare.output

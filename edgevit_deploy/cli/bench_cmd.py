@@ -107,12 +107,18 @@ def _check_writable(path: Path, option: str, folder: bool) -> None:
         raise OutputDirError(f"{option} {path} cannot be created: {parent} is not writable")
 
 
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())   # click >= 8.2
+
+
 class _OneLineGroup(click.Group):
     """Click's usage errors as one ``error:`` line (exit 2), Ctrl-C outside a command as exit 130."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS_IS_HELP as exc:       # bare `edgevit-bench`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.ClickException as exc:
             _error_line(exc.format_message())
             sys.exit(exc.exit_code)
