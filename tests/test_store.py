@@ -202,6 +202,10 @@ def test_a_store_on_a_read_only_mount_is_read_immutable(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod.sqlite3, "connect", connect)
     assert [r["threads"] for r in ResultStore(tmp_path / "s.sqlite", readonly=True).rows()] == [1]
     assert any("immutable=1" in u for u in uris)
+    # rows still in the WAL (the writer was killed) would be missed by immutable=1: an error, not a short table
+    (tmp_path / "s.sqlite-wal").write_bytes(b"\0" * 64)
+    with pytest.raises(StoreError, match="still in s.sqlite-wal"):
+        ResultStore(tmp_path / "s.sqlite", readonly=True)
 
 
 # --------------------------------------------------------------------------------- failed writes

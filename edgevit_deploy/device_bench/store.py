@@ -130,6 +130,10 @@ class ResultStore:
         except sqlite3.OperationalError as exc:
             # a WAL store on a read-only mount: no -shm can be made; with nothing writing, immutable is exact
             conn.close()
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.is_file() and wal.stat().st_size > 0:   # immutable would silently miss the rows in the WAL
+                raise StoreError(f"{self.path} cannot be read in place ({exc}) and rows are still in {wal.name}; "
+                                 "copy the store and its -wal file to a writable folder and read that copy") from exc
             log.debug("%s: mode=ro failed (%s); opening immutable", self.path, exc)
             return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
 
