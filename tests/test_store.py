@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from edgevit_deploy.device_bench.store import COLUMNS, ResultStore, StoreError, row_of
+from edgevit_deploy.device_bench.store import COLUMNS, ResultStore, StoreError, StoreWriteError, row_of
 from edgevit_deploy.device_bench.types import BenchJob, DeviceInfo, Measurement
 
 
@@ -90,4 +90,184 @@ def test_parallel_writers_lose_nothing(tmp_path):
         t.join()
     assert store.count() == 32
     assert sorted(r["threads"] for r in store.rows()) == list(range(1, 33))
+    store.close()
+
+
+# ------------------------------------------------------------------------- ownership and migration
+def _legacy_store(path):
+    """A store as release 0.1.0 wrote it: meta.schema_version = 1, no application id, WAL, our columns."""
+    from edgevit_deploy.device_bench.store import _schema
+
+    with sqlite3.connect(path) as c:
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        c.execute(_schema())
+        c.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        c.execute("INSERT INTO measurements (model, target, precision, threads, delegate, device, img_size, status, "
+                  "median_ms) VALUES ('edgevit_xxs', 'onnx', 'fp32', 1, 'cpu', 'local', 64, 'ok', 2.5)")
+    c.close()
+
+
+def test_a_foreign_measurements_table_is_refused_and_left_untouched(tmp_path):
+    db = tmp_path / "theirs.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE measurements (id INTEGER PRIMARY KEY, sensor TEXT, value REAL)")
+        c.execute("INSERT INTO measurements (sensor, value) VALUES ('t1', 21.5)")
+    c.close()
+    before = db.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match="not an edgevit-bench store's.*left untouched"):
+            ResultStore(db, readonly=readonly)
+    assert db.read_bytes() == before     # no ALTER TABLE, no meta table, no WAL switch
+    with sqlite3.connect(db) as c:
+        assert [r[1] for r in c.execute("PRAGMA table_info(measurements)")] == ["id", "sensor", "value"]
+    c.close()
+
+
+def test_a_sqlite_file_with_other_tables_is_refused(tmp_path):
+    db = tmp_path / "app.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE users (name TEXT)")
+    c.close()
+    with pytest.raises(StoreError, match="other tables \\(users\\)"):
+        ResultStore(db)
+
+
+def test_a_new_store_carries_the_schema_marker(tmp_path):
+    from edgevit_deploy.device_bench.store import APPLICATION_ID, SCHEMA_NAME
+
+    ResultStore(tmp_path / "s.sqlite").close()
+    with sqlite3.connect(tmp_path / "s.sqlite") as c:
+        assert c.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert dict(c.execute("SELECT key, value FROM meta")) == {"schema": SCHEMA_NAME, "schema_version": "1"}
+    c.close()
+
+
+def test_a_0_1_0_store_is_migrated_with_nothing_lost(tmp_path):
+    from edgevit_deploy.device_bench.store import APPLICATION_ID
+
+    db = tmp_path / "old.sqlite"
+    _legacy_store(db)
+    rows = ResultStore(db, readonly=True).rows()    # readable as is, read-only
+    assert [(r["model"], r["median_ms"]) for r in rows] == [("edgevit_xxs", 2.5)]
+    with ResultStore(db) as store:
+        store.put(_m(1))
+        assert [(r["model"], r["median_ms"]) for r in store.rows()] == [("edgevit_xxs", 2.5), ("edgevit_xxs", 3.5)]
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    c.close()
+
+
+# ------------------------------------------------------------------------------------- read-only
+def test_show_side_opens_read_only_and_never_creates_a_file(tmp_path):
+    from edgevit_deploy.device_bench.api import read_rows
+
+    with pytest.raises(StoreError, match="no result store"):
+        read_rows(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    with pytest.raises(StoreError, match="empty file"):
+        read_rows(empty)
+    assert empty.stat().st_size == 0
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.put(_m(1))
+    before = (tmp_path / "s.sqlite").read_bytes()
+    ro = ResultStore(tmp_path / "s.sqlite", readonly=True)
+    assert [r["threads"] for r in ro.rows()] == [1]
+    with pytest.raises(StoreWriteError, match="read-only"):
+        ro.put(_m(2))
+    ro.close()
+    assert (tmp_path / "s.sqlite").read_bytes() == before
+
+
+def test_a_store_on_a_read_only_mount_is_read_immutable(tmp_path, monkeypatch):
+    """On a read-only mount `mode=ro` cannot make the WAL index: the store falls back to immutable=1.
+    (A read-only mount needs root to make; the failure it causes is injected at the connect.)"""
+    import edgevit_deploy.device_bench.store as store_mod
+
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.put(_m(1))
+    real_connect = sqlite3.connect
+    uris = []
+
+    def connect(target, *a, **kw):
+        uris.append(str(target))
+        if "mode=ro" in str(target):
+            conn = real_connect(":memory:")
+            conn.execute("PRAGMA query_only=1")
+            return _Failing(conn, "SELECT COUNT(*) FROM sqlite_master", "attempt to write a readonly database")
+        return real_connect(target, *a, **kw)
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", connect)
+    assert [r["threads"] for r in ResultStore(tmp_path / "s.sqlite", readonly=True).rows()] == [1]
+    assert any("immutable=1" in u for u in uris)
+    # rows still in the WAL (the writer was killed) would be missed by immutable=1: an error, not a short table
+    (tmp_path / "s.sqlite-wal").write_bytes(b"\0" * 64)
+    with pytest.raises(StoreError, match="still in s.sqlite-wal"):
+        ResultStore(tmp_path / "s.sqlite", readonly=True)
+
+
+# --------------------------------------------------------------------------------- failed writes
+class _Failing:
+    """A connection whose statement ``fail_on`` raises ``message``; for a failing COMMIT the transaction is
+    rolled back first, as SQLite does on SQLITE_FULL (so a second ROLLBACK has no transaction)."""
+
+    def __init__(self, conn, fail_on: str, message: str):
+        self._conn, self.fail_on, self.message = conn, fail_on, message
+
+    def execute(self, sql, *args):
+        if sql.strip().upper().startswith(self.fail_on.upper()):
+            if self.fail_on == "COMMIT":
+                self._conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError(self.message)
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+@pytest.mark.parametrize("message", ["database or disk is full", "attempt to write a readonly database"])
+def test_a_failed_commit_raises_its_own_error_and_keeps_earlier_rows(tmp_path, message):
+    db = tmp_path / "s.sqlite"
+    store = ResultStore(db)
+    store.put(_m(1))
+    store._conn = _Failing(store._conn, "COMMIT", message)
+    with pytest.raises(StoreWriteError, match=message) as err:
+        store.put(_m(2))
+    assert "no transaction" not in str(err.value)   # the ROLLBACK after it did not replace the real error
+    store._conn = store._conn._conn
+    store.put(_m(3))                                  # the store is still usable
+    with sqlite3.connect(db) as other:
+        assert sorted(r[0] for r in other.execute("SELECT threads FROM measurements")) == [1, 3]
+    other.close()
+    store.close()
+
+
+def test_a_real_full_database_is_a_write_error(tmp_path):
+    store = ResultStore(tmp_path / "s.sqlite")
+    store.put(_m(1))
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count={pages}")       # SQLite's own "disk full"
+    with pytest.raises(StoreWriteError, match="full"):
+        for t in range(2, 200):
+            store.put(_m(t, raw_output="x" * 5000))
+    assert store.count() >= 1 and store.rows()[0]["threads"] == 1
+    store.close()
+
+
+def test_a_store_locked_past_the_timeout_is_a_write_error(tmp_path):
+    db = tmp_path / "s.sqlite"
+    store = ResultStore(db, timeout_s=0.2)
+    store.put(_m(1))
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreWriteError, match="locked.*another process"):
+            store.put(_m(2))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.put(_m(2))
+    assert store.count() == 2
     store.close()

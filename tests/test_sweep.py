@@ -239,6 +239,43 @@ def test_export_and_option_failures_become_failed_rows_and_the_sweep_goes_on(tmp
     assert exported == ["fp32"]
 
 
+# ---------------------------------------------------------------------------------- store failures
+@pytest.mark.parametrize("message", ["database or disk is full", "attempt to write a readonly database",
+                                     "database is locked"])
+def test_a_store_write_failure_stops_the_sweep_with_the_error_and_keeps_committed_rows(tmp_path, monkeypatch,
+                                                                                        message):
+    """Injected: the third row's INSERT fails as SQLite reports it. Two devices run in parallel."""
+    import sqlite3
+
+    from edgevit_deploy.device_bench.store import StoreWriteError
+
+    crashes = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args))
+    store = ResultStore(tmp_path / "store.sqlite")
+    real = store._conn
+    puts = []
+
+    class Conn:
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT INTO measurements"):
+                puts.append(1)
+                if len(puts) == 3:
+                    raise sqlite3.OperationalError(message)
+            return real.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    store._conn = Conn()
+    sweep, _ = make_sweep(tmp_path, SweepSpec(**SPEC, devices=["a", "b"]), store=store)
+    with pytest.raises(StoreWriteError, match=f"{message}.*2 row\\(s\\) of this run were committed"):
+        sweep.run()
+    assert crashes == []                                     # no device thread died with a traceback
+    store._conn = real
+    assert store.count() == 2 and all(r["status"] == "ok" for r in store.rows())
+    assert len(puts) <= 4                                     # both devices stopped after the failure
+
+
 # ------------------------------------------------------------------------------------- device faults
 def test_a_drop_mid_sweep_is_retried_after_a_reconnect(tmp_path):
     link = Link(drop_on=(2,))                      # the second job's shell call drops once

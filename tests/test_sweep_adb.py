@@ -16,6 +16,7 @@ from edgevit_deploy.device_bench.api import export_rows
 from edgevit_deploy.device_bench.testing.adb_client import AdbServer, adb_binary
 from edgevit_deploy.device_bench.testing.fake_runners import write_fake_tools
 from edgevit_deploy.device_bench.testing.standin_adbd import StandinAdbd
+from edgevit_deploy.device_bench.transports.adb_shell import load_or_create_key
 
 IMG = 64
 
@@ -48,8 +49,13 @@ def test_one_sweep_drives_two_standin_phones_through_both_adb_clients(tools, tmp
     client's server (``adb:SERIAL@127.0.0.1:SERVER_PORT``); both in one sweep, in parallel."""
     if adb_binary() is None:
         pytest.fail("the `adb` binary is not on PATH: install Debian's adb package (apt-get install -y adb)")
-    with StandinAdbd(tmp_path / "phone-a") as a, StandinAdbd(tmp_path / "phone-b") as b, \
-            AdbServer(home=tmp_path / "adb-home") as server:
+    # authentication on, as the stand-in's command line runs it: each phone trusts its client's key only
+    # (adb-shell's key made up front; the adb server makes ~/.android/adbkey(.pub) in its HOME when it starts)
+    load_or_create_key(tmp_path / "adbkey")
+    with AdbServer(home=tmp_path / "adb-home") as server, \
+            StandinAdbd(tmp_path / "phone-a", auth=True, authorized_keys=[tmp_path / "adbkey.pub"]) as a, \
+            StandinAdbd(tmp_path / "phone-b", auth=True,
+                        authorized_keys=[tmp_path / "adb-home" / ".android" / "adbkey.pub"]) as b:
         direct = f"adb:{a.address}"
         via_server = f"adb:{server.connect(b.address)}@127.0.0.1:{server.port}"
         env = {**server.env, "EDGEVIT_ADB_KEY": str(tmp_path / "adbkey")}
@@ -64,3 +70,4 @@ def test_one_sweep_drives_two_standin_phones_through_both_adb_clients(tools, tmp
             assert r["artifact_sha256"] and r["model_size_bytes"] > 100_000
     # the artifact really went through the sync protocol into each phone's sandbox
     assert list((tmp_path / "phone-a").rglob("*.onnx")) and list((tmp_path / "phone-b").rglob("*.onnx"))
+    assert a.refused_keys == [] and b.refused_keys == [] and a.public_keys == [] and b.public_keys == []

@@ -1,10 +1,15 @@
 """``edgevit-bench``: measure exported models where they run (this host, Android phones over adb).
 
 Thin commands over :mod:`edgevit_deploy.device_bench.api`; only this module prints.
+
+Exit codes: 0 done; 1 a run failed (failed rows, or the store could not be written mid-sweep: the rows
+committed before stay); 2 bad input (one ``error:`` line saying what was wrong and what to do, nothing
+created); 130 interrupted (Ctrl-C; every row committed so far stays, rerun to resume).
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -16,10 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..device_bench import api
 from ..device_bench.report.table import rich_table
-from ..device_bench.store import DEFAULT_STORE, row_of
+from ..device_bench.store import DEFAULT_STORE, StoreWriteError, row_of
 from ..device_bench.sweep_config import SweepSpec, read_sweep_file
 from ..device_bench.types import BenchJob, Measurement
-from ..errors import EdgeVitDeployError
+from ..errors import EdgeVitDeployError, OutputDirError
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 # a wide table when piped or captured (rich would otherwise squeeze it into 80 columns)
 console = Console(width=None if sys.stdout.isatty() else 220)
@@ -63,12 +70,66 @@ def _csv_option(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/] {exc}")
-    sys.exit(2)
+def _error_line(message: str) -> None:
+    """One plain line on stderr (rich would wrap it at the terminal width)."""
+    click.echo("error: " + " ".join(str(message).split()), err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _fail(exc: Exception, code: int = EXIT_BAD_INPUT) -> None:
+    _error_line(str(exc))
+    sys.exit(code)
+
+
+def _interrupted(store: Path | None = None) -> None:
+    where = f" in {store}" if store else ""
+    click.echo(f"interrupted: every row committed so far is kept{where}; run the same command again to resume",
+               err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _check_writable(path: Path, option: str, folder: bool) -> None:
+    """Fail (exit 2) unless ``path`` can be created or written: checked before anything is created."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise OutputDirError(f"{option} {path} is a file, not a folder; give a folder path")
+        if not folder and path.is_dir():
+            raise OutputDirError(f"{option} {path} is a folder; give a file path")
+        if not os.access(path, os.W_OK):
+            raise OutputDirError(f"{option} {path} is not writable; give a path you can write")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputDirError(f"{option} {path} cannot be created: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputDirError(f"{option} {path} cannot be created: {parent} is not writable")
+
+
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())   # click >= 8.2
+
+
+class _OneLineGroup(click.Group):
+    """Click's usage errors as one ``error:`` line (exit 2), Ctrl-C outside a command as exit 130."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS_IS_HELP as exc:       # bare `edgevit-bench`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            _error_line(exc.format_message())
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _interrupted()
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Benchmark exported models on this host (--device local) and on Android phones (--device adb:SERIAL)."""
@@ -135,35 +196,56 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
              "threads": _csv_option(threads), "delegates": _csv_option(delegates), "devices": _csv_option(devices),
              "img_size": img_size, "warmup": warmup, "iterations": iterations, "cooldown_s": cooldown,
              "cpu_mask": cpu_mask, "checkpoint": checkpoint, "retry_failed": False if no_retry_failed else None}
-    try:
+    try:   # every input is checked before anything (store, cache, --out) is created
         if config_file:
             spec = SweepSpec.load(config_file).with_overrides(**flags)
         else:
             if not flags["models"]:
                 raise click.UsageError("give --models (or a --config sweep file)")
             spec = SweepSpec.from_mapping({k: v for k, v in flags.items() if v is not None})
+        from ..device_bench.transports import parse_device
+
+        for device in spec.devices:
+            parse_device(device)
+        jobs = spec.jobs()     # unknown models fail here
+        overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy)
+        _check_writable(store, "--store", folder=False)
+        if out is not None:
+            _check_writable(out, "--out", folder=True)
+        if cache_dir is not None:
+            _check_writable(cache_dir, "--cache-dir", folder=True)
+    except EdgeVitDeployError as exc:
+        _fail(exc)
+        return
+    except KeyboardInterrupt:
+        _interrupted()
+    try:
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                             TextColumn("{task.fields[current]}"), console=err_console, transient=False)
         with progress:
             result = api.sweep(spec, store=store, cache_dir=cache_dir, callbacks=_ProgressCallbacks(progress),
-                               runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout,
-                                                              energy))
+                               runner_overrides=overrides)
         rows = api.read_rows(store)
+    except StoreWriteError as exc:     # the run failed part-way; what was committed stays
+        _fail(exc, EXIT_FAILED)
+        return
     except EdgeVitDeployError as exc:
         _fail(exc)
         return
     except KeyboardInterrupt:
-        err_console.print(f"[yellow]interrupted[/]: every row measured so far is in {store}; "
-                          "run the same command again to resume")
-        sys.exit(130)
-    _print_table(rows, spec_keys={j.key for j in spec.jobs()})
+        _interrupted(store)
+    _print_table(rows, spec_keys={j.key for j in jobs})
     console.print(f"{result.ok} measured, {result.failed} failed, {result.skipped} already in {store}")
     if out:
-        written = api.report(store, out)
+        try:
+            written = api.report(store, out)
+        except EdgeVitDeployError as exc:
+            _fail(exc, EXIT_FAILED)
+            return
         console.print(f"report: {written['html']} (csv, json and {len(written) - 3} plots beside it)")
     if result.failed:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 def _print_table(rows: list[dict[str, Any]], spec_keys: set[tuple[str, ...]]) -> None:
@@ -213,6 +295,13 @@ def run(model: str, device: str, target: str, precision: str, threads: int, dele
         ort_perf_test: Path | None, timeout: float | None, energy: bool | None, cache_dir: Path | None) -> None:
     """One model on one device."""
     try:
+        from ..device_bench.transports import parse_device
+
+        parse_device(device)
+        if store is not None:
+            _check_writable(store, "--store", folder=False)
+        if cache_dir is not None:
+            _check_writable(cache_dir, "--cache-dir", folder=True)
         m = api.run_one(model, target, device=device, precision=precision, threads=threads, delegate=delegate,
                         img_size=img_size, warmup=warmup, iterations=iterations, store=store, cache_dir=cache_dir,
                         runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout,
@@ -220,9 +309,11 @@ def run(model: str, device: str, target: str, precision: str, threads: int, dele
     except EdgeVitDeployError as exc:
         _fail(exc)
         return
+    except KeyboardInterrupt:
+        _interrupted(store)
     console.print(rich_table([row_of(m)]))
     if m.status != "ok":
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @main.command()
@@ -248,6 +339,8 @@ def export_cmd(store: Path, fmt: str | None, output: Path | None) -> None:
     if fmt is None:
         raise click.UsageError("choose --csv or --json")
     try:
+        if output is not None:
+            _check_writable(output, "-o/--output", folder=False)
         text = api.export_rows(store, fmt, output)
     except EdgeVitDeployError as exc:
         _fail(exc)
@@ -265,6 +358,7 @@ def export_cmd(store: Path, fmt: str | None, output: Path | None) -> None:
 def report(store: Path, out: Path) -> None:
     """Self-contained HTML report (tables + plots inlined), with PNGs, CSV and JSON beside it."""
     try:
+        _check_writable(out, "--out", folder=True)
         written = api.report(store, out)
     except EdgeVitDeployError as exc:
         _fail(exc)

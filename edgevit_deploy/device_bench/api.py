@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputDirError
 from .artifacts import ArtifactCache
 from .store import DEFAULT_STORE, ResultStore, StoreError
 from .sweep import Sweep, SweepCallbacks, SweepResult, default_runner_factory, open_device
@@ -41,14 +42,15 @@ def _runner_config(spec: SweepSpec, overrides: dict[str, Any] | None) -> Any:
 def sweep(spec: SweepSpec, store: str | Path = DEFAULT_STORE, cache_dir: str | Path | None = None,
           callbacks: SweepCallbacks | None = None, runner_overrides: dict[str, Any] | None = None,
           local_work_dir: str | Path | None = None) -> SweepResult:
-    """Measure every row of ``spec`` not already completed in ``store``; each result is committed at once."""
-    cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
+    """Measure every row of ``spec`` not already completed in ``store``; each result is committed at once.
+    The store is opened (and refused, if it is not ours) before the artifact cache folder is created."""
     config = _runner_config(spec, runner_overrides)
 
     def opener(device: str) -> Any:
         return open_device(device, local_work_dir)
 
     with ResultStore(store) as db:
+        cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
         return Sweep(spec, db, cache, opener=opener, runner_factory=default_runner_factory(config),
                      callbacks=callbacks).run()
 
@@ -77,10 +79,11 @@ def devices(probe: bool = True) -> list[Any]:
 
 
 def read_rows(store: str | Path) -> list[dict[str, Any]]:
+    """Every row of an existing store, opened read-only (a missing or empty file is an error, never created)."""
     path = Path(store)
     if not path.is_file():
         raise StoreError(f"no result store at {path}; run `edgevit-bench sweep --store {path}` first")
-    with ResultStore(path) as db:
+    with ResultStore(path, readonly=True) as db:
         return db.rows()
 
 
@@ -90,7 +93,10 @@ def export_rows(store: str | Path, fmt: str, out: str | Path | None = None) -> s
 
     rows = read_rows(store)
     if out:
-        rows_mod.write(rows, Path(out), fmt)
+        try:
+            rows_mod.write(rows, Path(out), fmt)
+        except OSError as exc:
+            raise OutputDirError(f"cannot write {out}: {exc.strerror or exc}; pass another -o PATH") from exc
     return rows_mod.to_csv(rows) if fmt == "csv" else rows_mod.to_json(rows)
 
 
@@ -98,4 +104,9 @@ def report(store: str | Path, out_dir: str | Path) -> dict[str, Path]:
     """results.csv, results.json, PNG plots and a self-contained report.html in ``out_dir``."""
     from .report import write_report
 
-    return write_report(read_rows(store), out_dir, store=str(store))
+    rows = read_rows(store)
+    try:
+        return write_report(rows, out_dir, store=str(store))
+    except OSError as exc:
+        raise OutputDirError(f"cannot write the report into {out_dir}: {exc.strerror or exc}; "
+                             "pass another --out folder") from exc

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -30,6 +31,9 @@ from .types import BenchJob, Transport
 log = logging.getLogger(__name__)
 
 MANIFEST = "artifact.json"
+#: a temp export folder is ``.KEY-pidPID-RANDOM``; 0.1.0 wrote ``.KEY-RANDOM`` (no pid): removed past this age
+LEGACY_TEMP_MAX_AGE_S = 3600.0
+_TEMP_DIR = re.compile(r"^\.[0-9a-f]{24}-(?:pid(?P<pid>\d+)-)?[^/]+$")
 
 
 class ArtifactError(EdgeVitDeployError, RuntimeError):
@@ -141,10 +145,31 @@ class ArtifactCache:
     def __init__(self, cache_dir: str | Path, exporter: Exporter | None = None, checkpoint: str | None = None):
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.removed_stale = self._remove_stale_temp_dirs()
         self._exporter = exporter
         self.checkpoint = checkpoint
         self._lock = threading.Lock()
         self.exported = 0           # how many exports this cache ran (the rest were hits)
+
+    def _remove_stale_temp_dirs(self) -> int:
+        """Temp export folders of processes that died (``kill -9``) mid-export; a live process's are kept."""
+        removed = 0
+        for entry in self.cache_dir.iterdir():
+            match = _TEMP_DIR.match(entry.name)
+            if not match or not entry.is_dir():
+                continue
+            if match["pid"] is not None:
+                stale = not _pid_alive(int(match["pid"]))
+            else:
+                try:
+                    stale = time.time() - entry.stat().st_mtime > LEGACY_TEMP_MAX_AGE_S
+                except OSError:
+                    continue
+            if stale:
+                log.info("removing %s (left by an export that was killed)", entry)
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        return removed
 
     def _export_fn(self, req: ArtifactRequest) -> Exporter:
         if req.target == TORCH_TARGET:
@@ -170,7 +195,7 @@ class ArtifactCache:
                 return hit
             key = req.cache_key()
             final = self.cache_dir / key
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.cache_dir))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-pid{os.getpid()}-", dir=self.cache_dir))
             try:
                 log.info("exporting %s -> %s %s (img %d)", req.model, req.target, req.precision, req.img_size)
                 produced = Path(self._export_fn(req)(req, tmp))
@@ -188,6 +213,18 @@ class ArtifactCache:
             found = self.lookup(req)
             assert found is not None
             return found
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # another user's live process
+        return True
+    return True
 
 
 def measurement_base(job: BenchJob, artifact: Artifact | None = None, runtime: str = "") -> dict[str, Any]:

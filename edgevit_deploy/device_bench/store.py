@@ -4,10 +4,18 @@ A crash, Ctrl-C or ``kill -9`` loses nothing already written (each ``put`` is it
 transaction, ``synchronous=FULL``), and a rerun of the same sweep skips completed keys. Columns are
 the fields of :class:`BenchJob` and :class:`Measurement` (lists / dicts as JSON; the DeviceInfo as
 ``device_info``); a row written again for the same key replaces the previous one (no duplicates).
+
+The file is marked as ours (``PRAGMA application_id`` plus ``meta`` rows ``schema`` / ``schema_version``)
+when the store creates it; a file holding other tables without the marker is refused, never altered.
+A store of release 0.1.0 (``meta.schema_version`` = 1, no application id, our columns) is migrated
+forward in place. ``readonly=True`` (show / export / report) never writes: ``mode=ro``, or ``immutable=1``
+on a read-only mount. A write that fails (disk full, read-only file, locked past the busy timeout)
+raises :class:`StoreWriteError`; rows committed before it stay.
 """
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -18,7 +26,11 @@ from typing import Any
 from ..errors import EdgeVitDeployError
 from .types import BenchJob, DeviceInfo, Measurement
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
+SCHEMA_NAME = "edgevit-deploy.bench"
+APPLICATION_ID = 0x45564231   # "EVB1": PRAGMA application_id of every store this toolkit creates
 TABLE = "measurements"
 DEFAULT_STORE = "edgevit-bench.sqlite"
 
@@ -34,6 +46,23 @@ COLUMNS = [*_JOB_FIELDS, *_MEAS_FIELDS, "device_info"]
 
 class StoreError(EdgeVitDeployError, RuntimeError):
     """The store file cannot be opened or is not an edgevit-bench store."""
+
+
+class StoreWriteError(StoreError):
+    """A row could not be committed (disk full, read-only file, locked); earlier rows are intact."""
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> StoreWriteError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        hint = "another process holds the store; wait for it or pass another --store PATH"
+    elif "full" in text:
+        hint = "free disk space, or pass --store on another disk, then run the same command again to resume"
+    elif "readonly" in text or "read-only" in text:
+        hint = "the file or its folder is read-only; pass a writable --store PATH"
+    else:
+        hint = "pass another --store PATH, then run the same command again to resume"
+    return StoreWriteError(f"cannot write to the result store {path}: {text} ({hint})")
 
 
 def _sql_type(type_str: str) -> str:
@@ -59,34 +88,139 @@ def row_of(m: Measurement) -> dict[str, Any]:
 class ResultStore:
     """Thread-safe (one connection behind a lock); use as a context manager or call ``close``."""
 
-    def __init__(self, path: str | Path = DEFAULT_STORE):
+    def __init__(self, path: str | Path = DEFAULT_STORE, *, readonly: bool = False, timeout_s: float = 30.0):
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        self._columns = list(COLUMNS)   # the columns this file has (a read-only old store may lack new ones)
+        memory = str(path) == ":memory:"
         try:
-            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30.0,
-                                         isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            self._conn.execute(_schema())
-            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has store schema {row[0]}, this toolkit writes {SCHEMA_VERSION}; "
-                                 "use a new --store file")
-            self._migrate()
+            if readonly:
+                self._conn = self._open_readonly(timeout_s)
+            else:
+                if not memory and self.path.parent and not self.path.parent.exists():
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=timeout_s,
+                                             isolation_level=None)
+            try:
+                self._check_ownership()   # before any PRAGMA that would change someone else's file
+                if not readonly:
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    self._conn.execute("PRAGMA synchronous=FULL")
+            except BaseException:
+                self._conn.close()
+                raise
+        except OSError as exc:
+            raise StoreError(f"cannot create the result store {self.path}: {exc.strerror or exc}; "
+                             "pass a --store PATH in a writable folder") from exc
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable SQLite store ({exc}); pass another --store PATH") from exc
         self._lock = threading.Lock()
 
-    def _migrate(self) -> None:
-        """Add columns appended to the dataclasses since the file was created (fields are append-only)."""
+    def _open_readonly(self, timeout_s: float) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise StoreError(f"no result store at {self.path}; run `edgevit-bench sweep --store {self.path}` first")
+        if self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is an empty file, not a result store; pass the --store a sweep wrote")
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, timeout=timeout_s,
+                               isolation_level=None)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            # a WAL store on a read-only mount: no -shm can be made; with nothing writing, immutable is exact
+            conn.close()
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.is_file() and wal.stat().st_size > 0:   # immutable would silently miss the rows in the WAL
+                raise StoreError(f"{self.path} cannot be read in place ({exc}) and rows are still in {wal.name}; "
+                                 "copy the store and its -wal file to a writable folder and read that copy") from exc
+            log.debug("%s: mode=ro failed (%s); opening immutable", self.path, exc)
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _check_ownership(self) -> None:
+        """Create a new store, accept ours, migrate a 0.1.0 one, refuse anything else."""
+        tables = self._tables() - {"sqlite_sequence"}
+        app_id = int(self._conn.execute("PRAGMA application_id").fetchone()[0])
+        if not tables and app_id == 0:
+            if self.readonly:
+                raise StoreError(f"{self.path} holds no result store (no tables); pass the --store a sweep wrote")
+            self._create()
+            return
+        if app_id == APPLICATION_ID:
+            if TABLE not in tables or "meta" not in tables:
+                raise StoreError(f"{self.path} is an edgevit-bench store without its tables (damaged); "
+                                 "pass another --store PATH")
+            version = self._meta("schema_version")
+            if version is None or not version.isdigit() or int(version) > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has store schema {version}, this toolkit reads {SCHEMA_VERSION} "
+                                 "or older; upgrade edgevit-deploy or pass another --store PATH")
+            self._add_new_columns()
+            return
+        if app_id == 0 and self._is_legacy_store(tables):
+            if not self.readonly:
+                log.info("%s: migrating a 0.1.0 result store (adding its schema marker)", self.path)
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_NAME,))
+                self._conn.execute("COMMIT")
+            self._add_new_columns()
+            return
+        what = f"a '{TABLE}' table that is not an edgevit-bench store's" if TABLE in tables else \
+            f"other tables ({', '.join(sorted(tables)[:5])})"
+        raise StoreError(f"{self.path} is a SQLite file with {what} (no edgevit-bench schema marker); "
+                         "it is left untouched: pass another --store PATH")
+
+    def _is_legacy_store(self, tables: set[str]) -> bool:
+        """A store written by 0.1.0: meta.schema_version = 1 and a measurements table whose columns are ours."""
+        if not {"meta", TABLE} <= tables:
+            return False
+        try:
+            if self._meta("schema_version") != "1":
+                return False
+        except sqlite3.DatabaseError:
+            return False
+        have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")} - {"rowid"}
+        return set(_KEY_FIELDS) <= have and have <= set(COLUMNS)
+
+    def _create(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self._conn.execute(_schema())
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_NAME,))
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _add_new_columns(self) -> None:
+        """Add columns appended to the dataclasses since the file was created (fields are append-only);
+        read-only, the missing ones read as NULL."""
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
-        for name in COLUMNS:
-            if name not in have:
-                self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} TEXT")
+        missing = [name for name in COLUMNS if name not in have]
+        if self.readonly:
+            self._columns = [c for c in COLUMNS if c in have]
+            return
+        for name in missing:
+            self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} TEXT")
+
+    def _rollback(self) -> None:
+        """ROLLBACK that never hides the error that caused it (after a failed COMMIT SQLite may already
+        have rolled back, and ROLLBACK then raises "no transaction is active")."""
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.debug("%s: rollback after a failed write: %s", self.path, exc)
 
     # ------------------------------------------------------------------------------------- writes
     def put(self, m: Measurement) -> None:
@@ -97,13 +231,22 @@ class ResultStore:
         updates = ", ".join(f"{k}=excluded.{k}" for k in row if k not in _KEY_FIELDS)
         sql = (f"INSERT INTO {TABLE} ({names}) VALUES ({marks}) "
                f"ON CONFLICT({', '.join(_KEY_FIELDS)}) DO UPDATE SET {updates}")
+        self._write(lambda: self._conn.execute(sql, list(row.values())))
+
+    def _write(self, body: Any) -> None:
+        """One committed transaction; any SQLite failure is a StoreWriteError and nothing half-written stays."""
+        if self.readonly:
+            raise StoreWriteError(f"{self.path} was opened read-only; nothing can be written to it")
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute(sql, list(row.values()))
+                self._conn.execute("BEGIN IMMEDIATE")
+                body()
                 self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _write_error(self.path, exc) from exc
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
 
     @staticmethod
@@ -119,7 +262,7 @@ class ResultStore:
     # -------------------------------------------------------------------------------------- reads
     def rows(self, status: str | None = None) -> list[dict[str, Any]]:
         """Every row as a dict (JSON columns decoded), oldest first."""
-        sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
+        sql = f"SELECT {', '.join(c if c in self._columns else 'NULL' for c in COLUMNS)} FROM {TABLE}"
         args: tuple[Any, ...] = ()
         if status:
             sql += " WHERE status = ?"
@@ -160,12 +303,14 @@ class ResultStore:
             return int(self._conn.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0])
 
     def delete(self, keys: Iterable[tuple[str, ...]]) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        where = " AND ".join(f"{k} = ?" for k in _KEY_FIELDS)
+        keys = list(keys)
+
+        def body() -> None:
             for key in keys:
-                where = " AND ".join(f"{k} = ?" for k in _KEY_FIELDS)
                 self._conn.execute(f"DELETE FROM {TABLE} WHERE {where}", key)
-            self._conn.execute("COMMIT")
+
+        self._write(body)
 
     def close(self) -> None:
         with self._lock:

@@ -5,6 +5,11 @@ Devices run in parallel (one thread each), each one job at a time. A transport f
 dropped) is retried after a reconnect; when the device stays unreachable its remaining rows are
 stored as failed with the reason and the other devices go on. The library logs; progress goes to
 the optional :class:`SweepCallbacks` (the CLI draws a progress bar from them).
+
+A row that cannot be committed (store disk full, read-only, locked) stops every device after its current
+job and ``run`` raises :class:`StoreWriteError` naming how many rows were committed; those rows stay.
+Ctrl-C (KeyboardInterrupt in the calling thread) stops the devices, records nothing half-measured and
+re-raises once the device threads have ended (or after a grace period).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from typing import Any
 
 from .artifacts import ArtifactCache, measurement_base
 from .errors import DeviceDisconnectedError, DeviceNotFoundError
-from .store import ResultStore
+from .store import ResultStore, StoreError, StoreWriteError
 from .sweep_config import SweepSpec
 from .types import BenchJob, DeviceInfo, Measurement, Runner, Transport
 
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 #: exceptions that mean "the device went away", as opposed to "this job failed"
 TRANSPORT_FAULTS: tuple[type[BaseException], ...] = (DeviceDisconnectedError, DeviceNotFoundError, ConnectionError,
                                                       EOFError, BrokenPipeError)
+
+#: how long an interrupted sweep waits for its device threads to notice before returning
+STOP_GRACE_S = 10.0
 
 TransportOpener = Callable[[str], Transport]
 RunnerFactory = Callable[[str, str], Runner]
@@ -106,6 +114,10 @@ def throttled(before: dict[str, Any], after: dict[str, Any]) -> bool | None:
     return False if "thermal_status" in after else None
 
 
+class _Stopped(Exception):
+    """Internal: this device thread ends now (the sweep was stopped or the store failed)."""
+
+
 def failed(job: BenchJob, reason: str, device: DeviceInfo | None = None) -> Measurement:
     return Measurement(status="failed", reason=reason, device=device, **measurement_base(job))
 
@@ -126,6 +138,9 @@ class Sweep:
         self._results: list[Measurement] = []
         self._results_lock = threading.Lock()
         self._transports: dict[str, Transport] = {}    # open per device, closed on interrupt
+        self._stop = threading.Event()                 # set on Ctrl-C or a store failure: devices end
+        self._store_error: StoreError | None = None    # the first write that failed
+        self._crash: BaseException | None = None       # an unexpected error in a device thread
 
     def pending(self) -> tuple[list[BenchJob], int]:
         jobs = self.spec.jobs()
@@ -150,17 +165,37 @@ class Sweep:
                     t.join(0.5)
         except KeyboardInterrupt:
             log.warning("sweep interrupted: closing devices; every row measured so far is in the store")
+            self._stop.set()
             for transport in list(self._transports.values()):
                 try:
                     transport.close()
                 except Exception:  # noqa: BLE001
                     pass
+            deadline = time.monotonic() + STOP_GRACE_S
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
             raise
+        if self._store_error is not None:
+            committed = len(self._results)
+            raise StoreWriteError(f"{self._store_error} [{committed} row(s) of this run were committed before "
+                                  "the failure and are kept]") from self._store_error
+        if self._crash is not None:
+            raise self._crash
         return SweepResult(total=total, skipped=total - len(todo), measurements=list(self._results))
 
     # --------------------------------------------------------------------------------- per device
     def _record(self, m: Measurement) -> None:
-        self.store.put(m)
+        if self._stop.is_set():
+            raise _Stopped()
+        try:
+            self.store.put(m)
+        except StoreError as exc:
+            with self._results_lock:
+                if self._store_error is None:
+                    self._store_error = exc
+            self._stop.set()
+            log.error("%s: %s; stopping the sweep", m.job.device, exc)
+            raise _Stopped() from exc
         with self._results_lock:
             self._results.append(m)
         self.callbacks.on_result(m)
@@ -199,9 +234,23 @@ class Sweep:
             self._record(failed(job, reason, info))
 
     def _device_worker(self, device: str, jobs: list[BenchJob]) -> None:
+        """One device's jobs; never dies with a traceback (errors end up in ``run``)."""
+        try:
+            self._device_jobs(device, jobs)
+        except _Stopped:
+            log.info("%s: stopped", device)
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the thread silently
+            log.exception("%s: device thread failed", device)
+            with self._results_lock:
+                self._crash = self._crash or exc
+            self._stop.set()
+
+    def _device_jobs(self, device: str, jobs: list[BenchJob]) -> None:
         try:
             transport = self._connect(device)
             info = transport.device_info()
+        except _Stopped:
+            raise
         except Exception as exc:  # noqa: BLE001
             self._give_up(device, jobs, f"device unreachable: {exc}", None)
             return
@@ -209,7 +258,9 @@ class Sweep:
         try:
             for i, job in enumerate(jobs):
                 if i and job.cooldown_s > 0:
-                    time.sleep(job.cooldown_s)
+                    self._stop.wait(job.cooldown_s)
+                if self._stop.is_set():
+                    raise _Stopped()
                 self.callbacks.on_job_start(job)
                 attempt = 0
                 while True:
@@ -217,6 +268,8 @@ class Sweep:
                         m = self._measure(transport, job, info)
                         break
                     except TRANSPORT_FAULTS as exc:
+                        if self._stop.is_set():
+                            raise _Stopped() from exc
                         attempt += 1
                         log.warning("%s dropped during %s (%s); reconnecting (%d/%d)", device, job.key, exc,
                                     attempt, self.reconnect_attempts)

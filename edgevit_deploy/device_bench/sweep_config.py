@@ -144,7 +144,15 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"sweep file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise SweepConfigError(f"{path} is not a text file (not UTF-8); give a YAML, TOML or JSON sweep file") \
+            from None
+    except OSError as exc:
+        raise SweepConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if "\0" in text:
+        raise SweepConfigError(f"{path} is a binary file (it holds NUL bytes); give a YAML, TOML or JSON sweep file")
     try:
         if path.suffix.lower() == ".toml":
             data: Any = tomllib.loads(text)

@@ -19,7 +19,7 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path, store: str
     pngs = plots.write_all(rows, out)
     written.update(pngs)
     page = out / "report.html"
-    page.write_text(html.render(rows, pngs, store))
+    rows_mod.write_atomic(page, html.render(rows, pngs, store))
     written["html"] = page
     return written
 

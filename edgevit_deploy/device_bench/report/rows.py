@@ -58,8 +58,23 @@ def write(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> Path:
         raise ValueError(f"unknown export format {fmt!r}; use csv or json")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_csv(rows) if fmt == "csv" else to_json(rows))
+    write_atomic(path, to_csv(rows) if fmt == "csv" else to_json(rows))
     return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """``text`` to ``path`` through a temp file and a rename: a reader never sees half a file."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def label(row: dict[str, Any], with_device: bool = False) -> str:

@@ -1,5 +1,16 @@
 """A small adbd-compatible server on loopback: the stand-in phone of the tests (and of users' CI).
 
+WARNING: this is not a phone and NOT A SANDBOX. Its shell runs every command on THIS computer, as the
+user running the server (``ls /`` lists this computer's root; ``rm`` removes this computer's files). Only
+the device paths it knows (``/data``, ``/sdcard``, ``/sys``, ...) are rewritten into ``root``, and file
+transfers (sync) cannot leave ``root``. It binds to loopback only. Authentication is the real adbd flow:
+the device sends a 20-byte AUTH TOKEN, the client answers with an RSA PKCS#1 v1.5 signature over it
+(SHA-1 DigestInfo, as adb signs), which must verify against one of ``authorized_keys`` (adb's public key
+format, as in ``~/.android/adbkey.pub`` / ``/data/misc/adb/adb_keys``); a wrong signature gets a new
+token, and an AUTH RSAPUBLICKEY for an unknown key is refused unless ``accept_new_keys``. The command
+line starts it with authentication ON; the class default (``auth=False``) is for test suites that own the
+machine. Needs the ``testing`` extra (``pip install 'edgevit-deploy[testing]'``).
+
 It speaks the adb wire protocol (CNXN / AUTH / OPEN / OKAY / WRTE / CLSE, correct data checksums,
 version 0x01000001), the ``shell:`` (v1), ``shell,v2`` (exit codes) and ``exec:`` services and the
 sync protocol (STAT / STA2 / LST2 / LIST / SEND / RECV / DONE / QUIT) over a sandboxed file system:
@@ -16,6 +27,7 @@ delay matching commands and replace their output with garbage.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import queue
@@ -26,12 +38,22 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..._lazy import require
 from . import standin_fs
+
+# importing the stand-in without the extra is the "install extra testing" error
+_rsa = require("cryptography.hazmat.primitives.asymmetric.rsa", "testing")
+_padding = require("cryptography.hazmat.primitives.asymmetric.padding", "testing")
+_hashes = require("cryptography.hazmat.primitives.hashes", "testing")
+_asym_utils = require("cryptography.hazmat.primitives.asymmetric.utils", "testing")
+_crypto_exc = require("cryptography.exceptions", "testing")
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +67,61 @@ SYNC_DATA_MAX = 64 * 1024
 _HEADER = struct.Struct("<6I")
 _OKAY_TIMEOUT_S = 60.0
 _SANDBOX_PREFIXES = ("data", "sdcard", "storage", "sys", "mnt", "vendor", "odm")
+_ANDROID_PUBKEY_WORDS = 64                # 2048-bit modulus as 64 little-endian uint32 words
+_ANDROID_PUBKEY_SIZE = 4 + 4 + 4 * _ANDROID_PUBKEY_WORDS * 2 + 4   # len, n0inv, n[], rr[], exponent = 524
+MAX_AUTH_ATTEMPTS = 10                    # signatures tried on one connection before it is closed
+
+SHELL_WARNING = ("WARNING: the stand-in adbd is not a sandbox: its shell runs commands on THIS computer as "
+                 "the user running it (`ls /` lists this computer's /); only device paths (/data, /sdcard, "
+                 "...) and file transfers are mapped into ROOT. Run it only where that is acceptable (a CI "
+                 "container), keep authentication on, and never expose its port.")
+
+
+class AdbKeyError(ValueError):
+    """A public key that is not in adb's format."""
+
+
+def parse_adb_public_key(text: str) -> Any:
+    """adb's public key (base64 of the 524-byte Android RSA struct, optionally followed by " user@host")
+    -> a cryptography RSAPublicKey."""
+    token = text.strip().split()[0] if text.strip() else ""
+    try:
+        blob = base64.b64decode(token, validate=True)
+    except ValueError as exc:
+        raise AdbKeyError(f"not base64: {exc}") from None
+    if len(blob) != _ANDROID_PUBKEY_SIZE:
+        raise AdbKeyError(f"{len(blob)} bytes, adb keys are {_ANDROID_PUBKEY_SIZE}")
+    words = struct.unpack_from("<I", blob, 0)[0]
+    if words != _ANDROID_PUBKEY_WORDS:
+        raise AdbKeyError(f"modulus of {words} words, adb keys have {_ANDROID_PUBKEY_WORDS}")
+    n = int.from_bytes(blob[8:8 + 4 * words], "little")
+    e = struct.unpack_from("<I", blob, 8 + 8 * words)[0]
+    try:
+        return _rsa.RSAPublicNumbers(e, n).public_key()
+    except ValueError as exc:
+        raise AdbKeyError(f"not an RSA public key: {exc}") from None
+
+
+def read_authorized_keys(sources: Iterable[str | Path]) -> list[str]:
+    """Key lines from files (a ``Path``: ``adbkey.pub``, or an ``adb_keys`` file with one key per line) or key
+    strings (a ``str``: one key, as in those files)."""
+    keys: list[str] = []
+    for source in sources:
+        if isinstance(source, Path):
+            lines = source.read_text().splitlines()
+        else:
+            lines = [str(source)]
+        keys.extend(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+    return keys
+
+
+def verify_token_signature(public_key: Any, token: bytes, signature: bytes) -> bool:
+    """adb signs the token as if it were a SHA-1 digest: PKCS#1 v1.5 with the SHA-1 DigestInfo."""
+    try:
+        public_key.verify(signature, token, _padding.PKCS1v15(), _asym_utils.Prehashed(_hashes.SHA1()))
+    except _crypto_exc.InvalidSignature:
+        return False
+    return True
 
 
 @dataclass
@@ -148,6 +225,7 @@ class _Connection:
         self._next_id = 1
         self._id_lock = threading.Lock()
         self._token = secrets.token_bytes(20)
+        self._auth_attempts = 0
         self.authenticated = not server.auth
 
     def send(self, command: int, arg0: int, arg1: int, data: bytes = b"") -> None:
@@ -210,15 +288,9 @@ class _Connection:
             if self.authenticated:
                 self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self._banner())
             else:
-                self.send(A_AUTH, AUTH_TOKEN, 0, self._token)
-        elif command == A_AUTH:
-            if arg0 == AUTH_SIGNATURE:
-                # we keep no list of authorised keys: ask for the public key (as a fresh device does)
-                self.send(A_AUTH, AUTH_TOKEN, 0, self._token)
-            elif arg0 == AUTH_RSAPUBLICKEY:
-                self.server.public_keys.append(data.rstrip(b"\0").decode(errors="replace"))
-                self.authenticated = True
-                self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self._banner())
+                self._send_token()
+        elif command == A_AUTH and not self.authenticated:
+            self._auth(arg0, data)
         elif not self.authenticated:
             return
         elif command == A_OPEN:
@@ -251,6 +323,40 @@ class _Connection:
             if stream is not None:
                 stream.host_closed()
 
+    def _send_token(self) -> None:
+        self._token = secrets.token_bytes(20)      # a fresh token for every attempt, as adbd does
+        self.send(A_AUTH, AUTH_TOKEN, 0, self._token)
+
+    def _auth(self, kind: int, data: bytes) -> None:
+        server = self.server
+        if kind == AUTH_SIGNATURE:
+            self._auth_attempts += 1
+            if server.verify(self._token, data):
+                self.authenticated = True
+                self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self._banner())
+            elif self._auth_attempts >= MAX_AUTH_ATTEMPTS:
+                log.warning("standin adbd: %d bad signatures, closing the connection", self._auth_attempts)
+                raise _ConnectionDropped("too many failed AUTH attempts")
+            else:
+                self._send_token()                 # not one of our keys: the client may try its next key
+        elif kind == AUTH_RSAPUBLICKEY:
+            key = data.rstrip(b"\0").decode(errors="replace").strip()
+            if server.accept_new_keys:
+                try:
+                    server.authorize(key)
+                except AdbKeyError as exc:
+                    log.warning("standin adbd: refused a malformed public key (%s)", exc)
+                    raise _ConnectionDropped("malformed public key") from None
+                server.public_keys.append(key)
+                self.authenticated = True
+                self.send(A_CNXN, A_VERSION, MAX_PAYLOAD, self._banner())
+            else:
+                # a phone would ask its user; the stand-in has none: refuse and hang up
+                server.refused_keys.append(key)
+                log.warning("standin adbd: refused an unknown public key (%s); add it to the authorized keys",
+                            key.split()[-1] if key.split() else "?")
+                raise _ConnectionDropped("unknown public key refused")
+
     def _run_service(self, handler: Any, stream: _Stream, service: str) -> None:
         try:
             handler(stream, service)
@@ -270,11 +376,21 @@ class StandinAdbd:
     """The stand-in device. ``root`` is its sandbox; ``port=0`` picks a free port."""
 
     def __init__(self, root: Path, port: int = 0, *, auth: bool = False, props: dict[str, str] | None = None,
-                 faults: Faults | None = None, host: str = "127.0.0.1", features: str = FEATURES):
+                 faults: Faults | None = None, host: str = "127.0.0.1", features: str = FEATURES,
+                 authorized_keys: Iterable[str | Path] = (), accept_new_keys: bool = False):
         self.root = Path(root).resolve()
         if any(ch in str(self.root) for ch in "'\"\\$`\n ") or ":" in str(self.root):
             raise ValueError(f"the sandbox root must be a plain path without quotes, spaces or '$': {self.root}")
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(f"the stand-in adbd binds to loopback only (its shell is this computer's), not {host!r}")
         self.auth = auth
+        self.accept_new_keys = accept_new_keys
+        self._keys: dict[str, Any] = {}
+        for key in read_authorized_keys(authorized_keys):
+            self.authorize(key)
+        if auth and not self._keys and not accept_new_keys:
+            raise ValueError("auth=True needs authorized_keys (e.g. ~/.android/adbkey.pub) or accept_new_keys=True")
+        self.refused_keys: list[str] = []
         self.features = features   # advertised in CNXN; without "shell_v2" clients fall back to shell v1
         self.faults = faults or Faults()
         self.props = dict(standin_fs.DEFAULT_PROPS)
@@ -338,11 +454,24 @@ class StandinAdbd:
             if conn in self._connections:
                 self._connections.remove(conn)
 
+    # auth --------------------------------------------------------------------------------------
+    def authorize(self, key: str) -> None:
+        """Trust one more public key (adb's format); AdbKeyError when it does not parse."""
+        self._keys[key.split()[0]] = parse_adb_public_key(key)
+
+    def verify(self, token: bytes, signature: bytes) -> bool:
+        return any(verify_token_signature(k, token, signature) for k in list(self._keys.values()))
+
     # paths -------------------------------------------------------------------------------------
     def host_path(self, device_path: str) -> Path:
-        """Where a device path lives in the sandbox (".." cannot climb above the sandbox root)."""
+        """Where a device path lives in the sandbox: ".." cannot climb above the root, and a symlink that
+        resolves outside it is refused (PermissionError)."""
         norm = os.path.normpath("/" + device_path.lstrip("/"))
-        return self.root / norm.lstrip("/")
+        path = self.root / norm.lstrip("/")
+        real = Path(os.path.realpath(path))
+        if real != self.root and self.root not in real.parents:
+            raise PermissionError(13, "outside the stand-in's root", device_path)
+        return path
 
     def rewrite_command(self, command: str) -> str:
         """Device paths in a shell command -> sandbox paths (the root has no characters needing quotes)."""
@@ -456,9 +585,9 @@ class StandinAdbd:
             stream.write(ident + struct.pack("<IQQIIIIQqqq", exc.errno or 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
     def _sync_list(self, stream: _Stream, path: str) -> None:
-        target = self.host_path(path)
         out = b""
         try:
+            target = self.host_path(path)
             names = sorted(os.listdir(target))
         except OSError:
             names = []
@@ -479,10 +608,14 @@ class StandinAdbd:
             mode = int(mode_text)
         except ValueError:
             mode = 0o100644
-        target = self.host_path(path)
         error: str | None = None
+        try:
+            target = self.host_path(path)
+        except PermissionError:
+            error = f"couldn't create file: Permission denied ({path})"
+            target = self.root / "data/local/tmp/.refused"
         if self.faults.device_full:
-            error = f"couldn't create file: No space left on device ({path})"
+            error = error or f"couldn't create file: No space left on device ({path})"
         tmp = target.with_name(f".{target.name}.standin-part")
         handle = None
         if error is None:
@@ -530,9 +663,8 @@ class StandinAdbd:
             self._sync_fail(stream, error)
 
     def _sync_recv(self, stream: _Stream, path: str) -> None:
-        target = self.host_path(path)
         try:
-            with open(target, "rb") as handle:
+            with open(self.host_path(path), "rb") as handle:
                 while True:
                     chunk = handle.read(SYNC_DATA_MAX)
                     if not chunk:
@@ -546,17 +678,50 @@ class StandinAdbd:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgevit_deploy.device_bench.testing.standin_adbd ROOT [--port N] [--auth]``."""
+    """``python -m edgevit_deploy.device_bench.testing.standin_adbd ROOT [--port N] [--authorized-keys FILE]``."""
     import argparse
     import time
 
-    parser = argparse.ArgumentParser(description="Run a stand-in adbd on loopback (for CI without a phone).")
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--auth", action="store_true")
+    parser = argparse.ArgumentParser(
+        prog="python -m edgevit_deploy.device_bench.testing.standin_adbd",
+        description="Run a stand-in adbd on loopback (for CI without a phone). " + SHELL_WARNING,
+        epilog="Authentication is ON: only clients holding the private key of an authorized public key "
+               "connect (adb-shell: EDGEVIT_ADB_KEY or ~/.android/adbkey; the adb client: ~/.android/adbkey "
+               "or ADB_VENDOR_KEYS). --no-auth lets ANY local user run commands as you.")
+    parser.add_argument("root", type=Path, help="folder holding the device's file system (created)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--authorized-keys", action="append", type=Path, default=[], metavar="FILE",
+                        help="adb public keys to accept (adbkey.pub, or an adb_keys file with one per line); "
+                             "repeatable; default ~/.android/adbkey.pub")
+    parser.add_argument("--accept-new-keys", action="store_true",
+                        help="also accept any key a client offers (AUTH RSAPUBLICKEY), like tapping 'Allow' "
+                             "on every prompt: any local user gets a shell")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="DANGEROUS: no authentication; any local user gets a shell as you")
+    parser.add_argument("--auth", action="store_true", help=argparse.SUPPRESS)   # the default; kept for old scripts
     args = parser.parse_args(argv)
-    with StandinAdbd(args.root, args.port, auth=args.auth) as dev:
-        print(f"standin adbd listening on {dev.address} (sandbox {dev.root})", flush=True)
+    keys: list[Path] = list(args.authorized_keys)
+    if not args.no_auth and not keys:
+        default = Path("~/.android/adbkey.pub").expanduser()
+        if default.is_file():
+            keys = [default]
+        elif not args.accept_new_keys:
+            parser.error("authentication is on and no key is authorized: give --authorized-keys "
+                         "~/.android/adbkey.pub (run `adb start-server` once to create it), or --accept-new-keys")
+    for key_file in keys:
+        if not key_file.is_file():
+            parser.error(f"--authorized-keys {key_file}: no such file")
+    try:
+        server = StandinAdbd(args.root, args.port, auth=not args.no_auth, authorized_keys=keys,
+                             accept_new_keys=args.accept_new_keys)
+    except (AdbKeyError, ValueError, OSError) as exc:
+        parser.error(str(exc))
+    print(SHELL_WARNING, file=sys.stderr, flush=True)
+    if args.no_auth:
+        print("WARNING: --no-auth: any local user can connect and run commands as you", file=sys.stderr, flush=True)
+    with server as dev:
+        mode = "no authentication" if args.no_auth else f"{len(dev._keys)} authorized key(s)"
+        print(f"standin adbd listening on {dev.address} (root {dev.root}, {mode})", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -3,11 +3,21 @@
 Shell v1 only (adb-shell has no shell v2), so every command gets an exit-code marker appended.
 RSA keys: ``~/.android/adbkey`` (the one the real adb uses, so a phone that trusts this computer
 trusts us too), generated with adb-shell's keygen when missing.
+
+A dead TCP link is noticed without waiting for the runner's timeout: adb-shell's own TCP transport reads
+an EOF (adbd exited, the peer closed) as "no data yet" and spins on it until the read timeout (600 s of
+100 % CPU for a long benchmark). Ours raises at once on EOF, and TCP keep-alive probes (every
+``dead_link_s / 4`` s after as long idle, 3 unanswered -> the kernel fails the socket) bound how long a
+silently vanished peer (Wi-Fi gone, phone off) takes to surface: about ``dead_link_s`` (20 s), whatever the
+command's timeout. Either way the operation raises DeviceDisconnectedError, which the sweep answers with
+its reconnect / mark-failed path. (adb has no application-level ping; a peer that is alive but stops
+answering is bounded by the I/O timeout for file transfers and by the runner timeout for commands.)
 """
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import struct
 from pathlib import Path
 from typing import Any
@@ -25,6 +35,38 @@ DEFAULT_KEY_PATH = Path("~/.android/adbkey")
 _CONNECT_ERRORS_MODULE = "adb_shell.exceptions"
 
 
+def _keepalive(sock: socket.socket, dead_link_s: float) -> None:
+    """TCP keep-alive so that a peer that vanished without a FIN/RST fails the socket in ~dead_link_s."""
+    interval = max(1, int(dead_link_s // 4))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", interval), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", int(dead_link_s * 1000))):
+        option = getattr(socket, name, None)
+        if option is not None:   # Linux has all four; macOS has TCP_KEEPINTVL / TCP_KEEPCNT (TCP_KEEPALIVE)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+            except OSError:
+                pass
+
+
+def _tcp_transport(host: str, port: int, dead_link_s: float) -> Any:
+    """adb-shell's TcpTransport that raises on EOF (instead of returning b"" forever) and keeps the link alive."""
+    base = require("adb_shell.transport.tcp_transport", "bench").TcpTransport
+
+    class EofAwareTcpTransport(base):  # type: ignore[misc, valid-type]
+        def connect(self, transport_timeout_s: Any) -> None:
+            super().connect(transport_timeout_s)
+            _keepalive(self._connection, dead_link_s)
+
+        def bulk_read(self, numbytes: int, transport_timeout_s: Any) -> bytes:
+            data = super().bulk_read(numbytes, transport_timeout_s)
+            if not data:
+                raise ConnectionResetError(f"adbd at {host}:{port} closed the connection (EOF)")
+            return bytes(data)
+
+    return EofAwareTcpTransport(host, port)
+
+
 def load_or_create_key(path: Path | None = None) -> Any:
     """A PythonRSASigner for ``path`` (default ~/.android/adbkey), creating the key pair if missing."""
     key_path = (path or DEFAULT_KEY_PATH).expanduser()
@@ -40,13 +82,14 @@ def load_or_create_key(path: Path | None = None) -> Any:
 class AdbShellTransport(AndroidTransport):
     """One device reached with adb-shell (see AndroidTransport for ``auto_reconnect``).
 
-    adb-shell notices a dead link only when a read times out, so ``io_timeout_s`` bounds how long a drop
-    takes to surface (and how long one sync packet may take)."""
+    A closed link surfaces at once (EOF), a vanished one within about ``dead_link_s`` (TCP keep-alive);
+    ``io_timeout_s`` bounds how long one sync packet may take."""
 
     def __init__(self, host: str | None = None, port: int = 5555, *, usb_serial: str | None = None,
                  device_id: str | None = None, work_dir: str = android.DEFAULT_WORK_DIR,
                  key_path: Path | None = None, connect_timeout_s: float = 10.0, io_timeout_s: float = 20.0,
-                 auto_reconnect: int = 1, reconnect_attempts: int = 3, reconnect_backoff_s: float = 0.5):
+                 dead_link_s: float = 20.0, auto_reconnect: int = 1, reconnect_attempts: int = 3,
+                 reconnect_backoff_s: float = 0.5):
         if host is None and usb_serial is None:
             raise ValueError("give a TCP host (adb-direct:HOST:PORT) or a USB serial (adb-usb:SERIAL)")
         super().__init__(device_id or (f"adb-direct:{host}:{port}" if host else f"adb-usb:{usb_serial}"),
@@ -57,6 +100,7 @@ class AdbShellTransport(AndroidTransport):
         self.key_path = key_path or key_path_from_env()
         self.connect_timeout_s = connect_timeout_s
         self.io_timeout_s = io_timeout_s
+        self.dead_link_s = dead_link_s
         self._exc = require(_CONNECT_ERRORS_MODULE, "bench")
         self._device: Any = None
         self._signer: Any = None
@@ -65,7 +109,8 @@ class AdbShellTransport(AndroidTransport):
     def _make_device(self) -> Any:
         adb_device = require("adb_shell.adb_device", "bench")
         if self.host is not None:
-            return adb_device.AdbDeviceTcp(self.host, self.port, default_transport_timeout_s=self.io_timeout_s)
+            return adb_device.AdbDevice(_tcp_transport(self.host, self.port, self.dead_link_s),
+                                        default_transport_timeout_s=self.io_timeout_s)
         try:  # AdbDeviceUsb needs adb-shell's usb extra (libusb1); without it adb-shell raises InvalidTransportError
             return adb_device.AdbDeviceUsb(serial=self.usb_serial, default_transport_timeout_s=self.io_timeout_s)
         except self._exc.InvalidTransportError as exc:
