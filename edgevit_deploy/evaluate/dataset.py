@@ -95,18 +95,16 @@ def _resolve(names: Sequence[str], labels: Mapping[str, int] | None, what: str) 
             raise DatasetError(f"{len(unknown)} {what} not in --labels: {', '.join(unknown[:5])}"
                                f"{' ...' if len(unknown) > 5 else ''}; add them to the labels file")
         return {n: labels[n] for n in names}
-    if all(n.isdigit() for n in names):
-        return {n: int(n) for n in names}
-    if all(_SYNSET.fullmatch(n) for n in names):
-        synsets = imagenet_synsets()
-        unknown = sorted(n for n in names if n not in synsets)
-        if unknown:
-            raise DatasetError(f"{', '.join(unknown[:5])}: not ImageNet-1k synset ids; rename the {what} "
-                               "or pass --labels FILE")
-        return {n: synsets[n] for n in names}
-    odd = [n for n in names if not (n.isdigit() or _SYNSET.fullmatch(n))]
-    raise DatasetError(f"unknown class names {', '.join(sorted(odd)[:5])}: name {what} by ImageNet synset id "
-                       "(n01440764) or class index (0), or pass --labels FILE mapping names to indices")
+    odd = sorted(n for n in names if not (n.isdigit() or _SYNSET.fullmatch(n)))
+    if odd:
+        raise DatasetError(f"unknown class names {', '.join(odd[:5])}: name {what} by ImageNet synset id "
+                           "(n01440764) or class index (0), or pass --labels FILE mapping names to indices")
+    synsets = imagenet_synsets() if any(not n.isdigit() for n in names) else {}
+    unknown = sorted(n for n in names if not n.isdigit() and n not in synsets)
+    if unknown:
+        raise DatasetError(f"{', '.join(unknown[:5])}: not ImageNet-1k synset ids; rename the {what} "
+                           "or pass --labels FILE")
+    return {n: int(n) if n.isdigit() else synsets[n] for n in names}
 
 
 def _images_in(folder: Path) -> list[Path]:

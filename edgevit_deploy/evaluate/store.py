@@ -102,3 +102,19 @@ def measured_top1(path: str | Path) -> dict[tuple[str, str, str, int], dict[str,
         if key not in best or int(row["n"]) >= int(best[key]["n"]):
             best[key] = row
     return best
+
+
+def with_measured_top1(rows: Iterable[dict[str, Any]], path: str | Path) -> list[dict[str, Any]]:
+    """Bench rows plus ``measured_top1`` (%) and ``measured_top1_on`` ("SET (n=N)") where ``edgevit-eval
+    --store`` measured the same model, target, precision and input size; the rows are otherwise unchanged."""
+    best = measured_top1(path)
+    out = []
+    for row in rows:
+        try:
+            key = (str(row["model"]), str(row["target"]), str(row["precision"]), int(row["img_size"]))
+        except (KeyError, TypeError, ValueError):
+            key = None
+        hit = best.get(key) if key else None
+        out.append({**row, "measured_top1": round(100 * float(hit["top1"]), 2) if hit else None,
+                    "measured_top1_on": f"{hit['dataset']} (n={hit['n']})" if hit else None})
+    return out
