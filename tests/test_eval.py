@@ -271,3 +271,14 @@ def test_every_image_unreadable_is_an_error_in_a_real_process(tmp_path, onnx64):
                        timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "none of the 2 images" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_store_that_is_not_a_bench_store_fails_before_evaluating(folder, onnx64, tmp_path, monkeypatch):
+    import edgevit_deploy.evaluate.api as api
+
+    not_db = tmp_path / "notes.sqlite"
+    not_db.write_text("these are my notes, not a database\n" * 100)
+    monkeypatch.setattr(api, "resolve_sources", lambda *a, **k: pytest.fail("evaluated before checking --store"))
+    code, out = cli("--data", folder, onnx64, "--store", not_db)
+    assert code == 2 and "not a usable SQLite store" in out
+    assert not_db.read_text().startswith("these are my notes")  # left as it was

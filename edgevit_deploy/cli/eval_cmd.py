@@ -81,6 +81,10 @@ def main(sources: tuple[str, ...], data: Path, labels_file: Path | None, csv_fil
     setup_logging(verbose)
     from ..evaluate import evaluate, load_set
 
+    if store is not None:
+        from ..evaluate.store import check_store
+
+        check_store(store)
     labelled = load_set(data, labels_file=labels_file, csv_file=csv_file, limit=limit, seed=seed)
     progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=True,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..errors import EdgeVitDeployError
 from ..device_bench.store import ResultStore, StoreError
 from .api import EvalReport
 
@@ -23,6 +24,10 @@ COLUMNS = (*KEY, "source", "executor", "top1", "top5", "top1_low", "top1_high", 
            "agreement", "delta_top1", "reference", "dataset_root", "toolkit_version", "measured_at")
 _TYPES = {"img_size": "INTEGER", "n": "INTEGER", "top1": "REAL", "top5": "REAL", "top1_low": "REAL",
           "top1_high": "REAL", "top5_low": "REAL", "top5_high": "REAL", "agreement": "REAL", "delta_top1": "REAL"}
+
+
+class StoreArgumentError(EdgeVitDeployError, ValueError):
+    """``--store`` names a file that is not an edgevit-bench store (bad input: exit code 2)."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -38,6 +43,16 @@ def _connect(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a usable SQLite store ({exc}); pass another --store PATH") from exc
     return conn
+
+
+def check_store(path: str | Path) -> None:
+    """Fail before a long evaluation, not after it: an existing ``path`` must open as a bench store."""
+    path = Path(path)
+    if path.exists():
+        try:
+            _connect(path).close()
+        except StoreError as exc:
+            raise StoreArgumentError(str(exc)) from exc
 
 
 def rows_of(report: EvalReport) -> list[dict[str, Any]]:
