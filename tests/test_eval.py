@@ -213,14 +213,15 @@ def test_report_pareto_plot_uses_the_measured_top1(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("case", ["empty", "unknown_classes", "label_outside", "flat_without_csv", "bad_csv_row",
-                                  "unknown_label_name", "missing_artifact"])
+                                  "unknown_label_name", "missing_artifact", "corrupt_artifact"])
 def test_bad_input_is_one_line_and_exit_2(case, tmp_path, onnx64):
     data, extra = tmp_path / "d", []
     data.mkdir()
     expect = {"empty": "no images in", "unknown_classes": "unknown class names cats",
               "label_outside": "label 1500", "flat_without_csv": "no class folders",
               "bad_csv_row": "row 2 is not 'file,label'", "unknown_label_name": "not in --labels: zebra",
-              "missing_artifact": "neither a registered model nor an existing artifact"}[case]
+              "missing_artifact": "neither a registered model nor an existing artifact",
+              "corrupt_artifact": "half.onnx cannot be read as a .onnx artifact"}[case]
     sources = [str(onnx64)]
     if case == "unknown_classes":
         make_folder(data, names=("cats", "dogs"), per_class=1)
@@ -239,6 +240,10 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, onnx64):
     elif case == "missing_artifact":
         make_folder(data, per_class=1)
         sources = [str(tmp_path / "nope.onnx")]
+    elif case == "corrupt_artifact":
+        make_folder(data, per_class=1)
+        (tmp_path / "half.onnx").write_bytes(onnx64.read_bytes()[:2000])
+        sources = [str(tmp_path / "half.onnx")]
     db = tmp_path / "s.sqlite"
     code, out = cli("--data", data, *sources, *extra, "--store", db)
     assert code == 2, out

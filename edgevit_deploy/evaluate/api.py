@@ -154,7 +154,14 @@ def _artifact_source(path: Path, model: str | None, img_size: int | None) -> tup
         raise EvalSourceError(f"{str(path)!r} is neither a registered model nor an existing artifact; "
                               "run `edgevit-export --list-models` or check the path")
     spec = spec_for_path(path)
-    meta = spec.load_converter().read_metadata(path)
+    try:
+        meta = spec.load_converter().read_metadata(path)
+    except EdgeVitDeployError:
+        raise
+    except Exception as exc:  # a corrupt or truncated file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EvalSourceError(f"{path.name} cannot be read as a {spec.suffix} artifact ({first}); "
+                              "re-export it") from exc
     if "edgevit_deploy.model" not in meta:
         raise EvalSourceError(f"{str(path)!r} has no edgevit-deploy metadata (input size, mean/std, model); "
                               "evaluate artifacts written by edgevit-export")
@@ -187,7 +194,8 @@ def _load_runner(src: _Source, threads: int, coreml_executor: str) -> None:
     reason = host.unavailable_reason()
     if reason:
         raise EvalSourceError(f"{src.path.name}: {reason}")
-    options = {"executor": coreml_executor} if str(spec.target) == "coreml" else {}
+    # a runtime with several executors (Core ML: native / reference) declares them
+    options = {"executor": coreml_executor} if getattr(host, "executors", None) else {}
     try:
         session = host.load(src.path, threads=threads, **options)
     except EdgeVitDeployError:
