@@ -287,3 +287,16 @@ def test_a_store_that_is_not_a_bench_store_fails_before_evaluating(folder, onnx6
     code, out = cli("--data", folder, onnx64, "--store", not_db)
     assert code == 2 and "not a usable SQLite store" in out
     assert not_db.read_text().startswith("these are my notes")  # left as it was
+
+
+def test_a_runtime_failure_names_the_source_and_images_and_writes_nothing(folder, onnx64, tmp_path, monkeypatch):
+    from edgevit_deploy.verify import runtimes
+
+    def broken(self, x):
+        raise RuntimeError("kernel exploded\nsecond line")
+    monkeypatch.setattr(runtimes._OnnxSession, "run", broken)
+    db = tmp_path / "s.sqlite"
+    code, out = cli("--data", folder, onnx64, "--store", db, "--batch", 4)
+    assert code == 1, out
+    assert f"{onnx64} failed on {SYNSETS[0]}/img0.jpeg .. {SYNSETS[1]}/img0.jpeg (kernel exploded)" in out
+    assert "Traceback" not in out and not db.exists()

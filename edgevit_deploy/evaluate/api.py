@@ -36,6 +36,10 @@ class EvalSourceError(EdgeVitDeployError, ValueError):
     """A model or artifact that cannot be evaluated as given (what was wrong and what to pass instead)."""
 
 
+class EvalRunError(EdgeVitDeployError, RuntimeError):
+    """A source failed while running (exit code 1): which one, on which images, and the runtime's message."""
+
+
 class _Runner(Protocol):
     def run(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -354,7 +358,15 @@ def evaluate(sources: Sequence[str], data: LabelledSet, model: str | None = None
                     inputs[key] = np.stack([preprocess_image(images[i], src.cfg) for i in keep]).astype(np.float32)
                 assert src.runner is not None
                 t0 = time.perf_counter()
-                logits = np.asarray(src.runner.run(inputs[key]))
+                try:
+                    logits = np.asarray(src.runner.run(inputs[key]))
+                except EdgeVitDeployError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a runtime failure: name the source and the images
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise EvalRunError(f"{src.source} failed on {chunk[keep[0]].name} .. {chunk[keep[-1]].name} "
+                                       f"({first}); try --batch 1, or check the artifact with edgevit-verify"
+                                       ) from exc
                 seconds[id(src)] += time.perf_counter() - t0
                 if logits.ndim != 2 or logits.shape[0] != len(keep) or logits.shape[1] != src.cfg.num_classes:
                     raise EvalSourceError(f"{src.source} returned logits of shape {logits.shape}, expected "
