@@ -263,10 +263,8 @@ def resolve_sources(sources: Sequence[str], model: str | None = None, checkpoint
         raise EvalSourceError("nothing to evaluate; pass model names and/or artifact paths")
     artifacts: list[tuple[_Source, ArtifactMetadata]] = []
     resolved: list[_Source | None] = []
-    names: list[str] = []
     for text in sources:
         if _is_model_name(text):
-            names.append(text)
             resolved.append(None)
             continue
         src, parsed = _artifact_source(Path(text), model, img_size)
@@ -298,13 +296,19 @@ def resolve_sources(sources: Sequence[str], model: str | None = None, checkpoint
     out: list[_Source] = []
     for text, src in zip(sources, resolved):
         if src is None:
+            from ..models import get_model_config
+
+            cfg = get_model_config(text)
+            size = img_size or cfg.img_size
+            # the model is also an artifact's reference (same weights, size, classes): build and evaluate it once
+            same = [r for k, r in refs.items() if k[0] == text and k[1:3] == (size, cfg.num_classes)
+                    and k[4] == "default"]
+            if same:
+                out.append(same[0])
+                continue
             torch_src = _torch_source(text, checkpoint, img_size, None, "default", threads)
-            existing = refs.get(torch_src.ref_key)
-            if existing is not None:   # the model is also an artifact's reference: evaluate it once
-                torch_src = existing
-            else:
-                refs[torch_src.ref_key] = torch_src
-            out.append(torch_src)
+            refs.setdefault(torch_src.ref_key, torch_src)
+            out.append(refs[torch_src.ref_key])
         else:
             _load_runner(src, threads, coreml_executor)
             out.append(src)
