@@ -336,6 +336,8 @@ def evaluate(sources: Sequence[str], data: LabelledSet, model: str | None = None
     """Evaluate every source on ``data``; each artifact also against its fp32 PyTorch reference."""
     if batch < 1:
         raise UnsupportedOptionError(f"--batch {batch}: give a batch size of at least 1")
+    if threads < 1:
+        raise UnsupportedOptionError(f"--threads {threads}: give at least 1 thread")
     given, refs = resolve_sources(sources, model, checkpoint, img_size, threads, coreml_executor)
     everything: list[_Source] = list(refs.values()) + [s for s in given if all(s is not r for r in refs.values())]
     for src in everything:
