@@ -213,7 +213,7 @@ def test_report_pareto_plot_uses_the_measured_top1(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("case", ["empty", "unknown_classes", "label_outside", "flat_without_csv", "bad_csv_row",
-                                  "unknown_label_name", "missing_artifact", "corrupt_artifact"])
+                                  "unknown_label_name", "missing_artifact", "corrupt_artifact", "limit_zero", "batch_zero"])
 def test_bad_input_is_one_line_and_exit_2(case, tmp_path, onnx64):
     data, extra = tmp_path / "d", []
     data.mkdir()
@@ -221,7 +221,8 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, onnx64):
               "label_outside": "label 1500", "flat_without_csv": "no class folders",
               "bad_csv_row": "row 2 is not 'file,label'", "unknown_label_name": "not in --labels: zebra",
               "missing_artifact": "neither a registered model nor an existing artifact",
-              "corrupt_artifact": "half.onnx cannot be read as a .onnx artifact"}[case]
+              "corrupt_artifact": "half.onnx cannot be read as a .onnx artifact",
+              "limit_zero": "--limit 0: give a positive number", "batch_zero": "--batch 0: give a batch size"}[case]
     sources = [str(onnx64)]
     if case == "unknown_classes":
         make_folder(data, names=("cats", "dogs"), per_class=1)
@@ -244,6 +245,9 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, onnx64):
         make_folder(data, per_class=1)
         (tmp_path / "half.onnx").write_bytes(onnx64.read_bytes()[:2000])
         sources = [str(tmp_path / "half.onnx")]
+    elif case in ("limit_zero", "batch_zero"):
+        make_folder(data, per_class=1)
+        extra = ["--limit" if case == "limit_zero" else "--batch", 0]
     db = tmp_path / "s.sqlite"
     code, out = cli("--data", data, *sources, *extra, "--store", db)
     assert code == 2, out
