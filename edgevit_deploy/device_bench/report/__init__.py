@@ -12,6 +12,10 @@ def write_report(rows: Sequence[dict[str, Any]], out_dir: str | Path, store: str
     """Write ``results.csv``, ``results.json``, every PNG plot and ``report.html`` into ``out_dir``."""
     from . import html, plots, rows as rows_mod
 
+    if store:  # top-1 measured by `edgevit-eval --store` on the same file, where it exists
+        from ...evaluate.store import with_measured_top1
+
+        rows = with_measured_top1(rows, store)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": rows_mod.write(rows, out / "results.csv", "csv"),

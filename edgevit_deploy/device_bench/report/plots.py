@@ -81,6 +81,14 @@ def latency_vs_params(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     return _save(fig, plt, path)
 
 
+def top1_of(row: dict[str, Any]) -> float | None:
+    """The top-1 (%) a Pareto plot uses for a measured row: ``edgevit-eval``'s where the row carries it
+    (``measured_top1``), else the architecture's published figure."""
+    if row.get("measured_top1") is not None:
+        return float(row["measured_top1"])
+    return published_top1(row["model"])
+
+
 def _pareto_plot(rows: Sequence[dict[str, Any]], path: Path, metric: str, paper_key: str, xlabel: str,
                  title: str) -> Path:
     plt = _plt()
@@ -93,14 +101,19 @@ def _pareto_plot(rows: Sequence[dict[str, Any]], path: Path, metric: str, paper_
         ax.annotate(m, (x, y), fontsize=6, color="0.4", xytext=(2, 2), textcoords="offset points")
     front = pareto_front([(x, y) for x, y, _ in px])
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.6", linestyle="--")
-    measured = [(float(r[metric]), published_top1(r["model"]), r) for r in rows
+    measured = [(float(r[metric]), top1_of(r), r) for r in rows
                 if r.get("status") == "ok" and r.get(metric) is not None]
     measured = [(x, y, r) for x, y, r in measured if y is not None]
     for name in sorted({label(r, True) for _, _, r in measured}):
-        pts = [(x, y, r["model"]) for x, y, r in measured if label(r, True) == name]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=f"measured: {name}")
-        for x, y, m in pts:
-            ax.annotate(m, (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
+        pts = [(x, y, r) for x, y, r in measured if label(r, True) == name]
+        dots = ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=f"measured: {name}")
+        mine = [(x, y) for x, y, r in pts if r.get("measured_top1") is not None]
+        if mine:  # top-1 measured by edgevit-eval: a star around the dot
+            ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker="*", s=140, facecolors="none",
+                       edgecolors=dots.get_facecolor()[:1])
+        for x, y, r in pts:
+            note = f" (top-1 measured on {r['measured_top1_on']})" if r.get("measured_top1") is not None else ""
+            ax.annotate(r["model"] + note, (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
     if measured:
         mfront = pareto_front([(x, y) for x, y, _ in measured])
         ax.step([p[0] for p in mfront], [p[1] for p in mfront], where="post", color="C3", linewidth=1)
@@ -108,7 +121,9 @@ def _pareto_plot(rows: Sequence[dict[str, Any]], path: Path, metric: str, paper_
         title += "\n(no measured rows with a published top-1" + \
                  (" and an energy reading" if metric == "energy_mj" else "") + ")"
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("published ImageNet-1K top-1, %")
+    ax.set_ylabel("ImageNet-1K top-1, % (published; starred: measured)"
+                  if any(r.get("measured_top1") is not None for _, _, r in measured) else
+                  "published ImageNet-1K top-1, %")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize="x-small", loc="lower right")
     return _save(fig, plt, path)
