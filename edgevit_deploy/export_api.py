@@ -141,13 +141,13 @@ def check_out_dir(out_dir: str | Path) -> None:
     """Raise OutputDirError when ``out_dir`` cannot be created or written, without creating anything."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise OutputDirError(f"output folder {str(out)!r} is an existing file, not a folder. "
+        raise OutputDirError(f"cannot write to output folder {str(out)!r}: it is an existing file, not a folder. "
                              "Choose another folder with --out.")
     parent = out
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise OutputDirError(f"cannot create output folder {str(out)!r}: {str(parent)!r} is a file. "
+        raise OutputDirError(f"cannot write to output folder {str(out)!r}: {str(parent)!r} is a file, not a folder. "
                              "Choose another folder with --out.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputDirError(f"cannot write to output folder {str(out)!r}: {str(parent)!r} is not writable. "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -52,6 +53,9 @@ class ConsoleLogHandler(logging.Handler):
 def setup_logging(verbose: int) -> None:
     """The toolkit's warnings (-v: info, -vv: debug) on stderr, one line each; everything else at ERROR."""
     level = logging.WARNING - 10 * min(verbose, 2)
+    if verbose < 2:  # the C++ logs of TensorFlow / LiteRT's converter (set before they are imported)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GLOG_minloglevel", "2")
     logging.basicConfig(level=logging.ERROR, handlers=[ConsoleLogHandler(show_names=verbose >= 2)], force=True)
     logging.getLogger("edgevit_deploy").setLevel(level)
     for noisy in THIRD_PARTY_LOGGERS:

@@ -30,7 +30,7 @@ class TargetSpec:
     supports_dynamic_batch: bool
     verified_where: str                  # README: what is verified where
     opsets: tuple[int, int] | None = None  # --opset range the converter accepts (ONNX); None: no opset option
-    layer_analysis: bool = False         # int8 per-layer analysis / float fallback (--analyze, --exclude, --target-sqnr)
+    layer_analysis: bool = False         # int8 per-layer analysis, float fallback (--analyze, --exclude, ...)
 
     def load_converter(self) -> Converter:
         return _load(self.converter)()
