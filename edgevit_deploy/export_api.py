@@ -280,7 +280,7 @@ def validate_request(specs: Sequence[TargetSpec], options: ExportOptions, num_cl
         raise UnsupportedOptionError(f"random_init={random_init!r}: choose from {', '.join(RANDOM_INIT_CHOICES)}")
     if random_init != "default" and checkpoint is not None:
         raise UnsupportedOptionError(f"--random-init {random_init} replaces random weights, but --checkpoint "
-                                     "gives trained ones; drop one of them")
+                                     "gives trained weights; drop one of them")
     from .quantize.calibration import check_calib_folder, check_calib_size
 
     check_calib_size(calib_size)
