@@ -99,7 +99,11 @@ class ExportResult:
     def write_report(self, path: Path | None = None) -> Path:
         """Write ``report.json`` atomically: this run's rows first, then the kept rows of earlier runs."""
         path = path or self.out_dir / "report.json"
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str))
+        try:
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str))
+        except OSError as exc:  # e.g. a full disk: the previous report.json is still whole
+            raise OutputDirError(f"cannot write {str(path)!r}: {exc.strerror or exc}. Free some space or "
+                                 "choose another folder with --out.") from exc
         return path
 
 
