@@ -93,6 +93,23 @@ def test_write_text_never_leaves_half_a_report(tmp_path, monkeypatch):
     assert json.loads(report.read_text()) == {"artifacts": []} and stale_temporaries(tmp_path) == []
 
 
+def test_a_report_that_cannot_be_written_is_one_clear_error_and_the_old_report_stays(tmp_path, monkeypatch):
+    from edgevit_deploy.errors import OutputDirError
+    from edgevit_deploy.export_api import ExportResult
+    from edgevit_deploy.models import get_model_config
+
+    (tmp_path / "report.json").write_text('{"artifacts": []}')
+    result = ExportResult("edgevit_xxs", get_model_config("edgevit_xxs"), "random-init", tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OutputDirError, match="No space left on device.*choose another folder with --out"):
+        result.write_report()
+    assert (tmp_path / "report.json").read_text() == '{"artifacts": []}' and stale_temporaries(tmp_path) == []
+
+
 # -------------------------------------------------------------------------------------- the pipeline
 def test_second_export_into_the_same_out_keeps_the_other_rows(two_exports):
     rows = _rows(two_exports)
