@@ -17,7 +17,7 @@ from torch import nn
 from ._atomic import sha256_of
 from ._atomic import write_text as atomic_write_text
 from ._version import __version__
-from .converters.base import ArtifactMetadata, ExportOptions, Precision, Target
+from .converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode, Target
 from .converters.table import TARGETS, TargetSpec, get_spec
 from .errors import ConversionError, EdgeVitDeployError, OutputDirError, UnsupportedOptionError
 from .formulations import apply_formulations
@@ -294,9 +294,13 @@ def validate_request(specs: Sequence[TargetSpec], options: ExportOptions, num_cl
             raise UnsupportedOptionError(f"{flags} only apply to a quantized export; add --quantize MODE "
                                          "(e.g. --quantize int8) or drop them")
         return
-    from .quantize.base import QuantSettings
+    from .quantize.pipeline import check_request
 
-    QuantSettings.from_options(options.quant)
+    for spec in specs:  # the quantizer's own request checks (modes, settings, ONNX-only per-layer options)
+        check_request(spec, options, calib_size)
+    if options.quantize == QuantMode.INT8_DYNAMIC and {"analyze", "target_sqnr"} & set(options.quant):
+        raise UnsupportedOptionError("--analyze and --target-sqnr compare calibrated activations, which "
+                                     "--quantize int8-dynamic does not have; use --quantize int8")
     if calib_data is not None:
         check_calib_folder(Path(calib_data))
 

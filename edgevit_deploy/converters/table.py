@@ -30,7 +30,6 @@ class TargetSpec:
     supports_dynamic_batch: bool
     verified_where: str                  # README: what is verified where
     opsets: tuple[int, int] | None = None  # --opset range the converter accepts (ONNX); None: no opset option
-    layer_analysis: bool = False         # int8 per-layer analysis, float fallback (--analyze, --exclude, ...)
 
     def load_converter(self) -> Converter:
         return _load(self.converter)()
@@ -61,16 +60,10 @@ class TargetSpec:
             problems.append("--dynamic-batch")
         if self.opsets is not None and not self.opsets[0] <= options.onnx_opset <= self.opsets[1]:
             problems.append(f"--opset {options.onnx_opset} (has: {self.opsets[0]} to {self.opsets[1]})")
-        if not self.layer_analysis:
-            used = [flag for key, flag in LAYER_ANALYSIS_FLAGS.items() if options.quant.get(key)]
-            if used:
-                problems.append(f"{', '.join(used)} (per-layer int8 analysis is an ONNX option)")
         if problems:
             raise UnsupportedOptionError(f"target {self.target} does not support: " + "; ".join(problems))
 
 
-# ExportOptions.quant keys that need per-layer analysis of the quantized graph, and their CLI flags
-LAYER_ANALYSIS_FLAGS = {"analyze": "--analyze", "exclude": "--exclude", "target_sqnr": "--target-sqnr"}
 # torch.onnx's supported opsets here: 17 (the toolkit's floor) to torch 2.14's ONNX_MAX_OPSET (a test compares)
 ONNX_OPSETS = (17, 23)
 
@@ -91,7 +84,7 @@ TARGETS: dict[Target, TargetSpec] = {
         precisions=(_P.FP32,), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
         quantizer="edgevit_deploy.quantize.onnx", formulation="onnx",
         supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=True,
-        verified_where="executed in onnxruntime on every OS", opsets=ONNX_OPSETS, layer_analysis=True,
+        verified_where="executed in onnxruntime on every OS", opsets=ONNX_OPSETS,
     ),
     Target.TFLITE: TargetSpec(
         target=Target.TFLITE, suffix=".tflite", runtime="LiteRT interpreter (XNNPACK)", extra="tflite",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 _EXPECTED = "Expected a state dict saved with torch.save(model.state_dict(), path)."
 
 
+_OBJECTS = ("it holds Python objects other than tensors and plain containers (e.g. a whole nn.Module), which "
+            "a safe load (weights_only=True) refuses")
+
+
 def _what_is(path: Path, exc: Exception) -> str:
     """What a file that torch.load(weights_only=True) refused looks like, in a few words."""
     with open(path, "rb") as f:
@@ -61,10 +66,16 @@ def _what_is(path: Path, exc: Exception) -> str:
     if not head:
         return "the file is empty (0 bytes)"
     if head[:4] == b"PK\x03\x04":
-        return "a zip archive without torch.save's layout (or a truncated one)"
-    if head[:1] == b"\x80":  # pickle protocol 2+
-        return ("a pickle holding objects other than tensors and plain containers, which a safe load "
-                "(weights_only=True) refuses, or a truncated file")
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "a damaged or truncated zip archive"
+        if any(n.endswith("data.pkl") for n in names):  # torch.save's layout
+            return _OBJECTS
+        return "a zip archive without torch.save's layout"
+    if head[:1] == b"\x80":  # a pickle (protocol 2+): torch.save's legacy format
+        return f"{_OBJECTS}, or it is truncated"
     try:
         head.decode("utf-8")
         return "a text file"
