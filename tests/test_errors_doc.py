@@ -83,6 +83,7 @@ def make_fixtures(tmp: Path) -> None:
     (tmp / "empty.pth").write_bytes(b"")
     (tmp / "text.pth").write_text("these are not weights\n")
     torch.save({"a": [1, "x"]}, tmp / "list.pth")
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp / "module.pth")
     with zipfile.ZipFile(tmp / "notorch.pth", "w") as z:
         z.writestr("readme.txt", "not a torch file")
     torch.save({"conv.weight": torch.zeros(2, 3, 1, 1)}, tmp / "other_arch.pth")
