@@ -14,14 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._atomic import sha256_of
+from ._atomic import write_text as atomic_write_text
 from ._version import __version__
-from .converters.base import ArtifactMetadata, ExportOptions, Precision, Target
+from .converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode, Target
 from .converters.table import TARGETS, TargetSpec, get_spec
 from .errors import ConversionError, EdgeVitDeployError, OutputDirError, UnsupportedOptionError
 from .formulations import apply_formulations
 from .models import ModelConfig, create_model
 from .models._conditioning import RANDOM_INIT_CHOICES, well_conditioned
-from .models._registry import check_img_size
+from .models._registry import check_img_size, check_num_classes
 from .verify.inputs import parity_inputs
 from .verify.parity import check_parity
 from .verify.report import ParityReport
@@ -43,6 +45,9 @@ class ArtifactResult:
     formulation: dict[str, int] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
     fidelity: Any = None  # quantize.fidelity.FidelityReport when the artifact was quantized
+    file: str | None = None     # the artifact's file name in the output folder (also when the export failed)
+    variant: str | None = None  # ExportOptions.variant: with the target, what the row is about
+    sha256: str | None = None   # of the file this row checked: a reader compares it before trusting the row
 
     @property
     def ok(self) -> bool:
@@ -53,6 +58,8 @@ class ArtifactResult:
             "target": self.target, "path": str(self.path) if self.path else None, "precision": self.precision,
             "size_bytes": self.size_bytes, "export_s": self.export_s, "parity": self.parity.to_dict(),
             "error": self.error, "formulation": self.formulation,
+            "file": self.file or (self.path.name if self.path else None), "variant": self.variant,
+            "sha256": self.sha256,
         }
         if self.quantization is not None:
             d["quantization"] = self.quantization
@@ -67,27 +74,63 @@ class ExportResult:
     out_dir: Path
     artifacts: list[ArtifactResult] = field(default_factory=list)
     random_init: str = "default"  # "conditioned": well-conditioned random weights (structure-only check)
+    kept_rows: list[dict[str, Any]] = field(default_factory=list)  # other artifacts' rows already in report.json
 
     @property
     def ok(self) -> bool:
         """True when every export succeeded and every executed parity check passed."""
         return all(a.error is None and (a.parity.passed or not a.parity.executed) for a in self.artifacts)
 
+    def row(self, artifact: ArtifactResult) -> dict[str, Any]:
+        """An artifact's row, with the model it belongs to (a report may merge several runs)."""
+        return {"model": self.model, "input_size": list(self.config.input_size),
+                "checkpoint_sha256": self.checkpoint_sha256, **artifact.to_dict()}
+
     def to_dict(self) -> dict[str, Any]:
         d = {
             "model": self.model, "toolkit_version": __version__, "checkpoint_sha256": self.checkpoint_sha256,
-            "input_size": list(self.config.input_size), "artifacts": [a.to_dict() for a in self.artifacts],
+            "input_size": list(self.config.input_size),
+            "artifacts": [self.row(a) for a in self.artifacts] + self.kept_rows,
         }
         if self.random_init != "default":
             d["random_init"] = self.random_init
         return d
 
     def write_report(self, path: Path | None = None) -> Path:
+        """Write ``report.json`` atomically: this run's rows first, then the kept rows of earlier runs."""
         path = path or self.out_dir / "report.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        os.replace(tmp, path)  # atomic: a crash never leaves half a report
+        try:
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str))
+        except OSError as exc:  # e.g. a full disk: the previous report.json is still whole
+            raise OutputDirError(f"cannot write {str(path)!r}: {exc.strerror or exc}. Free some space or "
+                                 "choose another folder with --out.") from exc
         return path
+
+
+def previous_rows(report_path: Path, superseded: set[str]) -> list[dict[str, Any]]:
+    """Rows of an earlier ``report.json`` about files this run does not write (merge by artifact file, i.e.
+    model + target + variant). Rows about a file this run replaces are dropped *before* it is replaced, so
+    that no row ever vouches for a file it did not check; an unreadable report is not merged."""
+    if not report_path.is_file():
+        return []
+    try:
+        old = json.loads(report_path.read_text())
+        rows = old["artifacts"]
+        if not isinstance(rows, list):
+            raise TypeError("'artifacts' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s is not a report this tool wrote (%s); it will be replaced, its rows are not kept",
+                    report_path, exc)
+        return []
+    kept = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        row = {k: old.get(k) for k in ("model", "input_size", "checkpoint_sha256") if k in old} | row
+        name = row.get("file") or (Path(row["path"]).name if row.get("path") else None)
+        if name not in superseded:
+            kept.append(row)
+    return kept
 
 
 def resolve_targets(target: str | Target | Sequence[str | Target]) -> list[TargetSpec]:
@@ -96,6 +139,23 @@ def resolve_targets(target: str | Target | Sequence[str | Target]) -> list[Targe
     else:
         names = list(target)
     return [get_spec(t) for t in names]
+
+
+def check_out_dir(out_dir: str | Path) -> None:
+    """Raise OutputDirError when ``out_dir`` cannot be created or written, without creating anything."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"cannot write to output folder {str(out)!r}: it is an existing file, not a folder. "
+                             "Choose another folder with --out.")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputDirError(f"cannot write to output folder {str(out)!r}: {str(parent)!r} is a file, not a folder. "
+                             "Choose another folder with --out.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputDirError(f"cannot write to output folder {str(out)!r}: {str(parent)!r} is not writable. "
+                             "Choose another folder with --out.")
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
@@ -128,10 +188,11 @@ def _model_and_config(model_or_name: str | nn.Module, checkpoint: str | Path | N
         model = model_or_name.eval()
         cfg = getattr(model, "deploy_cfg", None) or ModelConfig(name=type(model).__name__.lower(), family="user",
                                                                 labels=None)
-        if img_size:
+        if img_size is not None:
             check_img_size(img_size, cfg)
             cfg = cfg.with_img_size(img_size)
         if num_classes is not None:
+            check_num_classes(num_classes)
             cfg = replace(cfg, num_classes=num_classes)
         else:
             with torch.no_grad():
@@ -187,19 +248,74 @@ def export(
     """
     options = options or ExportOptions()
     specs = resolve_targets(target)
-    for spec in specs:
-        spec.validate(options)
-    out = prepare_out_dir(out_dir)
+    # every input is checked before the output folder is created or anything heavy is loaded
+    validate_request(specs, options, num_classes=num_classes, calib_data=calib_data, calib_size=calib_size,
+                     random_init=random_init, checkpoint=checkpoint)
+    check_out_dir(out_dir)
     name, model, cfg, sha = _model_and_config(model_or_name, checkpoint, img_size, num_classes)
     if random_init != "default" and model is model_or_name:  # never rewrite the caller's own module
         model = copy.deepcopy(model)
     apply_random_init(model, cfg, sha, random_init)
+    out = prepare_out_dir(out_dir)
     result = ExportResult(model=name, config=cfg, checkpoint_sha256=sha, out_dir=out, random_init=random_init)
+    # rows of earlier runs stay, except those about files this run replaces: dropped before they are replaced
+    result.kept_rows = previous_rows(out / "report.json", planned_files(specs, name, cfg, options))
+    result.write_report()
     for spec in specs:
         result.artifacts.append(_export_one(spec, name, model, cfg, sha, options, out, verify, coreml_executor,
                                             calib_data, calib_size, progress, random_init))
         result.write_report()
     return result
+
+
+QUANT_FLAGS = {"calib_method": "--calib-method", "activation_dtype": "--activation-dtype", "int8_io": "--int8-io",
+               "analyze": "--analyze", "exclude": "--exclude", "target_sqnr": "--target-sqnr"}
+
+
+def validate_request(specs: Sequence[TargetSpec], options: ExportOptions, num_classes: int | None = None,
+                     calib_data: str | Path | None = None, calib_size: int = 128, random_init: str = "default",
+                     checkpoint: str | Path | None = None) -> None:
+    """Raise on every input problem that can be seen without loading a model or writing a file."""
+    for spec in specs:
+        spec.validate(options)
+    if num_classes is not None:
+        check_num_classes(num_classes)
+    if random_init not in RANDOM_INIT_CHOICES:
+        raise UnsupportedOptionError(f"random_init={random_init!r}: choose from {', '.join(RANDOM_INIT_CHOICES)}")
+    if random_init != "default" and checkpoint is not None:
+        raise UnsupportedOptionError(f"--random-init {random_init} replaces random weights, but --checkpoint "
+                                     "gives trained weights; drop one of them")
+    from .quantize.calibration import check_calib_folder, check_calib_size
+
+    check_calib_size(calib_size)
+    if options.quantize is None:
+        if options.quant:
+            flags = ", ".join(QUANT_FLAGS.get(k, k) for k in options.quant)
+            raise UnsupportedOptionError(f"{flags} only apply to a quantized export; add --quantize MODE "
+                                         "(e.g. --quantize int8) or drop them")
+        return
+    from .quantize.pipeline import check_request
+
+    for spec in specs:  # the quantizer's own request checks (modes, settings, ONNX-only per-layer options)
+        check_request(spec, options, calib_size)
+    if options.quantize == QuantMode.INT8_DYNAMIC and {"analyze", "target_sqnr"} & set(options.quant):
+        raise UnsupportedOptionError("--analyze and --target-sqnr compare calibrated activations, which "
+                                     "--quantize int8-dynamic does not have; use --quantize int8")
+    if calib_data is not None:
+        check_calib_folder(Path(calib_data))
+
+
+def planned_files(specs: Sequence[TargetSpec], name: str, cfg: ModelConfig, options: ExportOptions) -> set[str]:
+    """File names this export writes (artifacts, and the float twins of quantized ones)."""
+    names: set[str] = set()
+    for spec in specs:
+        opts = replace(options, precision=options.precision or spec.default_precision)
+        for stem in {_safe(name), cfg.name}:
+            names.add(spec.artifact_name(stem, opts))
+            if opts.quantize is not None:
+                twin = replace(opts, quantize=None, quant={}, precision=spec.default_precision)
+                names.add(spec.artifact_name(stem, twin))
+    return names
 
 
 def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig, sha: str,
@@ -230,13 +346,16 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
     except EdgeVitDeployError as exc:
         log.error("%s: %s", spec.target, exc)
         return ArtifactResult(str(spec.target), None, precision, None, round(time.perf_counter() - t0, 2),
-                              ParityReport.not_executed(f"export failed: {exc}"), error=str(exc), formulation=counts)
+                              ParityReport.not_executed(f"export failed: {exc}"), error=str(exc), formulation=counts,
+                              file=path.name, variant=opts.variant)
     except Exception as exc:  # a converter bug we did not anticipate: still a per-target failure
         err = ConversionError(str(spec.target), str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
         log.exception("%s", err)
         return ArtifactResult(str(spec.target), None, precision, None, round(time.perf_counter() - t0, 2),
-                              ParityReport.not_executed(f"export failed: {err}"), error=str(err), formulation=counts)
+                              ParityReport.not_executed(f"export failed: {err}"), error=str(err), formulation=counts,
+                              file=path.name, variant=opts.variant)
     export_s = round(time.perf_counter() - t0, 2)
+    digest = sha256_of(path)  # the bytes the parity check below reads
     if verify:
         if progress:
             progress(str(spec.target), "verify")
@@ -248,7 +367,8 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
     if progress:
         progress(str(spec.target), "done")
     return ArtifactResult(str(spec.target), path, precision, artifact_size(path), export_s, parity,
-                          formulation=counts, quantization=quant_info, fidelity=quant_report)
+                          formulation=counts, quantization=quant_info, fidelity=quant_report, file=path.name,
+                          variant=opts.variant, sha256=digest)
 
 
 def _safe(name: str) -> str:
@@ -263,4 +383,4 @@ def artifact_size(path: Path) -> int:
     return path.stat().st_size
 
 
-__all__ = ["ArtifactResult", "ExportResult", "export", "resolve_targets", "Precision"]
+__all__ = ["ArtifactResult", "ExportResult", "export", "resolve_targets", "validate_request", "Precision"]

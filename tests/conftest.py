@@ -1,4 +1,4 @@
-"""Shared fixtures: reference data from ../shared when present, and session-scoped exports."""
+"""Shared fixtures: reference data shipped in tests/fixtures/, and session-scoped exports."""
 from __future__ import annotations
 
 import json
@@ -8,18 +8,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "reference"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @pytest.fixture(scope="session")
 def official_manifest() -> dict:
-    """The authors' state-dict manifest; the project's own tests read it from ../shared."""
-    path = SHARED / "edgevit_official_state_dict.json"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the reference manifest ships beside the repository in ../shared/")
-    return json.loads(path.read_text())
+    """The authors' state-dict manifest (keys, shapes, parameter counts, GMACs), a copy the tests own."""
+    return json.loads((FIXTURES / "edgevit_official_state_dict.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -88,13 +88,11 @@ def test_paper_figures_of_the_edgevit_baselines_come_from_the_reference_table(of
 
 @pytest.fixture(scope="module")
 def official_table():
+    """The paper's table as the package ships it (``edgevit_deploy/data/``), read as a file of the clone."""
     import json
-    from pathlib import Path
+    from importlib import resources
 
-    path = Path(__file__).resolve().parents[2] / "shared" / "reference" / "edgevit_paper_table.json"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: the reference table ships beside the repository in ../shared/")
-    return json.loads(path.read_text())
+    return json.loads(resources.files("edgevit_deploy").joinpath("data/edgevit_paper_table.json").read_text())
 
 
 # ------------------------------------------------------------------------------------------ img_size

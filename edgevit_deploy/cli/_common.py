@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import EdgeVitDeployError
@@ -23,12 +24,42 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+# third-party loggers kept at ERROR (their INFO / WARNING chatter is not about the user's input)
+THIRD_PARTY_LOGGERS = ("coremltools", "absl", "jax", "jaxlib", "torch", "onnx", "onnxruntime", "onnxscript",
+                       "tensorflow", "tf2onnx", "litert_torch", "ai_edge_torch", "ai_edge_quantizer",
+                       "ai_edge_litert", "torchao", "timm", "PIL", "matplotlib", "urllib3", "h5py")
+
+
+class ConsoleLogHandler(logging.Handler):
+    """One plain line per record on stderr, e.g. ``warning: edgevit_xxs: dropping the classifier ...``
+    (with the logger's name from -vv); printed through the rich console so that it stays above a progress bar."""
+
+    def __init__(self, show_names: bool = False):
+        super().__init__()
+        self.show_names = show_names
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = record.levelname.lower()
+            where = f"{record.name}: " if self.show_names else ""
+            text = record.getMessage()
+            if record.exc_info and self.show_names:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            err_console.print(f"{level}: {where}{text}", markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # never let logging break a command
+            self.handleError(record)
+
+
 def setup_logging(verbose: int) -> None:
+    """The toolkit's warnings (-v: info, -vv: debug) on stderr, one line each; everything else at ERROR."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
-    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
-    for noisy in ("coremltools", "absl", "jax", "torch", "root"):
-        logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
+    if verbose < 2:  # the C++ logs of TensorFlow / LiteRT's converter (set before they are imported)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GLOG_minloglevel", "2")
+    logging.basicConfig(level=logging.ERROR, handlers=[ConsoleLogHandler(show_names=verbose >= 2)], force=True)
+    logging.getLogger("edgevit_deploy").setLevel(level)
+    for noisy in THIRD_PARTY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def handle_errors(fn: F) -> F:
@@ -39,7 +70,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except EdgeVitDeployError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             code = EXIT_USAGE if isinstance(exc, (ValueError, OSError, ImportError)) else EXIT_FAILED
             sys.exit(code)
         except KeyboardInterrupt:

@@ -91,7 +91,7 @@ def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, r
     )
     n_targets = len(export_api.resolve_targets(target_arg))
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=as_json) as bar:
+                  console=err_console, transient=True, disable=as_json or not err_console.is_terminal) as bar:
         task = bar.add_task(f"{model}: loading", total=n_targets)
         labels = {"export": "exporting to", "verify": "checking parity of", "done": "done with"}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._atomic import atomic_path
 from .._lazy import require
 from ..errors import ConversionError, UnsupportedOptionError
 from ..labels import class_labels
@@ -72,8 +73,8 @@ class CoremlConverter:
             raise ConversionError("coreml", text.splitlines()[0] if text else repr(exc),
                                   op=unsupported_op_from(text)) from exc
         set_metadata(mlmodel, metadata.as_strings())
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        mlmodel.save(str(out_path))
+        with atomic_path(out_path) as tmp:  # a whole package or none under out_path
+            mlmodel.save(str(tmp))
         return out_path
 
     def read_metadata(self, path: Path) -> dict[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._atomic import atomic_path
 from .._lazy import require
 from ..errors import ConversionError
 from ._errors import unsupported_op_from
@@ -26,31 +27,34 @@ class OnnxConverter:
         if options.onnx_opset < 17:
             raise ConversionError("onnx", f"opset {options.onnx_opset} is too old; use 17 or newer")
         dynamic = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if options.dynamic_batch else None
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if options.onnx_exporter == "dynamo":
-                    require("onnxscript", "onnx")
-                    dyn = ({"x": {0: torch.export.Dim("batch", min=1, max=1024)}} if options.dynamic_batch
-                           else None)
-                    prog = torch.onnx.export(model, (example,), dynamo=True, opset_version=max(options.onnx_opset, 18),
-                                             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                             dynamic_shapes=_dynamo_shapes(model, dyn), verbose=False)
-                    prog.save(str(out_path))
-                else:
-                    torch.onnx.export(model, (example,), str(out_path), dynamo=False,
-                                      opset_version=options.onnx_opset, input_names=[INPUT_NAME],
-                                      output_names=[OUTPUT_NAME], dynamic_axes=dynamic, do_constant_folding=True)
-        except Exception as exc:
-            raise ConversionError("onnx", str(exc).splitlines()[0] if str(exc) else repr(exc),
-                                  op=unsupported_op_from(str(exc))) from exc
-        proto = onnx.load(str(out_path))
-        try:
-            onnx.checker.check_model(proto, full_check=True)
-        except Exception as exc:
-            raise ConversionError("onnx", f"onnx.checker rejected the graph: {exc}") from exc
-        write_metadata(out_path, metadata.as_strings(), proto)
+        # written under a temporary name, checked, stamped, then renamed: never half a file under out_path
+        with atomic_path(out_path) as tmp:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if options.onnx_exporter == "dynamo":
+                        require("onnxscript", "onnx")
+                        dyn = ({"x": {0: torch.export.Dim("batch", min=1, max=1024)}} if options.dynamic_batch
+                               else None)
+                        prog = torch.onnx.export(model, (example,), dynamo=True,
+                                                 opset_version=max(options.onnx_opset, 18),
+                                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                                 dynamic_shapes=_dynamo_shapes(model, dyn), verbose=False)
+                        prog.save(str(tmp))
+                    else:
+                        torch.onnx.export(model, (example,), str(tmp), dynamo=False,
+                                          opset_version=options.onnx_opset, input_names=[INPUT_NAME],
+                                          output_names=[OUTPUT_NAME], dynamic_axes=dynamic, do_constant_folding=True)
+            except Exception as exc:
+                raise ConversionError("onnx", str(exc).splitlines()[0] if str(exc) else repr(exc),
+                                      op=unsupported_op_from(str(exc))) from exc
+            proto = onnx.load(str(tmp))
+            try:
+                onnx.checker.check_model(proto, full_check=True)
+            except Exception as exc:
+                raise ConversionError("onnx", f"onnx.checker rejected the graph: {exc}") from exc
+            _stamp(proto, metadata.as_strings())
+            onnx.save(proto, str(tmp))
         return out_path
 
     def read_metadata(self, path: Path) -> dict[str, str]:
@@ -68,10 +72,7 @@ def _dynamo_shapes(model: nn.Module, dyn: dict | None):
     return {first: dyn["x"]}
 
 
-def write_metadata(path: Path, meta: dict[str, str], proto=None) -> None:
-    """Set ``metadata_props`` (and producer) of an ONNX file in place."""
-    onnx = require("onnx", "onnx")
-    proto = proto if proto is not None else onnx.load(str(path))
+def _stamp(proto, meta: dict[str, str]) -> None:
     existing = {p.key: p for p in proto.metadata_props}
     for k, v in meta.items():
         if k in existing:
@@ -81,4 +82,12 @@ def write_metadata(path: Path, meta: dict[str, str], proto=None) -> None:
             entry.key, entry.value = k, v
     proto.producer_name = "edgevit-deploy"
     proto.producer_version = meta.get("edgevit_deploy.version", "")
-    onnx.save(proto, str(path))
+
+
+def write_metadata(path: Path, meta: dict[str, str], proto=None) -> None:
+    """Set ``metadata_props`` (and producer) of an ONNX file, replacing it atomically."""
+    onnx = require("onnx", "onnx")
+    proto = proto if proto is not None else onnx.load(str(path))
+    _stamp(proto, meta)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))

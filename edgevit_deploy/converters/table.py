@@ -29,6 +29,7 @@ class TargetSpec:
     supports_image_input: bool
     supports_dynamic_batch: bool
     verified_where: str                  # README: what is verified where
+    opsets: tuple[int, int] | None = None  # --opset range the converter accepts (ONNX); None: no opset option
 
     def load_converter(self) -> Converter:
         return _load(self.converter)()
@@ -57,8 +58,14 @@ class TargetSpec:
             problems.append("--image-input (an ImageType input is a Core ML option)")
         if options.dynamic_batch and not self.supports_dynamic_batch:
             problems.append("--dynamic-batch")
+        if self.opsets is not None and not self.opsets[0] <= options.onnx_opset <= self.opsets[1]:
+            problems.append(f"--opset {options.onnx_opset} (has: {self.opsets[0]} to {self.opsets[1]})")
         if problems:
             raise UnsupportedOptionError(f"target {self.target} does not support: " + "; ".join(problems))
+
+
+# torch.onnx's supported opsets here: 17 (the toolkit's floor) to torch 2.14's ONNX_MAX_OPSET (a test compares)
+ONNX_OPSETS = (17, 23)
 
 
 def _load(ref: str) -> Any:
@@ -77,7 +84,7 @@ TARGETS: dict[Target, TargetSpec] = {
         precisions=(_P.FP32,), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
         quantizer="edgevit_deploy.quantize.onnx", formulation="onnx",
         supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=True,
-        verified_where="executed in onnxruntime on every OS",
+        verified_where="executed in onnxruntime on every OS", opsets=ONNX_OPSETS,
     ),
     Target.TFLITE: TargetSpec(
         target=Target.TFLITE, suffix=".tflite", runtime="LiteRT interpreter (XNNPACK)", extra="tflite",

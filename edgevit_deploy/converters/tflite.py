@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._atomic import atomic_path
+from .._atomic import write_bytes as atomic_write_bytes
 from .._lazy import require
 from ..errors import ConversionError
 from ._errors import unsupported_op_from
@@ -38,20 +40,21 @@ class TfliteConverter:
     def convert(self, model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
                 metadata: ArtifactMetadata) -> Path:
         litert_torch = require("litert_torch", "tflite")
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         module, sample = model, example
         if options.nhwc:
             module = litert_torch.to_channel_last_io(model, args=[0])
             sample = example.permute(0, 2, 3, 1).contiguous()
-        try:
-            with quiet_backends():
-                edge = litert_torch.convert(module, (sample,))
-                edge.export(str(out_path))
-        except Exception as exc:
-            raise ConversionError("tflite", _first_line(exc), op=unsupported_op_from(str(exc))) from exc
-        if options.precision == Precision.FP16:
-            cast_weights_to_fp16(out_path)
-        write_metadata(out_path, metadata.as_strings())
+        # converted, cast and stamped under a temporary name, then renamed: never half a file under out_path
+        with atomic_path(out_path) as tmp:
+            try:
+                with quiet_backends():
+                    edge = litert_torch.convert(module, (sample,))
+                    edge.export(str(tmp))
+            except Exception as exc:
+                raise ConversionError("tflite", _first_line(exc), op=unsupported_op_from(str(exc))) from exc
+            if options.precision == Precision.FP16:
+                cast_weights_to_fp16(tmp)
+            write_metadata(tmp, metadata.as_strings())
         return out_path
 
     def read_metadata(self, path: Path) -> dict[str, str]:
@@ -72,9 +75,9 @@ def cast_weights_to_fp16(path: Path) -> None:
         qt = aeq.Quantizer(str(path))
         qt.load_quantization_recipe(str(recipe))
         try:
-            with quiet_backends():
+            with quiet_backends(), atomic_path(path) as out:
                 result = qt.quantize()
-                result.export_model(str(path), overwrite=True)
+                result.export_model(str(out), overwrite=True)
         except Exception as exc:
             raise ConversionError("tflite", f"fp16 weight casting failed: {_first_line(exc)}") from exc
 
@@ -104,7 +107,7 @@ def write_metadata(path: Path, meta: dict[str, str]) -> None:
     model.metadata.append(entry)
     builder = flatbuffers.Builder(len(buf) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    Path(path).write_bytes(bytes(builder.Output()))
+    atomic_write_bytes(path, bytes(builder.Output()))
 
 
 def read_metadata(path: Path) -> dict[str, str]:

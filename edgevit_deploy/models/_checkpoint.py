@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,20 +35,52 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist or is not a file; pass the path of a "
                               ".pth/.pt file holding a state dict.")
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes: the error below says what matters
+            obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-tensor payloads
-        raise CheckpointError(
-            f"Could not read checkpoint {str(path)!r} with torch.load(weights_only=True): {exc}. "
-            "Save it with torch.save(model.state_dict(), path)."
-        ) from exc
+        # torch's own message suggests weights_only=False (running arbitrary code): say what the file is instead
+        raise CheckpointError(f"Checkpoint {str(path)!r} is not a PyTorch checkpoint: {_what_is(path, exc)}. "
+                              f"{_EXPECTED}") from None
     for key in _NESTED_KEYS:
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
             break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{str(path)!r} does not hold a state dict (a mapping of names to tensors), "
-                              "neither raw nor under 'model' / 'state_dict'.")
+        raise CheckpointError(f"Checkpoint {str(path)!r} does not hold a state dict (a mapping of names to "
+                              f"tensors), neither raw nor under 'model' / 'state_dict'. {_EXPECTED}")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+_EXPECTED = "Expected a state dict saved with torch.save(model.state_dict(), path)."
+
+
+_OBJECTS = ("it holds Python objects other than tensors and plain containers (e.g. a whole nn.Module), which "
+            "a safe load (weights_only=True) refuses")
+
+
+def _what_is(path: Path, exc: Exception) -> str:
+    """What a file that torch.load(weights_only=True) refused looks like, in a few words."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "the file is empty (0 bytes)"
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "a damaged or truncated zip archive"
+        if any(n.endswith("data.pkl") for n in names):  # torch.save's layout
+            return _OBJECTS
+        return "a zip archive without torch.save's layout"
+    if head[:1] == b"\x80":  # a pickle (protocol 2+): torch.save's legacy format
+        return f"{_OBJECTS}, or it is truncated"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return f"unrecognised binary content ({type(exc).__name__})"
 
 
 def _head_keys(state: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor]) -> list[str]:

@@ -13,6 +13,7 @@ those are installed) are held out entirely for the fidelity report: never calibr
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,14 +139,38 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _open_checked(path: Path) -> Image.Image:
+    """Open and decode an image; a decompression bomb (more pixels than ``Image.MAX_IMAGE_PIXELS``, a
+    pixel-count limit PIL enforces from the header alone) raises ``ValueError`` before it is decoded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(f"decompression bomb ({exc})") from None
+    try:
+        img.load()
+    except BaseException:
+        img.close()
+        raise
+    return img
+
+
 def _read(path: Path, cfg: ModelConfig) -> np.ndarray | None:
     try:
-        with Image.open(path) as img:
-            img.load()
+        with _open_checked(path) as img:
             return preprocess_image(img, cfg)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         log.warning("skipping unreadable image %s: %s", path, exc)
         return None
+
+
+def _readable(path: Path) -> bool:
+    try:
+        with _open_checked(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
 
 
 def _read_up_to(files: Sequence[Path], n: int, cfg: ModelConfig, root: Path) -> tuple[list[np.ndarray], list[str],
@@ -172,9 +197,8 @@ def _shuffled(files: list[Path], seed: int) -> list[Path]:
     return [files[i] for i in order]
 
 
-def folder_calibration(cfg: ModelConfig, folder: Path, calib_size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
-                       held_out_size: int = DEFAULT_HELD_OUT) -> tuple[CalibrationSet, CalibrationSet]:
-    check_calib_size(calib_size)
+def _split(folder: Path, seed: int, held_out_size: int) -> tuple[list[Path], list[Path], str]:
+    """(calibration files, held-out files, layout) of a calibration folder; raises when it has no image."""
     if not folder.exists():
         raise CalibrationDataError(f"--calib-data {str(folder)!r} does not exist; pass a folder of images "
                                    "(flat, or train/<class>/*.jpeg), or omit it to use the built-in photos.")
@@ -194,10 +218,30 @@ def folder_calibration(cfg: ModelConfig, folder: Path, calib_size: int = DEFAULT
     if not held_files:  # flat folder: hold out the first images of the shuffle, calibrate on the rest
         n_held = min(held_out_size, len(calib_files) // 5)
         held_files, calib_files = calib_files[:n_held], calib_files[n_held:]
+    return calib_files, held_files, layout
+
+
+def _none_readable(folder: Path, n: int) -> CalibrationDataError:
+    return CalibrationDataError(f"--calib-data {str(folder)!r}: none of its {n} image files could be read (corrupt, "
+                                "not an image, or over PIL's decompression-bomb pixel limit); add valid JPEG/PNG "
+                                "files or omit --calib-data.")
+
+
+def check_calib_folder(folder: Path, seed: int = 0, held_out_size: int = DEFAULT_HELD_OUT) -> None:
+    """Raise CalibrationDataError unless ``folder`` has at least one readable calibration image (checked
+    before an export starts; unreadable files are skipped with a warning when the images are loaded)."""
+    calib_files, _, _ = _split(Path(folder), seed, held_out_size)
+    if not any(_readable(p) for p in calib_files):
+        raise _none_readable(Path(folder), len(calib_files))
+
+
+def folder_calibration(cfg: ModelConfig, folder: Path, calib_size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
+                       held_out_size: int = DEFAULT_HELD_OUT) -> tuple[CalibrationSet, CalibrationSet]:
+    check_calib_size(calib_size)
+    calib_files, held_files, layout = _split(folder, seed, held_out_size)
     arrays, names, skipped, _ = _read_up_to(calib_files, calib_size, cfg, folder)
     if not arrays:
-        raise CalibrationDataError(f"--calib-data {str(folder)!r}: none of its {len(skipped)} image files could "
-                                   "be read; check that they are valid JPEG/PNG files.")
+        raise _none_readable(folder, len(skipped))
     if len(arrays) < calib_size:
         log.warning("--calib-data %s has %d readable calibration images, fewer than --calib-size %d",
                     folder, len(arrays), calib_size)

@@ -15,7 +15,6 @@ cannot be used with torch 2.14: coremltools 9 imports ``torch.ao.quantization.qu
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._atomic import atomic_path
 from .._lazy import require
 from ..converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode
 from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
@@ -100,15 +100,13 @@ def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: E
     from ..converters.coreml import set_metadata
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgevit-coreml-quant-") as tmp:
         if mode is QuantMode.INT8:
             mlmodel, details = _w8a8(model, example, options, metadata, calib, Path(tmp))
         else:
             mlmodel, details = _compress_weights(model, example, options, metadata, mode, Path(tmp))
         set_metadata(mlmodel, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
-        if out_path.exists():
-            shutil.rmtree(out_path)
-        mlmodel.save(str(out_path))
+        with atomic_path(out_path) as staged:  # the whole package or none under out_path
+            mlmodel.save(str(staged))
     details["minimum_deployment_target"] = _deployment(options.minimum_deployment_target, _DEPLOYMENT[mode])
     return QuantResult(out_path, str(mode), details)

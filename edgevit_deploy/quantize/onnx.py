@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._atomic import atomic_path
 from .._lazy import require
 from ..converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode
 from ..verify.metrics import sqnr_db
@@ -183,16 +184,16 @@ def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: E
     from ..converters.onnx import write_metadata
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="edgevit-onnx-quant-") as tmp:
+    # quantized, analysed and stamped under a temporary name, then renamed: never half a file under out_path
+    with tempfile.TemporaryDirectory(prefix="edgevit-onnx-quant-") as tmp, atomic_path(out_path) as staged:
         work = Path(tmp)
         float_path = preprocess(export_float(model, example, work / "float.onnx", options, metadata),
                                 work / "float_pre.onnx")
         if mode is QuantMode.INT8_DYNAMIC:
-            details = _dynamic(float_path, out_path, settings)
+            details = _dynamic(float_path, staged, settings)
         else:
-            details = _static(float_path, out_path, settings, calib, work)
-    write_metadata(out_path, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
+            details = _static(float_path, staged, settings, calib, work)
+        write_metadata(staged, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
     return QuantResult(out_path, str(mode), details)
 
 

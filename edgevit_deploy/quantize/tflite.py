@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._atomic import atomic_path
 from .._lazy import require
 from ..converters.base import ArtifactMetadata, ExportOptions, QuantMode
 from ..errors import ConversionError
@@ -45,22 +46,24 @@ def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: E
     data = calib.data[:4] if dynamic else calib.data
     quantized = calibrate_pt2e(model, example, quantizer, data, fold_quantize=False)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        edge = litert_torch.convert(quantized, (example,), quant_config=qc.QuantConfig(pt2e_quantizer=quantizer))
-        edge.export(str(out_path))
-    except Exception as exc:
-        raise ConversionError("tflite", f"int8 conversion failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
-    details: dict[str, Any] = {
-        "method": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
-        "weights": "int8 per-channel", "calibration_images": int(len(data)),
-        "activations": "int8 (quantized at run time)" if dynamic else "int8 (static, calibrated)",
-    }
-    if not dynamic:
-        from .tflite_io import float_io, io_dtypes
+    # converted, rewritten and stamped under a temporary name, then renamed: never half a file under out_path
+    with atomic_path(out_path) as staged:
+        try:
+            edge = litert_torch.convert(quantized, (example,), quant_config=qc.QuantConfig(pt2e_quantizer=quantizer))
+            edge.export(str(staged))
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise ConversionError("tflite", f"int8 conversion failed: {first}") from exc
+        details: dict[str, Any] = {
+            "method": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
+            "weights": "int8 per-channel", "calibration_images": int(len(data)),
+            "activations": "int8 (quantized at run time)" if dynamic else "int8 (static, calibrated)",
+        }
+        if not dynamic:
+            from .tflite_io import float_io, io_dtypes
 
-        if not settings.int8_io:
-            float_io(out_path)
-        details["io"] = io_dtypes(out_path)
-    write_metadata(out_path, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
+            if not settings.int8_io:
+                float_io(staged)
+            details["io"] = io_dtypes(staged)
+        write_metadata(staged, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
     return QuantResult(out_path, str(mode), details)
