@@ -181,3 +181,39 @@ def test_fidelity_report_is_judged_by_the_policy(tmp_path):
     report = build_report(model, CFG, spec, QuantResult(tmp_path / "x.onnx", "w8"), None, held, held, pretrained=True)
     assert report.parity.passed
     assert report.parity.thresholds == {"max_abs": None, "cosine": 0.995, "top1_agreement": 0.90, "sqnr_db": 20.0}
+
+
+# ------------------------------------------------------------------------- what the file holds (ONNX)
+def _onnx_graph(path: Path, kind: str) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float16 if kind == "fp16" else np.float32)
+    inits = [numpy_helper.from_array(w, "w")]
+    elem = TensorProto.FLOAT16 if kind == "fp16" else TensorProto.FLOAT
+    if kind == "int8":
+        inits += [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+                 helper.make_node("MatMul", ["xd", "w"], ["y"])]
+    elif kind == "int8-dynamic":
+        inits = [numpy_helper.from_array(np.ones((4, 2), np.int8), "w"),
+                 numpy_helper.from_array(np.int8(0), "wz")]
+        nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+                 helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["yi"]),
+                 helper.make_node("Cast", ["yi"], ["y"], to=TensorProto.FLOAT)]
+    else:
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", elem, [1, 4])],
+                              [helper.make_tensor_value_info("y", elem, [1, 2])], initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fp32", "fp16", "int8", "int8-dynamic"])
+def test_onnx_contents_show_the_variant(tmp_path, kind):
+    contents = get_spec("onnx").load_host_runtime().inspect(_onnx_graph(tmp_path / f"{kind}.onnx", kind))
+    assert contents.allowed == {Variant(kind)}
+    if kind == "fp32":
+        assert "no quantize ops" in contents.evidence
+        assert looser_than_contents(Variant.INT8, contents.allowed)
