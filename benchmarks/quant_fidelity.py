@@ -1,6 +1,6 @@
 """Fidelity of every quantization mode of every target, on EfficientNet-Lite0 (real ImageNet weights) and
 EdgeViT-XXS (seeded random weights): the figures behind the floors in the README and in
-``edgevit_deploy/quantize/fidelity.py``.
+``edgevit_deploy/verify/policy.py``.
 
 Each (model, target, mode) is quantized by the toolkit's pipeline (``quantize_and_report``: built-in
 calibration photos, ``--calib-size`` views) and measured against fp32 PyTorch on:
@@ -31,7 +31,7 @@ from edgevit_deploy.converters.table import TARGETS, get_spec
 from edgevit_deploy.images import NATURAL_PHOTOS, SCIENTIFIC_IMAGES, sample_photos
 from edgevit_deploy.models import create_model
 from edgevit_deploy.quantize.calibration import views_of
-from edgevit_deploy.quantize.fidelity import run_artifact
+from edgevit_deploy.verify.run import run_artifact
 from edgevit_deploy.quantize.pipeline import quantize_and_report
 
 SIZES = {"edgevit_xxs": 64}  # random weights: a small input is as telling and much faster
@@ -51,10 +51,10 @@ def agreement(model, spec, path: Path, names: tuple[str, ...], views: int) -> tu
             return model(torch.from_numpy(b)).numpy()
 
     def artifact_fn(b):
-        out, _, reason = run_artifact(spec, path, b, coreml_executor="reference")
-        if out is None:
-            raise RuntimeError(reason)
-        return out
+        run = run_artifact(spec, path, b, coreml_executor="reference")
+        if not run.ok:
+            raise RuntimeError(run.reason)
+        return run.outputs
 
     agree = _top1(torch_fn, x) == _top1(artifact_fn, x)
     n_whole = len(sample_photos(names))

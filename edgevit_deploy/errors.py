@@ -78,3 +78,7 @@ class ParityError(EdgeVitDeployError, AssertionError):
 
 class RuntimeUnavailableError(EdgeVitDeployError, RuntimeError):
     """The host runtime of a target cannot execute here (e.g. Core ML prediction off macOS)."""
+
+
+class ArtifactReadError(EdgeVitDeployError, ValueError):
+    """An artifact that is missing, empty, truncated or not the format its suffix names (bad input)."""

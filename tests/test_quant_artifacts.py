@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgevit_deploy.converters.table import get_spec
-from edgevit_deploy.quantize.fidelity import FLOORS, PRETRAINED_TOP1_FLOORS
+from edgevit_deploy.verify.policy import BARS, Variant
 from quant_fixtures import quantized
 
 TARGETS = ["onnx", "tflite", "coreml"]
@@ -92,7 +92,7 @@ def test_floors_are_defined_for_every_mode_of_the_table():
     from edgevit_deploy.converters.table import TARGETS
 
     modes = {m for s in TARGETS.values() for m in s.quant_modes}
-    assert modes <= set(FLOORS) and modes <= set(PRETRAINED_TOP1_FLOORS)
+    assert {Variant(str(m)) for m in modes} <= set(BARS)
 
 
 OTHER_MODES = [(t, str(m)) for t in TARGETS for m in get_spec(t).quant_modes if str(m) != "int8"]
@@ -101,7 +101,7 @@ OTHER_MODES = [(t, str(m)) for t in TARGETS for m in get_spec(t).quant_modes if 
 @pytest.mark.slow
 @pytest.mark.parametrize("target,mode", OTHER_MODES, ids=[f"{t}-{m}" for t, m in OTHER_MODES])
 def test_every_other_mode_runs_is_smaller_and_meets_its_floor(target, mode):
-    """int8-dynamic (ONNX, TFLite), w8 and palettize4 / 6 (Core ML): the floors of quantize/fidelity.py were
+    """int8-dynamic (ONNX, TFLite), w8 and palettize4 / 6 (Core ML): the floors of verify/policy.py were
     set from benchmarks/quant_fidelity.py; here each artifact is made, executed and held to its floor."""
     path, report = quantized("edgevit_xxs", target, mode)
     assert report.mode == mode and Path(path).exists()

@@ -16,7 +16,7 @@ import torch
 from edgevit_deploy.converters.table import get_spec
 from edgevit_deploy.images import NATURAL_PHOTOS, SCIENTIFIC_IMAGES
 from edgevit_deploy.labels import imagenet_labels
-from edgevit_deploy.quantize.fidelity import run_artifact
+from edgevit_deploy.verify.run import run_artifact
 from quant_fixtures import model, photo_views, quantized
 
 CAT = {281, 282, 285}           # tabby, tiger cat, Egyptian cat
@@ -39,9 +39,9 @@ def _top1(m, x: np.ndarray) -> np.ndarray:
 def _run(target: str, path, x: np.ndarray) -> np.ndarray:
     outs = []
     for i in range(0, len(x), 32):
-        out, _, reason = run_artifact(get_spec(target), path, x[i:i + 32], coreml_executor="reference")
-        assert out is not None, reason
-        outs.append(out.argmax(-1))
+        run = run_artifact(get_spec(target), path, x[i:i + 32], coreml_executor="reference")
+        assert run.ok, run.reason
+        outs.append(run.outputs.argmax(-1))
     return np.concatenate(outs)
 
 

@@ -2,7 +2,8 @@
 and faster it is, on what data it was calibrated, and (ONNX) where the error comes from.
 
 Accuracy runs on held-out images (never calibration images) through THE validator
-(``validate_outputs``), with the int8 floors below.
+(``validate_outputs``), under THE acceptance policy (``verify/policy.py``: the mode's floors), run by THE one
+artifact runner (``verify/run.py``: a crash is a failure, never "not executed").
 Latency: the float and the quantized artifact in the same host runtime, same process, one thread,
 interleaved run by run; medians.
 """
@@ -22,45 +23,21 @@ from ..converters.base import QuantMode
 from ..converters.table import TargetSpec
 from ..labels import class_labels
 from ..models._config import ModelConfig
-from ..errors import EdgeVitDeployError
-from ..verify.parity import reference_outputs
-from ..verify.report import ParityReport, Thresholds
-from ..verify.validator import validate_outputs
+from ..verify.parity import judge, reference_outputs, stamp
+from ..verify.policy import AcceptancePolicy
+from ..verify.report import ParityReport
+from ..verify.run import run_artifact
 from .base import QuantResult
 from .calibration import CalibrationSet
 
 log = logging.getLogger(__name__)
 
-# Floors, set below what benchmarks/quant_fidelity.py measured (docs/quantization.md has the table) with a
-# margin for other models: EfficientNet-Lite0 (ImageNet weights, 224 px) and EdgeViT-XXS (random, 64 px):
-#   int8          17.1-17.2 dB / 21.6-27.3 dB   (Lite0 held-out top-1 agreement 91.7 % on all three targets)
-#   int8-dynamic  18.3 dB (TFLite) / 32.7-32.8 dB
-#   w8            25.6 dB / 40.3 dB
-#   palettize6    14.2 dB / 27.9 dB
-#   palettize4    -0.2 dB (fails: 16 centroids per tensor destroy Lite0) / 16.9 dB
-FLOORS: dict[QuantMode, Thresholds] = {
-    QuantMode.INT8: Thresholds(max_abs=None, cosine=0.90, top1_agreement=None, sqnr_db=8.0),
-    QuantMode.INT8_DYNAMIC: Thresholds(max_abs=None, cosine=0.95, top1_agreement=None, sqnr_db=12.0),
-    QuantMode.W8: Thresholds(max_abs=None, cosine=0.995, top1_agreement=None, sqnr_db=20.0),
-    QuantMode.PALETTIZE6: Thresholds(max_abs=None, cosine=0.97, top1_agreement=None, sqnr_db=12.0),
-    QuantMode.PALETTIZE4: Thresholds(max_abs=None, cosine=0.80, top1_agreement=None, sqnr_db=4.0),
-}
-# with real weights a classifier must keep its decisions on the held-out views (6 photos x 8 views; some
-# crops are fp32 near-ties): measured 91.7 % (int8, every target), 89.6 % (TFLite int8-dynamic), 93.8 % (w8),
-# 85.4 % (palettize6). The tests also require >= 90 % on the natural photos (tests/test_quant_lite0.py).
-PRETRAINED_TOP1_FLOORS: dict[QuantMode, float | None] = {
-    QuantMode.INT8: 0.85, QuantMode.INT8_DYNAMIC: 0.85, QuantMode.W8: 0.90, QuantMode.PALETTIZE6: 0.80,
-    QuantMode.PALETTIZE4: None,
-}
 ANALYSIS_ROWS = 25  # the worst layers kept in the report
 
 
-def floors(mode: QuantMode, pretrained: bool) -> Thresholds:
-    base = FLOORS[QuantMode(mode)]
-    top1 = PRETRAINED_TOP1_FLOORS[QuantMode(mode)] if pretrained else None
-    if top1 is not None:
-        return Thresholds(max_abs=None, cosine=base.cosine, top1_agreement=top1, sqnr_db=base.sqnr_db)
-    return base
+def policy_for(mode: QuantMode | str, pretrained: bool) -> AcceptancePolicy:
+    """The acceptance policy a ``mode`` artifact is judged by (the one ``edgevit-verify`` applies too)."""
+    return AcceptancePolicy.for_variant(str(mode), pretrained=pretrained)
 
 
 def artifact_size(path: Path) -> int:
@@ -208,35 +185,22 @@ def _examples(reference: np.ndarray, candidate: np.ndarray, held: CalibrationSet
     return out
 
 
-def run_artifact(spec: TargetSpec, path: Path, x: np.ndarray,
-                 coreml_executor: str = "auto") -> tuple[np.ndarray | None, str | None, str | None]:
-    """(outputs, executor, None) or (None, executor, why it did not run) (as check_parity decides)."""
-    runtime = spec.load_host_runtime()
-    reason = runtime.unavailable_reason()
-    if reason:
-        return None, runtime.name, reason
-    options = {"executor": coreml_executor} if spec.supports_image_input else {}
-    try:
-        session = runtime.load(Path(path), threads=1, **options)
-        return session.run(x), session.executor, None
-    except EdgeVitDeployError as exc:  # runtime unavailable here, an op the reference executor lacks...
-        return None, runtime.name, str(exc)
-
-
 def build_report(model: nn.Module, cfg: ModelConfig, spec: TargetSpec, result: QuantResult, float_path: Path | None,
                  calib: CalibrationSet, held: CalibrationSet, pretrained: bool, coreml_executor: str = "auto",
                  latency_runs: int = 20) -> FidelityReport:
     mode = QuantMode(result.mode)
-    candidate, executor, reason = run_artifact(spec, result.path, held.data, coreml_executor)
+    policy = policy_for(mode, pretrained)
+    outcome = run_artifact(spec, result.path, held.data, coreml_executor=coreml_executor)
     examples: list[dict[str, str]] = []
-    if candidate is None:
-        log.warning("%s %s: not executed: %s", spec.target, mode, reason)
-        parity = ParityReport.not_executed(str(reason), executor=executor)
-        latency = Latency(reason=f"not executed: {reason}")
+    if not outcome.ok:
+        log.warning("%s %s: %s: %s", spec.target, mode, "failed" if outcome.executed else "not executed",
+                    outcome.reason)
+        parity = stamp(outcome.report(), policy)
+        latency = Latency(reason=f"{'failed' if outcome.executed else 'not executed'}: {outcome.reason}")
     else:
         reference = reference_outputs(model, held.data)
-        parity = validate_outputs(reference, candidate, floors(mode, pretrained), executor=str(executor))
-        examples = _examples(reference, candidate, held, cfg)
+        parity = judge(reference, outcome.outputs, policy, outcome.executor)
+        examples = _examples(reference, outcome.outputs, held, cfg)
         latency = measure_latency(spec, float_path, result.path, held.data, runs=latency_runs,
                                   coreml_executor=coreml_executor)
     details = dict(result.details)

@@ -1,7 +1,8 @@
-"""Run an artifact in its host runtime on the parity batch and compare with PyTorch."""
+"""Run an artifact in its host runtime on the policy's batch and compare with PyTorch."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,11 @@ import torch
 from torch import nn
 
 from ..converters.table import TargetSpec
-from ..errors import EdgeVitDeployError
 from ..models._config import ModelConfig
 from .inputs import parity_inputs
-from .mil.errors import MilOpExecutionError
-from .report import ParityReport, Thresholds
+from .policy import AcceptancePolicy
+from .report import ParityReport
+from .run import run_artifact
 from .validator import validate_outputs
 
 log = logging.getLogger(__name__)
@@ -27,29 +28,44 @@ def reference_outputs(model: nn.Module, inputs: np.ndarray, batch: int = 8) -> n
     return np.concatenate(outs, axis=0)
 
 
+def has_trained_weights(model: nn.Module) -> bool:
+    """Whether the model carries a checkpoint (its quantized floors then include held-out top-1 agreement)."""
+    return getattr(model, "checkpoint_sha256", "random-init") != "random-init"
+
+
+def policy_inputs(policy: AcceptancePolicy, cfg: ModelConfig) -> np.ndarray:
+    """The batch the policy's bars were measured on: the parity batch for float variants, the built-in held-out
+    views (never calibration images) for quantized ones, as the export's fidelity report uses by default."""
+    if policy.uses_held_out_views:
+        from ..quantize.calibration import builtin_held_out
+
+        return builtin_held_out(cfg).data
+    return parity_inputs(cfg)
+
+
+def judge(reference: np.ndarray, candidate: np.ndarray, policy: AcceptancePolicy, executor: str) -> ParityReport:
+    """The validator's report under ``policy``, which it records (variant, bars, loosened flags)."""
+    report = validate_outputs(reference, candidate, policy.thresholds, executor=executor)
+    return stamp(report, policy)
+
+
+def stamp(report: ParityReport, policy: AcceptancePolicy) -> ParityReport:
+    report.variant = str(policy.variant)
+    report.thresholds = asdict(policy.thresholds)
+    report.loosened = list(policy.loosened)
+    return report
+
+
 def check_parity(model: nn.Module, cfg: ModelConfig, path: Path, spec: TargetSpec, precision: str,
-                 coreml_executor: str = "auto", thresholds: Thresholds | None = None,
-                 inputs: np.ndarray | None = None, threads: int = 1) -> ParityReport:
-    """The parity report of one artifact. Never raises for a failed check: the report says it."""
-    thresholds = thresholds or Thresholds.for_precision(precision)
-    runtime = spec.load_host_runtime()
-    reason = runtime.unavailable_reason()
-    if reason:
-        return ParityReport.not_executed(reason, executor=runtime.name)
-    x = parity_inputs(cfg) if inputs is None else inputs
-    options = {"executor": coreml_executor} if spec.supports_image_input else {}
-    try:
-        session = runtime.load(Path(path), threads=threads, **options)
-        candidate = session.run(x)
-    except MilOpExecutionError as exc:  # an op that crashed while running: a broken program, not a skip
-        return ParityReport(executed=True, passed=False, executor=runtime.name, reason=str(exc), failures=[str(exc)])
-    except EdgeVitDeployError as exc:  # runtime unavailable here, op the reference executor lacks, ...
-        log.warning("%s: not executed: %s", spec.target, exc)
-        return ParityReport.not_executed(str(exc), executor=runtime.name)
-    except Exception as exc:  # the runtime rejected the artifact: that is a failure, not a skip
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        return ParityReport(executed=True, passed=False, executor=runtime.name,
-                            reason=f"the runtime failed to run the artifact: {text}",
-                            failures=[f"runtime error: {text}"])
+                 coreml_executor: str = "auto", inputs: np.ndarray | None = None, threads: int = 1,
+                 policy: AcceptancePolicy | None = None) -> ParityReport:
+    """The parity report of one artifact under the acceptance policy of ``precision`` (validated: an unknown
+    name raises UnsupportedOptionError). Never raises for a failed check or a broken artifact: the report
+    says it. ``policy``: the policy itself (with the user's flags), instead of ``precision``'s."""
+    policy = policy or AcceptancePolicy.for_variant(precision, pretrained=has_trained_weights(model))
+    x = policy_inputs(policy, cfg) if inputs is None else inputs
+    outcome = run_artifact(spec, Path(path), x, threads=threads, coreml_executor=coreml_executor)
+    if not outcome.ok:
+        return stamp(outcome.report(), policy)
     reference = reference_outputs(model, x)
-    return validate_outputs(reference, candidate, thresholds, executor=session.executor)
+    return judge(reference, outcome.outputs, policy, outcome.executor)

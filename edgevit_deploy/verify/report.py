@@ -16,14 +16,10 @@ class Thresholds:
 
     @classmethod
     def for_precision(cls, precision: str) -> Thresholds:
-        return _BY_PRECISION.get(precision, _BY_PRECISION["int8"])
+        """The acceptance policy's bars of ``precision`` (random weights); an unknown name is bad input."""
+        from .policy import AcceptancePolicy
 
-
-_BY_PRECISION: dict[str, Thresholds] = {
-    "fp32": Thresholds(max_abs=1e-4, cosine=0.9999, top1_agreement=1.0),
-    "fp16": Thresholds(max_abs=None, cosine=0.999, top1_agreement=0.9, sqnr_db=30.0),
-    "int8": Thresholds(max_abs=None, cosine=0.95, top1_agreement=None, sqnr_db=10.0),
-}
+        return AcceptancePolicy.for_variant(precision).thresholds
 
 
 @dataclass
@@ -40,7 +36,10 @@ class ParityReport:
     top5_agreement: float | None = None
     num_inputs: int = 0
     failures: list[str] = field(default_factory=list)
-    thresholds: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, Any] = field(default_factory=dict)   # the bars applied
+    variant: str | None = None             # the variant whose policy set the bars (fp32, int8, ...)
+    loosened: list[str] = field(default_factory=list)        # user flags looser than the policy (applied)
+    metadata_mismatch: list[str] = field(default_factory=list)  # metadata vs contents / command line
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._lazy import require
 from ..errors import RuntimeUnavailableError
+from .contents import ArtifactContents, coreml_contents, onnx_contents, tflite_contents
 
 
 @runtime_checkable
@@ -32,6 +33,10 @@ class HostRuntime(Protocol):
         """None when artifacts can execute on this host; otherwise a plain sentence why not."""
 
     def load(self, path: Path, threads: int = 1, **options: str) -> HostSession: ...
+
+    def inspect(self, path: Path) -> ArtifactContents:
+        """Parse the whole artifact: the variants its contents are consistent with. Raises ArtifactReadError
+        (bad input) for a missing, empty, truncated or foreign file."""
 
 
 def _per_sample(run_one, x: np.ndarray, batch: int) -> np.ndarray:
@@ -86,6 +91,9 @@ class OnnxRuntimeHost(_ImportableHost):
     def load(self, path: Path, threads: int = 1, **options: str) -> HostSession:
         return _OnnxSession(Path(path), threads)
 
+    def inspect(self, path: Path) -> ArtifactContents:
+        return onnx_contents(Path(path))
+
 
 # ---------------------------------------------------------------------------------------------- LiteRT
 class _LiteRtSession:
@@ -130,6 +138,9 @@ class LiteRtHost(_ImportableHost):
     def load(self, path: Path, threads: int = 1, **options: str) -> HostSession:
         return _LiteRtSession(Path(path), threads)
 
+    def inspect(self, path: Path) -> ArtifactContents:
+        return tflite_contents(Path(path))
+
 
 # --------------------------------------------------------------------------------------------- Core ML
 def coreml_native_available() -> bool:
@@ -159,6 +170,9 @@ class CoremlHost(_ImportableHost):
         if executor == "native" or (executor == "auto" and coreml_native_available()):
             return CoremlNativeSession(path)
         return CoremlReferenceSession(path, threads)
+
+    def inspect(self, path: Path) -> ArtifactContents:
+        return coreml_contents(Path(path))
 
 
 def read_json_metadata(path: Path) -> dict[str, str]:
