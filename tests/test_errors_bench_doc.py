@@ -1,4 +1,4 @@
-"""docs/errors_bench.md is true: every row's example, run in a folder with the files the page describes,
+"""docs/errors.md's edgevit-bench section is true: every row's example, run in a folder with the files the page describes,
 prints one ``error:`` line holding the row's message, exits with the row's code, shows no traceback and
 creates nothing (no store, no cache folder, no output folder)."""
 from __future__ import annotations
@@ -16,12 +16,14 @@ from edgevit_deploy.cli.bench_cmd import main as bench_main
 from edgevit_deploy.device_bench.store import ResultStore
 from edgevit_deploy.device_bench.types import BenchJob, Measurement
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "errors_bench.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 
 
 def _rows() -> list[tuple[str, str, str, int]]:
     rows = []
-    for line in DOC.read_text().splitlines():
+    text = DOC.read_text()
+    section = text[text.index("\n## edgevit-bench\n"):]  # the bench section (the others: tests/test_errors_doc.py)
+    for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
         if len(cells) != 4 or cells[0] in ("input", "---") or set(cells[0]) <= {"-"}:
             continue
