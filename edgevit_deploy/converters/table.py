@@ -29,6 +29,7 @@ class TargetSpec:
     supports_image_input: bool
     supports_dynamic_batch: bool
     verified_where: str                  # README: what is verified where
+    app_runtime: str = ""                # runtime name in the device job protocol (device_bench.jobs); "" = no app runner
 
     def load_converter(self) -> Converter:
         return _load(self.converter)()
@@ -77,7 +78,7 @@ TARGETS: dict[Target, TargetSpec] = {
         precisions=(_P.FP32,), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
         quantizer="edgevit_deploy.quantize.onnx", formulation="onnx",
         supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=True,
-        verified_where="executed in onnxruntime on every OS",
+        verified_where="executed in onnxruntime on every OS", app_runtime="onnxruntime",
     ),
     Target.TFLITE: TargetSpec(
         target=Target.TFLITE, suffix=".tflite", runtime="LiteRT interpreter (XNNPACK)", extra="tflite",
@@ -86,7 +87,7 @@ TARGETS: dict[Target, TargetSpec] = {
         precisions=(_P.FP32, _P.FP16), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
         quantizer="edgevit_deploy.quantize.tflite", formulation="xnnpack",
         supports_nhwc=True, supports_image_input=False, supports_dynamic_batch=False,
-        verified_where="executed in the LiteRT interpreter on Linux and macOS",
+        verified_where="executed in the LiteRT interpreter on Linux and macOS", app_runtime="litert",
     ),
     Target.COREML: TargetSpec(
         target=Target.COREML, suffix=".mlpackage", runtime="Core ML (ML Program)", extra="coreml",
