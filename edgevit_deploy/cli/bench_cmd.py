@@ -168,7 +168,7 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
 
 def _print_table(rows: list[dict[str, Any]], spec_keys: set[tuple[str, ...]]) -> None:
     """The rows of this sweep only (the store may hold other sweeps' rows too)."""
-    keys = ("model", "target", "precision", "threads", "delegate", "device", "img_size")
+    keys = ("model", "target", "precision", "threads", "delegate", "device", "img_size", "runner")
     console.print(rich_table([r for r in rows if tuple(str(r[k]) for k in keys) in spec_keys]))
 
 

@@ -23,7 +23,7 @@ TABLE = "measurements"
 DEFAULT_STORE = "edgevit-bench.sqlite"
 
 _JOB_FIELDS = [f.name for f in fields(BenchJob)]
-_KEY_FIELDS = ["model", "target", "precision", "threads", "delegate", "device", "img_size"]
+_KEY_FIELDS = ["model", "target", "precision", "threads", "delegate", "device", "img_size", "runner"]
 _MEAS_FIELDS = [f.name for f in fields(Measurement) if f.name not in ("job", "device")]
 _JSON_FIELDS = {f.name for f in fields(Measurement)
                 if str(f.type).split("[")[0] in ("list", "dict", "Sequence")} | {"device_info"}
@@ -84,9 +84,29 @@ class ResultStore:
     def _migrate(self) -> None:
         """Add columns appended to the dataclasses since the file was created (fields are append-only)."""
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
+        if "runner" not in have:
+            self._rebuild_with_runner_key(have)
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
         for name in COLUMNS:
             if name not in have:
                 self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} TEXT")
+
+    def _rebuild_with_runner_key(self, have: set[str]) -> None:
+        """A store from before ``runner`` joined the row key: copy its rows (runner "default") into a table
+        whose UNIQUE key has it, in one transaction (SQLite cannot alter a table constraint)."""
+        old = f"{TABLE}_before_runner"
+        keep = [c for c in COLUMNS if c in have]
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(f"ALTER TABLE {TABLE} RENAME TO {old}")
+            self._conn.execute(_schema())
+            self._conn.execute(f"INSERT INTO {TABLE} ({', '.join(keep)}, runner) "
+                               f"SELECT {', '.join(keep)}, 'default' FROM {old} ORDER BY rowid")
+            self._conn.execute(f"DROP TABLE {old}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     # ------------------------------------------------------------------------------------- writes
     def put(self, m: Measurement) -> None:

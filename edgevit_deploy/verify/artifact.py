@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..converters.base import ArtifactMetadata
 from ..converters.table import TARGETS, TargetSpec
@@ -31,12 +32,11 @@ def spec_for_path(path: Path) -> TargetSpec:
     raise UnsupportedOptionError(f"{str(path)!r}: unknown artifact type; expected one of {suffixes}")
 
 
-def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | None = None,
-                    img_size: int | None = None, coreml_executor: str = "auto",
-                    precision: str | None = None) -> VerifiedArtifact:
+def model_for_artifact(path: str | Path, model_name: str, checkpoint: str | Path | None = None,
+                       img_size: int | None = None) -> tuple[Any, dict[str, str], ArtifactMetadata | None]:
+    """The PyTorch model an artifact was exported from (input size, classes and random-init weights from the
+    metadata the toolkit wrote into it), with that metadata (raw and parsed)."""
     path = Path(path)
-    if not path.exists():
-        raise EdgeVitDeployError(f"artifact {str(path)!r} does not exist")
     spec = spec_for_path(path)
     meta = spec.load_converter().read_metadata(path)
     parsed = ArtifactMetadata.from_strings(meta) if "edgevit_deploy.model" in meta else None
@@ -49,6 +49,17 @@ def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | 
         from ..export_api import apply_random_init  # the artifact was exported with --random-init: same weights
 
         apply_random_init(model, model.deploy_cfg, model.checkpoint_sha256, parsed.random_init)
+    return model, meta, parsed
+
+
+def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | None = None,
+                    img_size: int | None = None, coreml_executor: str = "auto",
+                    precision: str | None = None) -> VerifiedArtifact:
+    path = Path(path)
+    if not path.exists():
+        raise EdgeVitDeployError(f"artifact {str(path)!r} does not exist")
+    spec = spec_for_path(path)
+    model, meta, parsed = model_for_artifact(path, model_name, checkpoint, img_size)
     prec = precision or (parsed.precision if parsed else str(spec.default_precision))
     parity = check_parity(model, model.deploy_cfg, path, spec, prec, coreml_executor=coreml_executor)
     from ..export_api import artifact_size
