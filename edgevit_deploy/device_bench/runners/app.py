@@ -16,6 +16,7 @@ import logging
 import re
 import shlex
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -305,8 +306,24 @@ class InstrumentRunner(AppRunner):
     instrument = True
 
 
+_REFERENCE_LOCK = threading.Lock()
+_REFERENCES: dict[tuple[str, ...], tuple[Any, np.ndarray, np.ndarray]] = {}
+
+
 def _reference(artifact_path: Path, job: BenchJob, config: RunnerConfig) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The PyTorch model of the artifact, the fixed parity inputs (N, C, H, W) and PyTorch's outputs on them."""
+    """The PyTorch model of the artifact, the fixed parity inputs (N, C, H, W) and PyTorch's outputs on them.
+
+    Built once per artifact and under a lock: device threads run in parallel, and model construction draws
+    from torch's global RNG (two interleaved constructions would get other weights than the export had)."""
+    key = (str(artifact_path), sha256_of(artifact_path), job.model, str(job.img_size), str(config.checkpoint))
+    with _REFERENCE_LOCK:
+        if key not in _REFERENCES:
+            _REFERENCES.clear()   # one artifact's reference at a time: rows of one artifact run back to back
+            _REFERENCES[key] = _build_reference(artifact_path, job, config)
+        return _REFERENCES[key]
+
+
+def _build_reference(artifact_path: Path, job: BenchJob, config: RunnerConfig) -> tuple[Any, np.ndarray, np.ndarray]:
     from ...verify.artifact import model_for_artifact
     from ...verify.inputs import parity_inputs
     from ...verify.parity import reference_outputs
