@@ -238,8 +238,16 @@ class AppRunner:
         with tempfile.TemporaryDirectory(prefix="edgevit-app-") as tmp:
             tmp_path = Path(tmp)
             result_remote = f"{FILES_DIR}/{P.RESULTS_DIR}/{pjob.job_id}.json"
-            if transport.exists(result_remote):
+            status, has_result, alive = self._poll(transport, pjob.job_id)
+            if has_result:
                 log.info("%s: job %s already has a result on the device (resumed)", transport.device_id, pjob.job_id)
+            elif alive and status is not None and status.job_id == pjob.job_id and not self.instrument:
+                log.info("%s: the app is still running job %s (resumed): following it", transport.device_id,
+                         pjob.job_id)
+                problem = self._follow(transport, pjob)
+                if problem is not None:
+                    transport.shell(f"am force-stop {shlex.quote(P.APP_PACKAGE)}", timeout=60)
+                    return failed(problem)
             else:
                 staged = tmp_path / "stage"
                 builder.stage_job(staged, pjob, artifact.path, inputs)
