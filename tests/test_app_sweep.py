@@ -67,6 +67,7 @@ def test_runner_app_end_to_end_with_both_adb_clients(apks, tmp_path, cache):
                                 str(apks["app"]), "--out", str(tmp_path / "report")), tmp_path, env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "2 measured, 0 failed" in proc.stdout
+    assert proc.stdout.count("pass max") == 2   # the table's parity column
     rows = json.loads(export_rows(store, "json"))
     assert sorted(r["device"] for r in rows) == sorted([direct, via_server])
     for r in rows:

@@ -335,8 +335,12 @@ def run_pending(files_dir: Path, runner_factory: Callable[[], ModelRunner] = Hos
     beat = heartbeat or Heartbeat(files_dir).start()
     results = []
     try:
-        for job_id in P.pending_jobs(files_dir):
-            results.append(run_job(files_dir, job_id, runner_factory, beat, supply_dir))
+        while True:   # jobs pushed while the app works are run too (every job ends with a result file)
+            pending = P.pending_jobs(files_dir)
+            if not pending:
+                break
+            for job_id in pending:
+                results.append(run_job(files_dir, job_id, runner_factory, beat, supply_dir))
     finally:
         beat.stop("done")
     return results
