@@ -92,11 +92,13 @@ def test_runner_instrument_and_doctor(apks, tmp_path, cache):
     with StandinAdbd(tmp_path / "phone") as dev:
         device = f"adb:{dev.address}"
         env = {"EDGEVIT_ADB_KEY": str(tmp_path / "adbkey")}
-        before = bench(["doctor", "--device", device], tmp_path, env, timeout=120)
+        x86 = tmp_path / "benchmark_model"   # an ELF header for x86_64 (e_machine 62): the wrong ABI for the phone
+        x86.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(11) + (62).to_bytes(2, "little") + bytes(100))
+        before = bench(["doctor", "--device", device, "--benchmark-model", str(x86)], tmp_path, env, timeout=120)
         assert before.returncode == 0, before.stderr
         assert "org.edgevit.bench is not installed" in before.stdout and "--android-app" in before.stdout
-        assert "storage.googleapis.com/litert/binaries" in before.stdout.replace("\n", "").replace(" ", "") \
-            or "storage.googleapis.com" in before.stdout
+        assert "built for x86_64, the device is arm64-v8a" in before.stdout
+        assert "no binary configured" in before.stdout   # onnxruntime_perf_test
         store = tmp_path / "i.sqlite"
         # the instrumentation package is missing: a failed row that says how to install it
         proc = bench(sweep_args([device], store, cache, "--runner", "instrument", "--android-app",
