@@ -114,4 +114,5 @@ def test_runner_instrument_and_doctor(apks, tmp_path, cache):
     [row] = json.loads(export_rows(store, "json"))
     assert row["status"] == "ok" and row["runner"] == "instrument" and row["parity"]["passed"]
     assert row["runtime"].startswith("instrument: ")
-    assert f"{P.APP_PACKAGE} {P.APP_VERSION}" in after.stdout and "not installed" not in after.stdout.split("instrument")[-1]
+    assert f"{P.APP_PACKAGE} {P.APP_VERSION}" in after.stdout
+    assert "not installed" not in after.stdout.split("instrument")[-1]

@@ -29,7 +29,7 @@ class TargetSpec:
     supports_image_input: bool
     supports_dynamic_batch: bool
     verified_where: str                  # README: what is verified where
-    app_runtime: str = ""                # runtime name in the device job protocol (device_bench.jobs); "" = no app runner
+    app_runtime: str = ""                # runtime in the device job protocol (device_bench.jobs); "" = no app runner
 
     def load_converter(self) -> Converter:
         return _load(self.converter)()

@@ -82,8 +82,8 @@ def diagnose(transport: Transport, benchmark_model: Path | None = None, ort_perf
         checks.append(Check("device", False, f"{free // 2**20} MB free under {transport.work_dir}",
                             "free some space on the device (models and runner binaries go there)"))
     else:
-        checks.append(Check("device", True, f"{info.model} ({info.abi}, {info.os_version}); "
-                                            + (f"{free // 2**20} MB free" if free is not None else "free space unknown")))
+        space = f"{free // 2**20} MB free" if free is not None else "free space unknown"
+        checks.append(Check("device", True, f"{info.model} ({info.abi}, {info.os_version}); {space}"))
     checks.append(_tool_check(transport, "benchmark_model", benchmark_model, info.abi, LITERT_SOURCES,
                               "--benchmark-model"))
     checks.append(_tool_check(transport, "onnxruntime_perf_test", ort_perf_test, info.abi, ORT_SOURCES,

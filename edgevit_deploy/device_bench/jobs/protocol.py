@@ -215,7 +215,7 @@ class Result:
     thermal_after: Thermal = field(default_factory=Thermal)
     power_samples: list[list[float]] = field(default_factory=list)   # [t_ms, current_uA, voltage_uV]
     outputs: list[Tensor] = field(default_factory=list)
-    output_inputs: list[int] = field(default_factory=list)           # outputs[k] is the output of inputs[output_inputs[k]]
+    output_inputs: list[int] = field(default_factory=list)   # outputs[k] is the output of inputs[output_inputs[k]]
     started_at: str = ""
     finished_at: str = ""
     protocol: int = PROTOCOL_VERSION

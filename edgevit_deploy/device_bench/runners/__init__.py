@@ -72,7 +72,8 @@ class RunnerConfig:
         if self.android_app is not None:
             self.android_app = Path(self.android_app).expanduser()
             if not self.android_app.is_file():
-                raise RunnerConfigError(f"android_app {self.android_app} does not exist (build it: android_app/README.md)")
+                raise RunnerConfigError(f"android_app {self.android_app} does not exist "
+                                        "(build it: android_app/README.md)")
         if self.heartbeat_timeout_s <= 0 or self.launch_timeout_s <= 0:
             raise RunnerConfigError("heartbeat_timeout_s and launch_timeout_s must be positive")
         missing = [str(p) for p in self.libraries if not p.is_file()]
