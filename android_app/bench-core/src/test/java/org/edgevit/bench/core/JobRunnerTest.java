@@ -85,6 +85,25 @@ public class JobRunnerTest {
     }
 
     @Test
+    public void otherProtocolVersionsAndUnknownRuntimesAreFailedResults() throws Exception {
+        File files = tmp.newFolder("files");
+        File v2 = writeJob(files, "v2", "cpu", 3);
+        String text = new String(Files.readAllBytes(new File(v2, "job.json").toPath()), StandardCharsets.UTF_8);
+        Files.write(new File(v2, "job.json").toPath(),
+                text.replace("\"protocol\": 1", "\"protocol\": 2").getBytes(StandardCharsets.UTF_8));
+        writeJob(files, "x", "cpu", 3);
+        List<Map<String, Object>> results;
+        try (Heartbeat beat = new Heartbeat(files, "0.1.0", 50).start()) {
+            results = new JobRunner(files, job -> {
+                throw new UnsupportedOperationException("this app build has no runner for runtime 'executorch'");
+            }, DeviceProbe.NONE, beat, "0.1.0").runPending();
+        }
+        assertTrue((String) results.get(0).get("error"), ((String) results.get(0).get("error")).contains("protocol 2"));
+        assertTrue((String) results.get(1).get("error"), ((String) results.get(1).get("error")).contains("executorch"));
+        assertEquals("failed", results.get(1).get("status"));
+    }
+
+    @Test
     public void heartbeatSeqGrowsWhileAJobRuns() throws Exception {
         File files = tmp.newFolder("files");
         try (Heartbeat beat = new Heartbeat(files, "0.1.0", 20).start()) {
