@@ -93,6 +93,19 @@ def test_app_faults_are_failed_rows_with_reasons(fault, expected, apk, tmp_path,
         assert elapsed < 90   # the heartbeat timeout, not the job timeout, ended the wait
 
 
+def test_outputs_the_phone_changed_fail_the_parity_column(apk, tmp_path, cache):
+    """A delegate that silently computes something else: the timings are fine (status ok), the parity column
+    says FAIL with the validator's figures, and the row's notes say so."""
+    with phone(tmp_path, apk) as dev:
+        fault_file(dev.root).write_text("perturb")
+        row = one_row(f"adb:{dev.address}", tmp_path, cache)
+    assert row["status"] == "ok" and len(row["latencies_ms"]) == 5
+    parity = row["parity"]
+    assert parity["executed"] and not parity["passed"] and parity["max_abs"] > 0.4
+    assert any("max abs error" in f for f in parity["failures"])
+    assert any(n.startswith("on-device outputs differ from PyTorch") for n in row["notes"])
+
+
 def test_device_dropped_mid_pull_recovers_the_result(apk, tmp_path, cache):
     """The link drops while the result is pulled: the sweep reconnects, finds the job's result already on
     the phone (no second run) and stores the row."""

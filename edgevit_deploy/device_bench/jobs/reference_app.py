@@ -10,7 +10,8 @@ runner is tested end to end without a phone::
 
 Fault knobs for tests (``EDGEVIT_APP_FAULT``): ``crash:<phase>`` (the process dies in that phase),
 ``hang:<phase>`` (the heartbeat stops and the process sleeps), ``corrupt`` (the result file is garbage),
-``oom`` (killed by SIGKILL during timing, as the low-memory killer does).
+``oom:<phase>`` (killed by SIGKILL, as the low-memory killer does), ``perturb`` (the saved outputs are
+changed, as a delegate that silently computes something else would).
 """
 from __future__ import annotations
 
@@ -305,6 +306,8 @@ def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunn
             _fault_point("outputs", heartbeat)
             for i, x in enumerate(inputs):
                 y = runner.run(x)
+                if _fault()[0] == "perturb":
+                    y = y + np.float32(0.5) * (np.arange(y.size, dtype=np.float32).reshape(y.shape) % 2)
                 rel = P.output_rel(job_id, i)
                 P.save_npy(files_dir / rel, y)
                 outputs.append(P.Tensor(name="output", file=rel, shape=list(y.shape)))
