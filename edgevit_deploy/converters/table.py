@@ -97,6 +97,7 @@ TARGETS: dict[Target, TargetSpec] = {
         quantizer="edgevit_deploy.quantize.coreml", formulation="coreml",
         supports_nhwc=False, supports_image_input=True, supports_dynamic_batch=False,
         verified_where="MLModel.predict on macOS; elsewhere the reference ML Program executor, else executed: false",
+        app_runtime="coreml",   # the iOS app (next); no Android runner measures it (RUNNERS has no coreml rows)
     ),
 }
 

@@ -154,15 +154,15 @@ class ModelRef:
     name: str
     file: str
     sha256: str
-    format: str          # "tflite" | "onnx" | "pte"
+    format: str          # "tflite" | "onnx" | "pte" | "coreml"
     precision: str
     input_shape: list[int]
 
 
 @dataclass
 class RuntimeRef:
-    name: str            # "litert" | "onnxruntime" | "executorch"
-    delegate: str        # "cpu" | "xnnpack" | "gpu" | "nnapi"
+    name: str            # "litert" | "onnxruntime" | "executorch" | "coreml"
+    delegate: str        # "cpu" | "xnnpack" | "gpu" | "nnapi"; Core ML: "cpu_only" | "cpu_and_gpu" | ... | "all"
     threads: int = 1
 
 
@@ -218,6 +218,7 @@ class Result:
     output_inputs: list[int] = field(default_factory=list)   # outputs[k] is the output of inputs[output_inputs[k]]
     started_at: str = ""
     finished_at: str = ""
+    compile_ms: float | None = None           # Core ML's on-device compilation (iOS); absent on Android
     protocol: int = PROTOCOL_VERSION
 
     @property
@@ -244,7 +245,7 @@ class Result:
                    outputs=[Tensor(name=o["name"], file=o["file"], shape=list(o["shape"]), dtype=o["dtype"])
                             for o in outs],
                    output_inputs=[int(o["input"]) for o in outs], started_at=doc["started_at"],
-                   finished_at=doc["finished_at"], protocol=doc["protocol"])
+                   finished_at=doc["finished_at"], compile_ms=doc.get("compile_ms"), protocol=doc["protocol"])
 
 
 @dataclass
