@@ -54,11 +54,15 @@ public final class JobRunner {
         return new File(new File(filesDir, Protocol.RESULTS_DIR), jobId + ".json");
     }
 
-    /** Every pending job; returns the results written. */
+    /** Every pending job, rescanning until none is left (jobs pushed meanwhile run too); the results written. */
     public List<Map<String, Object>> runPending() throws IOException {
         List<Map<String, Object>> results = new ArrayList<>();
-        for (String id : pendingJobs(filesDir)) {
-            results.add(runJob(id));
+        List<String> pending = pendingJobs(filesDir);
+        while (!pending.isEmpty()) {
+            for (String id : pending) {
+                results.add(runJob(id));   // every job ends with a result file, so the loop ends
+            }
+            pending = pendingJobs(filesDir);
         }
         return results;
     }
