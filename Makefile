@@ -1,7 +1,7 @@
 # The README's two commands:
 #   make demo  set up, export EdgeViT-XXS to every target with parity checks, then benchmark it on this host
 #   make test  set up, run the whole test suite
-.PHONY: setup demo test
+.PHONY: setup demo test bench-core
 setup:
 	bash scripts/setup.sh
 
@@ -14,5 +14,9 @@ demo: setup
 # two pytest-xdist workers (this machine's 2 cores): each test file stays on one worker, longest files first
 # (tests/conftest.py orders them; --no-loadscope-reorder keeps that order)
 PYTEST_WORKERS ?= 2
-test: setup
+test: setup bench-core
 	.venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
+# android_app/bench-core: compiled with the JDK's javac and unit-tested with JUnit 4 (no Gradle, no network)
+bench-core:
+	bash scripts/build_bench_core.sh

@@ -20,3 +20,9 @@ if ! command -v adb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb) >/dev/null 2>&1 \
     || echo "warning: could not install Debian's adb; tests that drive the real adb client will fail" >&2
 fi
+# Debian's JDK and JUnit 4: `make test` compiles android_app/bench-core with javac and runs its JUnit tests.
+if { ! command -v javac >/dev/null 2>&1 || [ ! -f /usr/share/java/junit4.jar ]; } && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless junit4) >/dev/null 2>&1 \
+    || echo "warning: could not install default-jdk-headless / junit4; the bench-core tests will fail" >&2
+fi

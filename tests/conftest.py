@@ -39,7 +39,8 @@ def edgevit_exports(tmp_path_factory):
 # tests of the spread file (10-60 s each), then the rest (seconds each) to even out the end.
 SCHEDULE_FIRST = ("test_quant_artifacts", "test_zoo_export", "test_export", "test_quant_lite0",
                   "test_zoo_tflite_int8", "test_mil_edgevit", "test_cli", "test_adb_standin",
-                  "test_zoo_coreml_rewrites", "test_random_init", "test_bench_local", "test_zoo_export_each")
+                  "test_zoo_coreml_rewrites", "test_random_init", "test_bench_local", "test_app_faults",
+                  "test_app_sweep", "test_zoo_export_each")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -138,12 +138,13 @@ def main(verbose: int) -> None:
 
 
 def _runner_flags(runner_config: Path | None, benchmark_model: Path | None, ort_perf_test: Path | None,
-                  timeout: float | None, energy: bool | None) -> dict[str, Any]:
+                  timeout: float | None, energy: bool | None, android_app: Path | None = None) -> dict[str, Any]:
     values: dict[str, Any] = dict(read_sweep_file(runner_config)) if runner_config else {}
     if isinstance(values.get("runners"), dict):
         values = values["runners"]
     values.update({k: v for k, v in (("benchmark_model", benchmark_model), ("onnxruntime_perf_test", ort_perf_test),
-                                     ("timeout_s", timeout), ("energy", energy)) if v is not None})
+                                     ("timeout_s", timeout), ("energy", energy), ("android_app", android_app))
+                   if v is not None})
     return values
 
 
@@ -160,6 +161,8 @@ def _runner_options(f: Any) -> Any:
                      help="Sample battery current and voltage during Android runs (mJ per inference)."),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Where exported artifacts are cached (default ~/.cache/edgevit-deploy/artifacts)."),
+        click.option("--android-app", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The benchmark app's APK (android_app/), installed when missing or outdated (--runner app)."),
     ]):
         f = opt(f)
     return f
@@ -179,6 +182,8 @@ def _runner_options(f: Any) -> Any:
 @click.option("--iterations", type=int, help="Timed iterations per run (default 50).")
 @click.option("--cooldown", type=float, help="Seconds to rest between runs on a device (default 0).")
 @click.option("--cpu-mask", help="taskset mask for the runner, e.g. f0 for big cores.")
+@click.option("--runner", "runner", type=click.Choice(["tool", "app", "instrument"]),
+              help="Android rows: tool binaries (default), the benchmark app's Activity, or its instrumentation test.")
 @click.option("--no-retry-failed", is_flag=True, help="On resume, skip rows that failed before too.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights for the models.")
 @STORE_OPTION
@@ -188,14 +193,15 @@ def _runner_options(f: Any) -> Any:
 def sweep(config_file: Path | None, devices: str | None, models: str | None, targets: str | None,
           precisions: str | None, threads: str | None, delegates: str | None, img_size: int | None,
           warmup: int | None, iterations: int | None, cooldown: float | None, cpu_mask: str | None,
-          no_retry_failed: bool, checkpoint: str | None, store: Path, out: Path | None, runner_config: Path | None,
-          benchmark_model: Path | None, ort_perf_test: Path | None, timeout: float | None, energy: bool | None,
-          cache_dir: Path | None) -> None:
+          runner: str | None, no_retry_failed: bool, checkpoint: str | None, store: Path, out: Path | None,
+          runner_config: Path | None, benchmark_model: Path | None, ort_perf_test: Path | None, timeout: float | None,
+          energy: bool | None, cache_dir: Path | None, android_app: Path | None) -> None:
     """Measure models x targets x precisions x threads x delegates x devices; resumable."""
     flags = {"models": _csv_option(models), "targets": _csv_option(targets), "precisions": _csv_option(precisions),
              "threads": _csv_option(threads), "delegates": _csv_option(delegates), "devices": _csv_option(devices),
              "img_size": img_size, "warmup": warmup, "iterations": iterations, "cooldown_s": cooldown,
-             "cpu_mask": cpu_mask, "checkpoint": checkpoint, "retry_failed": False if no_retry_failed else None}
+             "cpu_mask": cpu_mask, "checkpoint": checkpoint, "retry_failed": False if no_retry_failed else None,
+             "runner": runner}
     try:   # every input is checked before anything (store, cache, --out) is created
         if config_file:
             spec = SweepSpec.load(config_file).with_overrides(**flags)
@@ -208,7 +214,7 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
         for device in spec.devices:
             parse_device(device)
         jobs = spec.jobs()     # unknown models fail here
-        overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy)
+        overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app)
         _check_writable(store, "--store", folder=False)
         if out is not None:
             _check_writable(out, "--out", folder=True)
@@ -250,7 +256,7 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
 
 def _print_table(rows: list[dict[str, Any]], spec_keys: set[tuple[str, ...]]) -> None:
     """The rows of this sweep only (the store may hold other sweeps' rows too)."""
-    keys = ("model", "target", "precision", "threads", "delegate", "device", "img_size")
+    keys = ("model", "target", "precision", "threads", "delegate", "device", "img_size", "runner")
     console.print(rich_table([r for r in rows if tuple(str(r[k]) for k in keys) in spec_keys]))
 
 
@@ -292,7 +298,8 @@ def devices(no_probe: bool) -> None:
 @_runner_options
 def run(model: str, device: str, target: str, precision: str, threads: int, delegate: str, img_size: int | None,
         warmup: int, iterations: int, store: Path | None, runner_config: Path | None, benchmark_model: Path | None,
-        ort_perf_test: Path | None, timeout: float | None, energy: bool | None, cache_dir: Path | None) -> None:
+        ort_perf_test: Path | None, timeout: float | None, energy: bool | None, cache_dir: Path | None,
+        android_app: Path | None) -> None:
     """One model on one device."""
     try:
         from ..device_bench.transports import parse_device
@@ -305,7 +312,7 @@ def run(model: str, device: str, target: str, precision: str, threads: int, dele
         m = api.run_one(model, target, device=device, precision=precision, threads=threads, delegate=delegate,
                         img_size=img_size, warmup=warmup, iterations=iterations, store=store, cache_dir=cache_dir,
                         runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout,
-                                                       energy))
+                                                       energy, android_app))
     except EdgeVitDeployError as exc:
         _fail(exc)
         return
@@ -314,6 +321,46 @@ def run(model: str, device: str, target: str, precision: str, threads: int, dele
     console.print(rich_table([row_of(m)]))
     if m.status != "ok":
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--device", required=True, help="adb:SERIAL, adb:HOST:PORT or adb:SERIAL@HOST:PORT.")
+@click.option("--benchmark-model", type=click.Path(dir_okay=False, path_type=Path),
+              help="Host path of LiteRT's benchmark_model binary to check (default $EDGEVIT_BENCHMARK_MODEL).")
+@click.option("--ort-perf-test", type=click.Path(dir_okay=False, path_type=Path),
+              help="Host path of onnxruntime_perf_test to check (default $EDGEVIT_ORT_PERF_TEST).")
+def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None) -> None:
+    """What each Android runner (benchmark_model, onnxruntime_perf_test, app, instrument) needs on DEVICE."""
+    import os
+
+    from rich.table import Table
+
+    from ..device_bench.doctor import diagnose
+    from ..device_bench.runners import ENV_BENCHMARK_MODEL, ENV_ORT_PERF_TEST
+
+    if not device.startswith("adb:"):
+        err_console.print(f"[red]error:[/] doctor checks Android devices (adb:...), got {device!r}")
+        sys.exit(2)
+    bm = benchmark_model or (Path(os.environ[ENV_BENCHMARK_MODEL]) if os.environ.get(ENV_BENCHMARK_MODEL) else None)
+    ort = ort_perf_test or (Path(os.environ[ENV_ORT_PERF_TEST]) if os.environ.get(ENV_ORT_PERF_TEST) else None)
+    try:
+        transport = api.open_device(device)
+        try:
+            checks = diagnose(transport, bm, ort)
+        finally:
+            transport.close()
+    except EdgeVitDeployError as exc:
+        _fail(exc)
+        return
+    except (ConnectionError, OSError) as exc:
+        err_console.print(f"[red]error:[/] cannot reach {device}: {exc} (check `adb devices` / the address)")
+        sys.exit(2)
+    table = Table(title=f"doctor {device}")
+    for col in ("runner", "ready", "state", "how to fix"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(c.runner, "[green]yes[/]" if c.ready else "[red]no[/]", c.detail, c.fix)
+    console.print(table)
 
 
 @main.command()

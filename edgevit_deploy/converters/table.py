@@ -30,6 +30,7 @@ class TargetSpec:
     supports_dynamic_batch: bool
     verified_where: str                  # README: what is verified where
     opsets: tuple[int, int] | None = None  # --opset range the converter accepts (ONNX); None: no opset option
+    app_runtime: str = ""                # runtime in the device job protocol (device_bench.jobs); "" = no app runner
 
     def load_converter(self) -> Converter:
         return _load(self.converter)()
@@ -84,7 +85,7 @@ TARGETS: dict[Target, TargetSpec] = {
         precisions=(_P.FP32,), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
         quantizer="edgevit_deploy.quantize.onnx", formulation="onnx",
         supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=True,
-        verified_where="executed in onnxruntime on every OS", opsets=ONNX_OPSETS,
+        verified_where="executed in onnxruntime on every OS", opsets=ONNX_OPSETS, app_runtime="onnxruntime",
     ),
     Target.TFLITE: TargetSpec(
         target=Target.TFLITE, suffix=".tflite", runtime="LiteRT interpreter (XNNPACK)", extra="tflite",
@@ -93,7 +94,7 @@ TARGETS: dict[Target, TargetSpec] = {
         precisions=(_P.FP32, _P.FP16), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
         quantizer="edgevit_deploy.quantize.tflite", formulation="xnnpack",
         supports_nhwc=True, supports_image_input=False, supports_dynamic_batch=False,
-        verified_where="executed in the LiteRT interpreter on Linux and macOS",
+        verified_where="executed in the LiteRT interpreter on Linux and macOS", app_runtime="litert",
     ),
     Target.COREML: TargetSpec(
         target=Target.COREML, suffix=".mlpackage", runtime="Core ML (ML Program)", extra="coreml",
@@ -103,6 +104,7 @@ TARGETS: dict[Target, TargetSpec] = {
         quantizer="edgevit_deploy.quantize.coreml", formulation="coreml",
         supports_nhwc=False, supports_image_input=True, supports_dynamic_batch=False,
         verified_where="MLModel.predict on macOS; elsewhere the reference ML Program executor, else executed: false",
+        app_runtime="coreml",   # the iOS app (next); no Android runner measures it (RUNNERS has no coreml rows)
     ),
 }
 

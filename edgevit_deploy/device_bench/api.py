@@ -36,6 +36,8 @@ def _runner_config(spec: SweepSpec, overrides: dict[str, Any] | None) -> Any:
     from .runners import RunnerConfig
 
     values = {**spec.runners, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    if spec.checkpoint and "checkpoint" not in values:
+        values["checkpoint"] = spec.checkpoint   # the app runner's parity reference uses the same weights
     return RunnerConfig.from_env(**values)
 
 

@@ -35,7 +35,7 @@ TABLE = "measurements"
 DEFAULT_STORE = "edgevit-bench.sqlite"
 
 _JOB_FIELDS = [f.name for f in fields(BenchJob)]
-_KEY_FIELDS = ["model", "target", "precision", "threads", "delegate", "device", "img_size"]
+_KEY_FIELDS = ["model", "target", "precision", "threads", "delegate", "device", "img_size", "runner"]
 _MEAS_FIELDS = [f.name for f in fields(Measurement) if f.name not in ("job", "device")]
 _JSON_FIELDS = {f.name for f in fields(Measurement)
                 if str(f.type).split("[")[0] in ("list", "dict", "Sequence")} | {"device_info"}
@@ -187,7 +187,7 @@ class ResultStore:
         except sqlite3.DatabaseError:
             return False
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")} - {"rowid"}
-        return set(_KEY_FIELDS) <= have and have <= set(COLUMNS)
+        return set(_KEY_FIELDS) - {"runner"} <= have and have <= set(COLUMNS)   # runner joined the key in 0.2
 
     def _create(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -206,6 +206,9 @@ class ResultStore:
         """Add columns appended to the dataclasses since the file was created (fields are append-only);
         read-only, the missing ones read as NULL."""
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
+        if "runner" not in have and not self.readonly:   # a store from before runner joined the row key
+            self._rebuild_with_runner_key(have)
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
         missing = [name for name in COLUMNS if name not in have]
         if self.readonly:
             self._columns = [c for c in COLUMNS if c in have]
@@ -221,6 +224,23 @@ class ResultStore:
                 self._conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             log.debug("%s: rollback after a failed write: %s", self.path, exc)
+
+    def _rebuild_with_runner_key(self, have: set[str]) -> None:
+        """A store from before ``runner`` joined the row key: copy its rows (runner "default") into a table
+        whose UNIQUE key has it, in one transaction (SQLite cannot alter a table constraint)."""
+        old = f"{TABLE}_before_runner"
+        keep = [c for c in COLUMNS if c in have]
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(f"ALTER TABLE {TABLE} RENAME TO {old}")
+            self._conn.execute(_schema())
+            self._conn.execute(f"INSERT INTO {TABLE} ({', '.join(keep)}, runner) "
+                               f"SELECT {', '.join(keep)}, 'default' FROM {old} ORDER BY rowid")
+            self._conn.execute(f"DROP TABLE {old}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
 
     # ------------------------------------------------------------------------------------- writes
     def put(self, m: Measurement) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from .artifacts import ArtifactCache, measurement_base
 from .errors import DeviceDisconnectedError, DeviceNotFoundError
+from .runners import runner_kind
 from .store import ResultStore, StoreError, StoreWriteError
 from .sweep_config import SweepSpec
 from .types import BenchJob, DeviceInfo, Measurement, Runner, Transport
@@ -297,7 +298,7 @@ class Sweep:
             log.warning("export failed for %s: %s", job.key, exc)
             return failed(job, f"export failed: {type(exc).__name__}: {exc}", info)
         try:
-            runner = self.runner_factory(job.target, transport.kind)
+            runner = self.runner_factory(job.target, runner_kind(transport.kind, job.runner))
         except Exception as exc:  # noqa: BLE001
             return failed(job, str(exc), info)
         before = snapshot(transport)

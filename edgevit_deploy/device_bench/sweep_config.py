@@ -28,6 +28,7 @@ from ..errors import EdgeVitDeployError
 from .types import BenchJob
 
 EXTRA_TARGETS = ("torch",)   # host-only baseline next to the target table's formats
+RUNNER_CHOICES = ("default", "app", "instrument")   # how Android rows are measured ("tool" = "default")
 
 
 class SweepConfigError(EdgeVitDeployError, ValueError):
@@ -69,6 +70,7 @@ class SweepSpec:
     retry_failed: bool = True           # rerun rows that failed before (completed ok rows are always skipped)
     checkpoint: str | None = None
     runners: dict[str, Any] = field(default_factory=dict)   # RunnerConfig keys
+    runner: str = "default"             # Android: "default" (tool binaries), "app" or "instrument" (the benchmark app)
 
     def __post_init__(self) -> None:
         self.models = _split(self.models)
@@ -96,6 +98,10 @@ class SweepSpec:
             problems.append(f"img_size must be >= 8, got {self.img_size}")
         if self.iterations < 1 or self.warmup < 0:
             problems.append(f"iterations must be >= 1 and warmup >= 0 (got {self.iterations}, {self.warmup})")
+        if self.runner == "tool":
+            self.runner = "default"
+        if self.runner not in RUNNER_CHOICES:
+            problems.append(f"runner must be one of tool, app, instrument; got {self.runner!r}")
         if self.cooldown_s < 0:
             problems.append(f"cooldown_s must be >= 0, got {self.cooldown_s}")
         if problems:
@@ -110,7 +116,7 @@ class SweepSpec:
         sizes = {m: self.img_size or get_model_config(m).img_size for m in self.models}
         return [BenchJob(model=m, target=t, precision=p, threads=n, delegate=d, device=dev, img_size=sizes[m],
                          warmup=self.warmup, iterations=self.iterations, cpu_mask=self.cpu_mask,
-                         cooldown_s=self.cooldown_s)
+                         cooldown_s=self.cooldown_s, runner="default" if dev == "local" else self.runner)
                 for dev in self.devices for m in self.models for t in self.targets for p in self.precisions
                 for n in self.threads for d in self.delegates]
 
@@ -119,7 +125,10 @@ class SweepSpec:
     def from_mapping(cls, data: Mapping[str, Any]) -> SweepSpec:
         aliases = {"precision": "precisions", "model": "models", "target": "targets", "device": "devices",
                    "delegate": "delegates", "cooldown": "cooldown_s", "runner": "runners"}
-        norm = {aliases.get(str(k).replace("-", "_"), str(k).replace("-", "_")): v for k, v in data.items()}
+        # "runner: app" chooses the Android runner; "runner:" holding a mapping is the old spelling of "runners:"
+        norm = {("runner" if k == "runner" and isinstance(v, str) else aliases.get(str(k).replace("-", "_"),
+                                                                                   str(k).replace("-", "_"))): v
+                for k, v in data.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(norm) - known)
         if unknown:

@@ -73,12 +73,13 @@ class BenchJob:
     iterations: int = 50
     cpu_mask: str | None = None  # taskset mask, e.g. "f0" for big cores
     cooldown_s: float = 0.0
+    runner: str = "default"      # "default" (the device kind's tool / host runner), "app", "instrument"
 
     @property
     def key(self) -> tuple[str, ...]:
         """Identity of the row in the store (resumable sweeps skip completed keys)."""
         return (self.model, self.target, self.precision, str(self.threads), self.delegate, self.device,
-                str(self.img_size))
+                str(self.img_size), self.runner)
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Measurement:
     timestamp: str = ""
     raw_output: str = ""
     notes: list[str] = field(default_factory=list)   # caveats: screen on, charging, throttling, delegate...
+    parity: dict[str, Any] = field(default_factory=dict)   # on-device outputs vs PyTorch (ParityReport.to_dict())
 
 
 @runtime_checkable

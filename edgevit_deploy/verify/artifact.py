@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..converters.base import ArtifactMetadata
 from ..converters.table import TARGETS, TargetSpec
@@ -62,6 +63,22 @@ def read_artifact(path: Path) -> tuple[TargetSpec, ArtifactContents, dict[str, s
     return spec, contents, meta, parsed
 
 
+def model_for_artifact(model_name: str, parsed: ArtifactMetadata | None, checkpoint: str | Path | None = None,
+                       img_size: int | None = None) -> Any:
+    """The PyTorch model an artifact was exported from: input size, classes and random-init weights from the
+    metadata the toolkit wrote into it (``parsed``), the rest from the command line."""
+    if img_size is None and parsed is not None:
+        shape = parsed.input_shape
+        img_size = shape[1] if parsed.layout == "NHWC" else shape[-1]
+    num_classes = parsed.num_classes if parsed is not None else None
+    model = create_model(model_name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
+    if parsed is not None and parsed.random_init != "default" and checkpoint is None:
+        from ..export_api import apply_random_init  # the artifact was exported with --random-init: same weights
+
+        apply_random_init(model, model.deploy_cfg, model.checkpoint_sha256, parsed.random_init)
+    return model
+
+
 def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | None = None,
                     img_size: int | None = None, coreml_executor: str = "auto",
                     precision: str | None = None, flags: ThresholdFlags | None = None,
@@ -74,15 +91,7 @@ def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | 
     flags = (flags or ThresholdFlags()).validate()
     requested = Variant.parse(precision) if precision is not None else None   # bad input before any slow step
     spec, contents, meta, parsed = read if read is not None else read_artifact(path)
-    if img_size is None and parsed is not None:
-        shape = parsed.input_shape
-        img_size = shape[1] if parsed.layout == "NHWC" else shape[-1]
-    num_classes = parsed.num_classes if parsed is not None else None
-    model = create_model(model_name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
-    if parsed is not None and parsed.random_init != "default" and checkpoint is None:
-        from ..export_api import apply_random_init  # the artifact was exported with --random-init: same weights
-
-        apply_random_init(model, model.deploy_cfg, model.checkpoint_sha256, parsed.random_init)
+    model = model_for_artifact(model_name, parsed, checkpoint, img_size)
 
     # the variant: the command line's, else the metadata's suggestion, else the strictest the contents allow
     if requested is not None:

@@ -25,10 +25,21 @@ def busy_note(row: dict[str, Any]) -> str:
     return ""
 
 
+def parity_cell(parity: dict[str, Any] | None) -> str:
+    """On-device outputs vs PyTorch (app rows): pass / FAIL with max abs and cosine; empty when not checked."""
+    if not parity:
+        return ""
+    if not parity.get("executed"):
+        return "not run"
+    figures = f"max {parity.get('max_abs', float('nan')):.1e} cos {parity.get('cosine', float('nan')):.4f}"
+    return f"[green]pass[/] {figures}" if parity.get("passed") else f"[red]FAIL[/] {figures}"
+
+
 def rich_table(rows: Sequence[dict[str, Any]], title: str = "edgevit-bench results") -> Table:
     table = Table(title=title, show_lines=False)
     for name, justify in (("model", "left"), ("target", "left"), ("prec", "left"), ("thr", "right"),
-                          ("delegate", "left"), ("device", "left"), ("img", "right"), ("status", "left"),
+                          ("delegate", "left"), ("device", "left"), ("img", "right"), ("runner", "left"),
+                          ("status", "left"), ("parity", "left"),
                           ("median ms", "right"), ("p90 ms", "right"), ("mean ms", "right"), ("init ms", "right"),
                           ("peak MB", "right"), ("size MB", "right"), ("mJ/inf", "right"), ("note", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -38,7 +49,8 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str = "edgevit-bench resul
         if ok:
             note = ", ".join(n for n in ("throttled" if r.get("throttled") else "", busy_note(r)) if n)
         table.add_row(str(r["model"]), str(r["target"]), str(r["precision"]), str(r["threads"]), str(r["delegate"]),
-                      str(r["device"]), str(r["img_size"]), "[green]ok[/]" if ok else f"[red]{r.get('status')}[/]",
+                      str(r["device"]), str(r["img_size"]), str(r.get("runner") or "default"),
+                      "[green]ok[/]" if ok else f"[red]{r.get('status')}[/]", parity_cell(r.get("parity")),
                       _ms(r.get("median_ms")), _ms(r.get("p90_ms")), _ms(r.get("mean_ms")), _ms(r.get("init_ms")),
                       _mb(r.get("peak_memory_mb")), _mb(r.get("model_size_bytes"), 1e6), _ms(r.get("energy_mj")),
                       note)

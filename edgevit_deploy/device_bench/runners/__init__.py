@@ -51,6 +51,10 @@ class RunnerConfig:
     discharge_sign: str = "auto"        # "auto" | "negative" | "positive"
     top1: float | None = None           # known top-1 accuracy (%) for the efficiency metric
     libraries: list[Path] = field(default_factory=list)   # shared libraries the tools need (pushed, LD_LIBRARY_PATH)
+    android_app: Path | None = None     # the benchmark app's APK: installed when missing or outdated (runner app)
+    heartbeat_timeout_s: float = 60.0   # runner app: no new heartbeat for this long = the app hung or died
+    launch_timeout_s: float = 60.0      # runner app: no first heartbeat for this long = the app never started
+    checkpoint: str | None = None       # runner app: the weights the artifacts were exported with (parity reference)
 
     def __post_init__(self) -> None:
         if self.benchmark_model is not None:
@@ -65,6 +69,13 @@ class RunnerConfig:
                 raise RunnerConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         self.extra_flags = {k: [str(a) for a in v] for k, v in self.extra_flags.items()}
         self.libraries = [Path(p).expanduser() for p in self.libraries]
+        if self.android_app is not None:
+            self.android_app = Path(self.android_app).expanduser()
+            if not self.android_app.is_file():
+                raise RunnerConfigError(f"android_app {self.android_app} does not exist "
+                                        "(build it: android_app/README.md)")
+        if self.heartbeat_timeout_s <= 0 or self.launch_timeout_s <= 0:
+            raise RunnerConfigError("heartbeat_timeout_s and launch_timeout_s must be positive")
         missing = [str(p) for p in self.libraries if not p.is_file()]
         if missing:
             raise RunnerConfigError(f"runner libraries not found: {', '.join(missing)}")
@@ -98,7 +109,18 @@ RUNNERS: dict[tuple[str, str], str] = {
     ("onnx", "local"): "edgevit_deploy.device_bench.runners.host:HostRunner",
     ("coreml", "local"): "edgevit_deploy.device_bench.runners.host:HostRunner",
     ("torch", "local"): "edgevit_deploy.device_bench.runners.host:HostRunner",
+    # the benchmark app (android_app/): `--runner app` starts its Activity, `--runner instrument` its
+    # instrumentation test; the sweep asks for kind "adb:<runner>" when a row's runner is not the default
+    ("tflite", "adb:app"): "edgevit_deploy.device_bench.runners.app:AppRunner",
+    ("onnx", "adb:app"): "edgevit_deploy.device_bench.runners.app:AppRunner",
+    ("tflite", "adb:instrument"): "edgevit_deploy.device_bench.runners.app:InstrumentRunner",
+    ("onnx", "adb:instrument"): "edgevit_deploy.device_bench.runners.app:InstrumentRunner",
 }
+
+
+def runner_kind(device_kind: str, runner: str) -> str:
+    """The RUNNERS key's device kind for a row: ``adb`` for the default tools, ``adb:app`` for the app."""
+    return device_kind if runner in ("", "default") else f"{device_kind}:{runner}"
 
 
 def supported_pairs() -> list[tuple[str, str]]:

@@ -398,6 +398,9 @@ class StandinAdbd:
         self.public_keys: list[str] = []
         self.pushed_bytes = 0
         standin_fs.populate(self.root, self.props)
+        from . import standin_app
+
+        standin_app.install_tools(self.root)   # pm / am / cmd package / pidof: the benchmark app's path
         self._sock = socket.create_server((host, port))
         self.host = host
         self.port = self._sock.getsockname()[1]
@@ -490,7 +493,7 @@ class StandinAdbd:
             return self._sync
         return None
 
-    def _spawn(self, command: str, merge: bool) -> subprocess.Popen[bytes]:
+    def _spawn(self, command: str, merge: bool, stdin: bool = False) -> subprocess.Popen[bytes]:
         faults = self.faults
         if faults.delay_s and faults.delay_match and faults.delay_match in command:
             command = f"sleep {faults.delay_s:g}; {command}"
@@ -500,7 +503,7 @@ class StandinAdbd:
         if faults.garbage_match is not None and faults.garbage_match in command:
             env[standin_fs.GARBAGE_ENV] = "1"
         return subprocess.Popen(["/bin/sh", "-c", self.rewrite_command(command)], cwd=self.root / "data/local/tmp",
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT if merge else subprocess.PIPE, env=env,
                                 start_new_session=True)
 
@@ -515,7 +518,34 @@ class StandinAdbd:
         proc.wait()
 
     def _exec(self, stream: _Stream, service: str) -> None:
-        self._shell_v1(stream, service)
+        """Like shell v1, plus the host's bytes go to the command's stdin (``exec:cmd package install -S N``
+        streams the APK that way)."""
+        command = service.partition(":")[2]
+        if not command.strip():
+            return
+        proc = stream.process = self._spawn(command, merge=True, stdin=True)
+        assert proc.stdin is not None and proc.stdout is not None
+
+        def feed() -> None:
+            try:
+                while True:
+                    chunk = stream.inbound.get()
+                    if chunk is None:
+                        break
+                    proc.stdin.write(chunk)
+                    proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+            finally:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+
+        threading.Thread(target=feed, daemon=True, name="standin-exec-stdin").start()
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            stream.write(chunk)
+        proc.wait()
 
     def _shell_v2(self, stream: _Stream, service: str) -> None:
         command = service.partition(":")[2]

@@ -1,0 +1,58 @@
+"""Host side of the device job protocol: one benchmark row (:class:`~..types.BenchJob`) plus its artifact
+and the fixed parity inputs -> a job folder ready to push (``jobs/<job_id>/``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...converters.table import get_spec
+from ...errors import UnsupportedOptionError
+from ..types import BenchJob
+from . import protocol as P
+
+#: sweep delegate names -> protocol delegate names ("cpu" means the runtime's default CPU path)
+DELEGATES = {"cpu": "cpu", "xnnpack": "xnnpack", "gpu": "gpu", "nnapi": "nnapi"}
+
+
+def app_runtime(target: str) -> str:
+    """The app runtime of ``target`` from the target table; UnsupportedOptionError when it has none."""
+    spec = get_spec(target)
+    if not spec.app_runtime:
+        raise UnsupportedOptionError(f"the benchmark app has no runtime for target {target!r} (it runs "
+                                     "tflite and onnx artifacts)")
+    return spec.app_runtime
+
+
+def job_id_for(job: BenchJob, artifact_sha256: str) -> str:
+    """Stable id of a row's job: the same row with the same artifact is the same job (resume reuses it)."""
+    blob = json.dumps([*job.key, job.warmup, job.iterations, artifact_sha256], sort_keys=True)
+    name = f"{job.target}-{job.precision}-{job.delegate}-t{job.threads}"
+    return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def build_job(job: BenchJob, artifact_path: Path, artifact_sha256: str, inputs: np.ndarray,
+              timeout_s: float) -> P.Job:
+    """The protocol job of ``job``; ``inputs`` is the parity batch ``(N, C, H, W)`` (one npy per sample)."""
+    if job.delegate not in DELEGATES:
+        raise UnsupportedOptionError(f"the benchmark app has no delegate {job.delegate!r}; choose one of "
+                                     f"{', '.join(DELEGATES)}")
+    runtime = app_runtime(job.target)
+    sample_shape = [1, *inputs.shape[1:]]
+    model_file = f"model{get_spec(job.target).suffix}"
+    return P.Job(job_id=job_id_for(job, artifact_sha256),
+                 model=P.ModelRef(name=job.model, file=model_file, sha256=artifact_sha256,
+                                  format=job.target, precision=job.precision, input_shape=sample_shape),
+                 runtime=P.RuntimeRef(name=runtime, delegate=DELEGATES[job.delegate], threads=job.threads),
+                 inputs=[P.Tensor(name="input", file=f"inputs/x{i}.npy", shape=sample_shape)
+                         for i in range(inputs.shape[0])],
+                 warmup=job.warmup, iterations=job.iterations, timeout_s=float(timeout_s), save_outputs=True,
+                 created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def stage_job(staging: Path, job: P.Job, artifact_path: Path, inputs: np.ndarray) -> Path:
+    """Write the job folder under ``staging`` (a host copy of the app's files dir)."""
+    return P.write_job(staging, job, Path(artifact_path), [inputs[i:i + 1] for i in range(inputs.shape[0])])
