@@ -46,7 +46,7 @@ def ipa(tmp_path_factory) -> Path:
 
 def bench(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edgevit_deploy.cli.bench_cmd", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "250"})
 
 
 def sweep_args(store: Path, cache: Path, delegates: str, *extra: str) -> list[str]:
@@ -138,3 +138,10 @@ def test_ios_device_ids(iphone):
     (iphone / "attached").unlink()
     with pytest.raises(DeviceNotFoundError, match="0 iPhones attached"):
         open_transport("ios:")
+
+
+def test_devices_lists_the_iphone(iphone, tmp_path):
+    proc = bench(["devices", "--no-probe"], tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if UDID[:12] in l)
+    assert "ios" in line and "iPhone15,2" in line and "iOS 18.4.1" in line, proc.stdout

@@ -271,6 +271,7 @@ def list_devices(probe: bool = True, server_host: str | None = None,
         except Exception as exc:  # the local transport belongs to another module: report, don't crash
             local.error = f"{type(exc).__name__}: {exc}"
     entries.append(local)
+    entries.extend(list_ios_devices())
     try:
         from .adb_server import list_server_devices, server_address
 
@@ -289,4 +290,28 @@ def list_devices(probe: bool = True, server_host: str | None = None,
             except DeviceError as exc:
                 entry.error = str(exc)
         entries.append(entry)
+    return entries
+
+
+def list_ios_devices() -> list[DeviceEntry]:
+    """The iPhones ``xcrun devicectl list devices`` sees (none when there is no xcrun: not macOS)."""
+    import os
+    import shutil
+
+    from .devicectl import XCRUN_ENV, device_info_from, list_iphones
+
+    if not (os.environ.get(XCRUN_ENV) or shutil.which("xcrun")):
+        return []
+    try:
+        phones = list_iphones()
+    except DeviceError as exc:
+        log.info("iPhones not listed: %s", exc)
+        return [DeviceEntry(id="ios:", kind="ios", state="error", error=str(exc))]
+    entries = []
+    for doc in phones:
+        udid = str((doc.get("hardwareProperties") or {}).get("udid", ""))
+        conn = doc.get("connectionProperties") or {}
+        state = "device" if conn.get("pairingState") == "paired" else str(conn.get("pairingState", "unknown"))
+        entries.append(DeviceEntry(id=f"ios:{udid}", kind="ios", state=state,
+                                   info=device_info_from(doc, f"ios:{udid}")))
     return entries
