@@ -106,6 +106,7 @@ class AppRunner:
     #: where a user looks when the app died (the failure reasons name it)
     crash_hint = "see `adb logcat` / `adb shell dumpsys activity exit-info " + P.APP_PACKAGE + "`"
     launch_hint = "after am start (is the screen locked, or the app stopped by the system?)"
+    killer = "the low-memory killer"
 
     def __init__(self, config: RunnerConfig | None = None):
         self.config = config or RunnerConfig.from_env()
@@ -201,7 +202,7 @@ class AppRunner:
                 dead_polls += 1
                 if dead_polls >= 2:   # two polls apart: not the moment between a result and the process exit
                     return (f"the app process died without a result ({where}): it crashed or was killed by the "
-                            f"system (memory); {self.crash_hint}")
+                            f"{self.killer}; {self.crash_hint}")
             else:
                 dead_polls = 0
             if last_status is None and now - start > cfg.launch_timeout_s:
