@@ -10,7 +10,8 @@ Sandbox (``$EDGEVIT_STANDIN_IOS`` = ROOT)::
     ROOT/<udid>/apps/<bundle>/app.json installed app: bundleIdentifier, version, name
     ROOT/<udid>/apps/<bundle>/data/    the app's data container (Documents/ inside)
     ROOT/<udid>/apps/<bundle>/pid      the launched app's process id
-    ROOT/<udid>/thermal                nominal | fair | serious | critical (what the app reads)
+    ROOT/<udid>/thermal                nominal | fair | serious | critical, one per line: each launch takes the
+                                       first line (the last one stays), the app reads it from thermal.now
     ROOT/<udid>/fault                  EDGEVIT_APP_FAULT of the next launch (crash:<phase>, hang:<phase>, corrupt,
                                        nolaunch = the launch "succeeds" but the app never runs)
     ROOT/<udid>/quota                  bytes the app container may hold (copy to fails past it)
@@ -231,11 +232,15 @@ def run(root: Path, args: list[str]) -> tuple[str, dict[str, Any]]:
         fault = (dev / "fault").read_text().strip() if (dev / "fault").is_file() else ""
         if fault == "nolaunch":   # the launch request went through, the app never ran (locked phone)
             return "device.process.launch", {"process": {"processIdentifier": 0}}
+        states = (dev / "thermal").read_text().split() if (dev / "thermal").is_file() else []
+        (dev / "thermal.now").write_text(states[0] if states else "nominal")
+        if len(states) > 1:
+            (dev / "thermal").write_text("\n".join(states[1:]))
         env = {**os.environ, "PYTHONPATH": str(_REPO), "EDGEVIT_APP_FAULT": fault}
         with open(app / "app.log", "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "edgevit_deploy.device_bench.jobs.reference_ios_app",
                                      str(app / "data" / "Documents"), "--device-json", str(dev / "device.json"),
-                                     "--thermal-file", str(dev / "thermal")], stdout=log, stderr=log,
+                                     "--thermal-file", str(dev / "thermal.now")], stdout=log, stderr=log,
                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         (app / "pid").write_text(str(proc.pid))
         return "device.process.launch", {"process": {"processIdentifier": proc.pid,
