@@ -106,7 +106,7 @@ class AppRunner:
     #: where a user looks when the app died (the failure reasons name it)
     crash_hint = "see `adb logcat` / `adb shell dumpsys activity exit-info " + P.APP_PACKAGE + "`"
     launch_hint = "after am start (is the screen locked, or the app stopped by the system?)"
-    killer = "the low-memory killer"
+    killer = "low-memory killer"
 
     def __init__(self, config: RunnerConfig | None = None):
         self.config = config or RunnerConfig.from_env()

@@ -38,7 +38,7 @@ class IosAppRunner(AppRunner):
     files_dir = P.IOS_FILES_DIR
     crash_hint = ("see the device log (Xcode > Window > Devices and Simulators > Open Console, process "
                   f"{P.IOS_EXECUTABLE}) and Settings > Privacy > Analytics Data for a crash report")
-    killer = "iOS (jetsam: the memory limit)"
+    killer = "iOS jetsam memory limit"
     launch_hint = (f"after the launch: unlock the iPhone and open {P.IOS_EXECUTABLE} by hand, it runs the "
                    "pending jobs when it comes to the foreground")
 
