@@ -138,12 +138,14 @@ def main(verbose: int) -> None:
 
 
 def _runner_flags(runner_config: Path | None, benchmark_model: Path | None, ort_perf_test: Path | None,
-                  timeout: float | None, energy: bool | None, android_app: Path | None = None) -> dict[str, Any]:
+                  timeout: float | None, energy: bool | None, android_app: Path | None = None,
+                  ios_app: Path | None = None) -> dict[str, Any]:
     values: dict[str, Any] = dict(read_sweep_file(runner_config)) if runner_config else {}
     if isinstance(values.get("runners"), dict):
         values = values["runners"]
     values.update({k: v for k, v in (("benchmark_model", benchmark_model), ("onnxruntime_perf_test", ort_perf_test),
-                                     ("timeout_s", timeout), ("energy", energy), ("android_app", android_app))
+                                     ("timeout_s", timeout), ("energy", energy), ("android_app", android_app),
+                                     ("ios_app", ios_app))
                    if v is not None})
     return values
 
@@ -163,6 +165,9 @@ def _runner_options(f: Any) -> Any:
                      help="Where exported artifacts are cached (default ~/.cache/edgevit-deploy/artifacts)."),
         click.option("--android-app", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="The benchmark app's APK (android_app/), installed when missing or outdated (--runner app)."),
+        click.option("--ios-app", type=click.Path(exists=True, path_type=Path),
+                     help="The iOS benchmark app (.ipa or .app from ios_app/), installed on an iPhone when missing "
+                          "or outdated."),
     ]):
         f = opt(f)
     return f
@@ -171,12 +176,13 @@ def _runner_options(f: Any) -> Any:
 @main.command()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML/TOML sweep file; flags given here override its values.")
-@click.option("--device", "--devices", "devices", help="Comma-separated device ids: local, adb:SERIAL, adb:HOST:PORT.")
+@click.option("--device", "--devices", "devices", help="Comma-separated device ids: local, adb:SERIAL, adb:HOST:PORT, ios:UDID.")
 @click.option("--models", help="Comma-separated model names (edgevit_xxs, timm:mobilenetv2_100, ...).")
 @click.option("--targets", help="Comma-separated targets: onnx, tflite, coreml, torch.")
 @click.option("--precision", "--precisions", "precisions", help="Comma-separated: fp32, fp16, int8, ...")
 @click.option("--threads", help="Comma-separated thread counts, e.g. 1,4.")
-@click.option("--delegates", help="Comma-separated delegates: cpu/xnnpack, gpu, nnapi (Android).")
+@click.option("--delegates", help="Comma-separated delegates: cpu/xnnpack, gpu, nnapi (Android); "
+                                       "Core ML compute units cpu, gpu, ane, all (iOS).")
 @click.option("--img-size", type=int, help="Input size (default: each model's own).")
 @click.option("--warmup", type=int, help="Warm-up iterations per run (default 10).")
 @click.option("--iterations", type=int, help="Timed iterations per run (default 50).")
@@ -195,7 +201,7 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
           warmup: int | None, iterations: int | None, cooldown: float | None, cpu_mask: str | None,
           runner: str | None, no_retry_failed: bool, checkpoint: str | None, store: Path, out: Path | None,
           runner_config: Path | None, benchmark_model: Path | None, ort_perf_test: Path | None, timeout: float | None,
-          energy: bool | None, cache_dir: Path | None, android_app: Path | None) -> None:
+          energy: bool | None, cache_dir: Path | None, android_app: Path | None, ios_app: Path | None) -> None:
     """Measure models x targets x precisions x threads x delegates x devices; resumable."""
     flags = {"models": _csv_option(models), "targets": _csv_option(targets), "precisions": _csv_option(precisions),
              "threads": _csv_option(threads), "delegates": _csv_option(delegates), "devices": _csv_option(devices),
@@ -214,7 +220,8 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
         for device in spec.devices:
             parse_device(device)
         jobs = spec.jobs()     # unknown models fail here
-        overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app)
+        overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app,
+                                  ios_app)
         _check_writable(store, "--store", folder=False)
         if out is not None:
             _check_writable(out, "--out", folder=True)
@@ -299,7 +306,7 @@ def devices(no_probe: bool) -> None:
 def run(model: str, device: str, target: str, precision: str, threads: int, delegate: str, img_size: int | None,
         warmup: int, iterations: int, store: Path | None, runner_config: Path | None, benchmark_model: Path | None,
         ort_perf_test: Path | None, timeout: float | None, energy: bool | None, cache_dir: Path | None,
-        android_app: Path | None) -> None:
+        android_app: Path | None, ios_app: Path | None) -> None:
     """One model on one device."""
     try:
         from ..device_bench.transports import parse_device
@@ -312,7 +319,7 @@ def run(model: str, device: str, target: str, precision: str, threads: int, dele
         m = api.run_one(model, target, device=device, precision=precision, threads=threads, delegate=delegate,
                         img_size=img_size, warmup=warmup, iterations=iterations, store=store, cache_dir=cache_dir,
                         runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout,
-                                                       energy, android_app))
+                                                       energy, android_app, ios_app))
     except EdgeVitDeployError as exc:
         _fail(exc)
         return

@@ -16,6 +16,8 @@ from . import protocol as P
 
 #: sweep delegate names -> protocol delegate names ("cpu" means the runtime's default CPU path)
 DELEGATES = {"cpu": "cpu", "xnnpack": "xnnpack", "gpu": "gpu", "nnapi": "nnapi"}
+#: sweep delegate names -> Core ML compute units (MLComputeUnits) for the iOS app's runtime "coreml"
+COMPUTE_UNITS = {"cpu": "cpu_only", "gpu": "cpu_and_gpu", "ane": "cpu_and_neural_engine", "all": "all"}
 
 
 def app_runtime(target: str) -> str:
@@ -37,16 +39,18 @@ def job_id_for(job: BenchJob, artifact_sha256: str) -> str:
 def build_job(job: BenchJob, artifact_path: Path, artifact_sha256: str, inputs: np.ndarray,
               timeout_s: float) -> P.Job:
     """The protocol job of ``job``; ``inputs`` is the parity batch ``(N, C, H, W)`` (one npy per sample)."""
-    if job.delegate not in DELEGATES:
-        raise UnsupportedOptionError(f"the benchmark app has no delegate {job.delegate!r}; choose one of "
-                                     f"{', '.join(DELEGATES)}")
     runtime = app_runtime(job.target)
+    table = COMPUTE_UNITS if runtime == "coreml" else DELEGATES
+    if job.delegate not in table:
+        what = "Core ML compute units" if runtime == "coreml" else "delegate"
+        raise UnsupportedOptionError(f"the benchmark app has no {what} {job.delegate!r}; choose one of "
+                                     f"{', '.join(table)}")
     sample_shape = [1, *inputs.shape[1:]]
     model_file = f"model{get_spec(job.target).suffix}"
     return P.Job(job_id=job_id_for(job, artifact_sha256),
                  model=P.ModelRef(name=job.model, file=model_file, sha256=artifact_sha256,
                                   format=job.target, precision=job.precision, input_shape=sample_shape),
-                 runtime=P.RuntimeRef(name=runtime, delegate=DELEGATES[job.delegate], threads=job.threads),
+                 runtime=P.RuntimeRef(name=runtime, delegate=table[job.delegate], threads=job.threads),
                  inputs=[P.Tensor(name="input", file=f"inputs/x{i}.npy", shape=sample_shape)
                          for i in range(inputs.shape[0])],
                  warmup=job.warmup, iterations=job.iterations, timeout_s=float(timeout_s), save_outputs=True,

@@ -51,6 +51,11 @@ APP_VERSION = "0.1.0"
 APP_ACTIVITY = f"{APP_PACKAGE}/.BenchActivity"
 APP_TEST_PACKAGE = f"{APP_PACKAGE}.test"
 APP_INSTRUMENTATION = f"{APP_TEST_PACKAGE}/androidx.test.runner.AndroidJUnitRunner"
+#: the iOS app (ios_app/project.yml: PRODUCT_BUNDLE_IDENTIFIER, the executable name, MARKETING_VERSION = APP_VERSION);
+#: its files dir is ``Documents/`` of its data container
+IOS_BUNDLE_ID = "org.edgevit.bench"
+IOS_EXECUTABLE = "EdgeVitBench"
+IOS_FILES_DIR = "Documents"
 
 SCHEMAS = ("job", "result", "status")
 
@@ -299,7 +304,11 @@ def write_job(folder: Path, job: Job, model_path: Path, inputs: list[np.ndarray]
     doc = job.to_dict()
     out = job_dir(folder, job.job_id)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model_path, out / job.model.file)
+    if Path(model_path).is_dir():   # a Core ML .mlpackage is a folder
+        shutil.rmtree(out / job.model.file, ignore_errors=True)
+        shutil.copytree(model_path, out / job.model.file)
+    else:
+        shutil.copyfile(model_path, out / job.model.file)
     for ref, array in zip(job.inputs, inputs):
         if list(array.shape) != list(ref.shape):
             raise ValueError(f"input {ref.name}: array shape {list(array.shape)} != declared {ref.shape}")

@@ -259,15 +259,20 @@ def _peak_memory_mb() -> float:
 
 
 def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunner], heartbeat: Heartbeat,
-            supply_dir: Path | None = None) -> P.Result:
+            supply_dir: Path | None = None, device: Callable[[], dict[str, str]] | None = None,
+            thermal: Callable[[], P.Thermal] = P.Thermal) -> P.Result:
     """bench-core's ``JobRunner.runJob``: load, time, save outputs, then write the result atomically.
-    Every failure (bad job, load error, delegate refused, timeout) is a failed result with its reason."""
+    Every failure (bad job, load error, delegate refused, timeout) is a failed result with its reason.
+
+    ``device`` / ``thermal`` read the platform (the iOS app: model identifier, ``ProcessInfo.thermalState``);
+    a runner with a ``compile(path) -> path`` step (Core ML: ``MLModel.compileModel``) has it timed apart
+    from the load (``compile_ms``)."""
     files_dir = Path(files_dir)
     folder = P.job_dir(files_dir, job_id)
     started = utc_now()
     heartbeat.update(job_id=job_id, phase="load", iteration=0)
-    base: dict[str, Any] = {"job_id": job_id, "device": device_info(), "started_at": started,
-                            "thermal_before": P.Thermal(), "thermal_after": P.Thermal()}
+    base: dict[str, Any] = {"job_id": job_id, "device": (device or device_info)(), "started_at": started,
+                            "thermal_before": thermal(), "thermal_after": P.Thermal()}
     runtime_doc = {"name": "", "version": "", "delegate": "", "threads": 1}
     try:
         job = P.read_job(folder)
@@ -279,7 +284,7 @@ def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunn
     runtime_doc.update(name=job.runtime.name, delegate=job.runtime.delegate, threads=job.runtime.threads)
     deadline = time.monotonic() + job.timeout_s
     runner = runner_factory()
-    load_ms = first_ms = None
+    load_ms = first_ms = compile_ms = None
     latencies: list[float] = []
     samples: list[list[float]] = []
     outputs: list[P.Tensor] = []
@@ -292,6 +297,11 @@ def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunn
             raise RuntimeError(f"model file {job.model.file} does not match its sha256 (incomplete push?)")
         inputs = [P.load_npy(folder / t.file, t.shape) for t in job.inputs]
         _fault_point("load", heartbeat)
+        compile_step = getattr(runner, "compile", None)
+        if compile_step is not None:
+            t0 = time.perf_counter()
+            model_path = compile_step(model_path)
+            compile_ms = (time.perf_counter() - t0) * 1000.0
         t0 = time.perf_counter()
         runner.load(model_path, job.runtime)
         load_ms = (time.perf_counter() - t0) * 1000.0
@@ -321,7 +331,8 @@ def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunn
     result = P.Result(status=status, error=error, runtime=runtime_doc, load_ms=load_ms, first_ms=first_ms,
                       warmup=job.warmup, latencies_ms=latencies, peak_memory_mb=_peak_memory_mb(),
                       power_samples=samples, outputs=outputs, output_inputs=output_inputs,
-                      finished_at=utc_now(), **base)
+                      finished_at=utc_now(), compile_ms=compile_ms, **base)
+    result.thermal_after = thermal()
     kind, _ = _fault()
     if kind == "corrupt":
         P.atomic_write_bytes(P.result_path(files_dir, job_id), b'{"protocol": 1, "job_id": "')
@@ -332,7 +343,8 @@ def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunn
 
 
 def run_pending(files_dir: Path, runner_factory: Callable[[], ModelRunner] = HostModelRunner,
-                supply_dir: Path | None = None, heartbeat: Heartbeat | None = None) -> list[P.Result]:
+                supply_dir: Path | None = None, heartbeat: Heartbeat | None = None,
+                **platform: Any) -> list[P.Result]:
     """bench-core's ``JobRunner.runPending``: every job without a result, in name order, then ``done``."""
     files_dir = Path(files_dir)
     beat = heartbeat or Heartbeat(files_dir).start()
@@ -343,7 +355,7 @@ def run_pending(files_dir: Path, runner_factory: Callable[[], ModelRunner] = Hos
             if not pending:
                 break
             for job_id in pending:
-                results.append(run_job(files_dir, job_id, runner_factory, beat, supply_dir))
+                results.append(run_job(files_dir, job_id, runner_factory, beat, supply_dir, **platform))
     finally:
         beat.stop("done")
     return results

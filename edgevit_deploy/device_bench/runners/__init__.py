@@ -55,6 +55,7 @@ class RunnerConfig:
     heartbeat_timeout_s: float = 60.0   # runner app: no new heartbeat for this long = the app hung or died
     launch_timeout_s: float = 60.0      # runner app: no first heartbeat for this long = the app never started
     checkpoint: str | None = None       # runner app: the weights the artifacts were exported with (parity reference)
+    ios_app: Path | None = None         # the iOS app (.ipa or .app): installed on an iPhone when missing or outdated
 
     def __post_init__(self) -> None:
         if self.benchmark_model is not None:
@@ -74,6 +75,10 @@ class RunnerConfig:
             if not self.android_app.is_file():
                 raise RunnerConfigError(f"android_app {self.android_app} does not exist "
                                         "(build it: android_app/README.md)")
+        if self.ios_app is not None:
+            self.ios_app = Path(self.ios_app).expanduser()
+            if not self.ios_app.exists():
+                raise RunnerConfigError(f"ios_app {self.ios_app} does not exist (build it: ios_app/README.md)")
         if self.heartbeat_timeout_s <= 0 or self.launch_timeout_s <= 0:
             raise RunnerConfigError("heartbeat_timeout_s and launch_timeout_s must be positive")
         missing = [str(p) for p in self.libraries if not p.is_file()]
@@ -115,6 +120,9 @@ RUNNERS: dict[tuple[str, str], str] = {
     ("onnx", "adb:app"): "edgevit_deploy.device_bench.runners.app:AppRunner",
     ("tflite", "adb:instrument"): "edgevit_deploy.device_bench.runners.app:InstrumentRunner",
     ("onnx", "adb:instrument"): "edgevit_deploy.device_bench.runners.app:InstrumentRunner",
+    # iPhones: Core ML in the iOS app (ios_app/), the only way to measure there (`--runner app` is the same)
+    ("coreml", "ios"): "edgevit_deploy.device_bench.runners.ios_app:IosAppRunner",
+    ("coreml", "ios:app"): "edgevit_deploy.device_bench.runners.ios_app:IosAppRunner",
 }
 
 

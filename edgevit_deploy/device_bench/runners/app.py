@@ -101,19 +101,38 @@ class AppRunner:
 
     name = "app"
     instrument = False
+    #: the app's files dir as the transport addresses it (iOS: ``Documents`` in the app's data container)
+    files_dir = FILES_DIR
+    #: where a user looks when the app died (the failure reasons name it)
+    crash_hint = "see `adb logcat` / `adb shell dumpsys activity exit-info " + P.APP_PACKAGE + "`"
+    launch_hint = "after am start (is the screen locked, or the app stopped by the system?)"
+    killer = "low-memory killer"
 
     def __init__(self, config: RunnerConfig | None = None):
         self.config = config or RunnerConfig.from_env()
         self._checked: set[str] = set()
 
     # ------------------------------------------------------------------------------------- device ops
+    # (overridden by the iOS app runner, runners/ios_app.py, whose transport has no shell)
+    def _ensure(self, transport: Transport) -> None:
+        ensure_app(transport, self.config, instrument=self.instrument)
+
+    def _stop(self, transport: Transport) -> None:
+        transport.shell(f"am force-stop {shlex.quote(P.APP_PACKAGE)}", timeout=60)
+
+    def _cleanup(self, transport: Transport, job_id: str) -> None:
+        transport.shell(f"rm -rf {self._q(f'{self.files_dir}/{P.JOBS_DIR}/{job_id}')}", timeout=60)
+
+    def _result_exists(self, transport: Transport, remote: str) -> bool:
+        return transport.exists(remote)
+
     def _q(self, path: str) -> str:
         return shlex.quote(path)
 
     def _push_job(self, transport: Transport, staged: Path, job: P.Job) -> None:
-        remote = f"{FILES_DIR}/{P.JOBS_DIR}/{job.job_id}"
+        remote = f"{self.files_dir}/{P.JOBS_DIR}/{job.job_id}"
         made = transport.shell(f"rm -rf {self._q(remote)} && mkdir -p {self._q(remote + '/inputs')} "
-                               f"{self._q(FILES_DIR + '/' + P.RESULTS_DIR)}", timeout=60)
+                               f"{self._q(self.files_dir + '/' + P.RESULTS_DIR)}", timeout=60)
         if not made.ok:
             raise AppProblem(f"cannot create {remote} on the device: {(made.stdout + made.stderr).strip()[:300]}")
         local = P.job_dir(staged, job.job_id)
@@ -124,7 +143,7 @@ class AppRunner:
 
     def _start(self, transport: Transport, timeout: float) -> str | None:
         """Start the app (or run its instrumentation to the end); a failure reason, or None."""
-        transport.shell(f"rm -f {self._q(FILES_DIR + '/' + P.STATUS_FILE)}", timeout=60)
+        transport.shell(f"rm -f {self._q(self.files_dir + '/' + P.STATUS_FILE)}", timeout=60)
         if self.instrument:
             res = transport.shell(f"am instrument -w -r {shlex.quote(P.APP_INSTRUMENTATION)}", timeout=timeout)
             out = (res.stdout + res.stderr).strip()
@@ -141,8 +160,8 @@ class AppRunner:
 
     def _poll(self, transport: Transport, job_id: str) -> tuple[P.Status | None, bool, bool]:
         """(heartbeat, result present, app process alive) in one shell round trip."""
-        status_path = self._q(f"{FILES_DIR}/{P.STATUS_FILE}")
-        result_path = self._q(f"{FILES_DIR}/{P.RESULTS_DIR}/{job_id}.json")
+        status_path = self._q(f"{self.files_dir}/{P.STATUS_FILE}")
+        result_path = self._q(f"{self.files_dir}/{P.RESULTS_DIR}/{job_id}.json")
         res = transport.shell(f"cat {status_path} 2>/dev/null; echo; "
                               f"test -e {result_path} && echo {_RESULT_MARK}; "
                               f"pidof {shlex.quote(P.APP_PACKAGE)} >/dev/null 2>&1 && echo {_ALIVE_MARK}; true",
@@ -178,18 +197,16 @@ class AppRunner:
                      if last_status else "before its first heartbeat")
             if last_status is not None and last_status.state == "done" and not alive:
                 return (f"the app finished without a result for job {job.job_id} (last heartbeat: {where}); "
-                        "see `adb logcat`")
+                        f"{self.crash_hint}")
             if last_status is not None and not alive:
                 dead_polls += 1
                 if dead_polls >= 2:   # two polls apart: not the moment between a result and the process exit
                     return (f"the app process died without a result ({where}): it crashed or was killed by the "
-                            "low-memory killer; see `adb logcat` / `adb shell dumpsys activity exit-info "
-                            f"{P.APP_PACKAGE}`")
+                            f"{self.killer}; {self.crash_hint}")
             else:
                 dead_polls = 0
             if last_status is None and now - start > cfg.launch_timeout_s:
-                return (f"the app never started: no heartbeat {cfg.launch_timeout_s:g} s after am start (is the "
-                        "screen locked, or the app stopped by the system?)")
+                return f"the app never started: no heartbeat {cfg.launch_timeout_s:g} s {self.launch_hint}"
             if last_status is not None and now - last_change > cfg.heartbeat_timeout_s:
                 state = "still running (hung)" if alive else "gone"
                 return f"the heartbeat stopped for {now - last_change:.0f} s ({where}); the app process is {state}"
@@ -199,7 +216,7 @@ class AppRunner:
 
     def _pull_result(self, transport: Transport, local_files: Path, job: P.Job) -> tuple[P.Result, str]:
         rel = f"{P.RESULTS_DIR}/{job.job_id}.json"
-        transport.pull(f"{FILES_DIR}/{rel}", local_files / rel)
+        transport.pull(f"{self.files_dir}/{rel}", local_files / rel)
         text = (local_files / rel).read_text(errors="replace")
         try:
             doc = json.loads(text)
@@ -208,7 +225,7 @@ class AppRunner:
             raise P.ProtocolError(f"device {rel}: not valid JSON ({exc})") from None
         for out in outputs:
             if out.file.startswith(f"{P.RESULTS_DIR}/{job.job_id}/"):
-                transport.pull(f"{FILES_DIR}/{out.file}", local_files / out.file)
+                transport.pull(f"{self.files_dir}/{out.file}", local_files / out.file)
         return P.read_result(local_files, job), text
 
     # ------------------------------------------------------------------------------------- the row
@@ -230,14 +247,14 @@ class AppRunner:
             return failed(f"{type(exc).__name__}: {exc}")
         try:
             if transport.device_id not in self._checked:
-                ensure_app(transport, self.config, instrument=self.instrument)
+                self._ensure(transport)
                 self._checked.add(transport.device_id)
         except AppProblem as exc:
             return failed(str(exc))
 
         with tempfile.TemporaryDirectory(prefix="edgevit-app-") as tmp:
             tmp_path = Path(tmp)
-            result_remote = f"{FILES_DIR}/{P.RESULTS_DIR}/{pjob.job_id}.json"
+            result_remote = f"{self.files_dir}/{P.RESULTS_DIR}/{pjob.job_id}.json"
             status, has_result, alive = self._poll(transport, pjob.job_id)
             if has_result:
                 log.info("%s: job %s already has a result on the device (resumed)", transport.device_id, pjob.job_id)
@@ -246,7 +263,7 @@ class AppRunner:
                          pjob.job_id)
                 problem = self._follow(transport, pjob)
                 if problem is not None:
-                    transport.shell(f"am force-stop {shlex.quote(P.APP_PACKAGE)}", timeout=60)
+                    self._stop(transport)
                     return failed(problem)
             else:
                 staged = tmp_path / "stage"
@@ -258,10 +275,10 @@ class AppRunner:
                 problem = self._start(transport, timeout + self.config.launch_timeout_s)
                 if problem is None and not self.instrument:
                     problem = self._follow(transport, pjob)
-                if problem is None and not transport.exists(result_remote):
+                if problem is None and not self._result_exists(transport, result_remote):
                     problem = f"the app wrote no result for job {pjob.job_id}"
                 if problem is not None:
-                    transport.shell(f"am force-stop {shlex.quote(P.APP_PACKAGE)}", timeout=60)
+                    self._stop(transport)
                     return failed(problem)
             try:
                 result, raw = self._pull_result(transport, tmp_path / "files", pjob)
@@ -269,7 +286,7 @@ class AppRunner:
                 return failed(f"corrupt result from the app: {exc}")
             except FileNotFoundError as exc:
                 return failed(f"the app's result or outputs could not be pulled: {exc}")
-            transport.shell(f"rm -rf {self._q(f'{FILES_DIR}/{P.JOBS_DIR}/{pjob.job_id}')}", timeout=60)
+            self._cleanup(transport, pjob.job_id)
             return self._measurement(job, base, result, raw, tmp_path / "files", reference, mode)
 
     def _measurement(self, job: BenchJob, base: dict[str, Any], result: P.Result, raw: str, files: Path,
@@ -279,32 +296,46 @@ class AppRunner:
 
         rt = result.runtime
         base.update(runtime=f"{mode}: {rt['version'] or rt['name']} [{rt['delegate']}, {rt['threads']}t]",
-                    raw_output=raw[-20000:],
-                    thermal_before={"thermal_status": result.thermal_before.status,
-                                    "thermal_headroom": result.thermal_before.headroom},
-                    thermal_after={"thermal_status": result.thermal_after.status,
-                                   "thermal_headroom": result.thermal_after.headroom})
+                    raw_output=raw[-20000:], **self._thermal_fields(result))
         notes = [f"app {result.device.get('app_version', '')} on {result.device.get('model', '')} "
                  f"({result.device.get('os', '')})"]
-        before, after = result.thermal_before.status, result.thermal_after.status
-        throttled = None if before is None or after is None else after > before
+        throttled = self._throttled(result)
         if not result.ok:
             return Measurement(status="failed", reason=f"the app reported: {result.error}", notes=notes,
                                throttled=throttled, peak_memory_mb=result.peak_memory_mb, **base)
         summary = summarise(result.latencies_ms)
-        energy_mj, power_w = energy_from_samples(result.power_samples, summary.median)
-        energy_note = ("battery current x voltage sampled by the app (BatteryManager) during the timed loop: "
-                       "whole-device draw, idle not subtracted") if energy_mj is not None else \
-            "the app got no battery current / voltage readings on this device"
+        energy_mj, power_w, energy_note = self._energy(result, summary.median)
         candidate = P.read_outputs(files, result)
         parity = validate_outputs(reference, candidate, Thresholds.for_precision(job.precision),
                                   executor=f"on-device {mode} ({rt['name']}, {rt['delegate']})")
         if not parity.passed:
             notes.append(f"on-device outputs differ from PyTorch: {parity.reason}")
+        self._extra_notes(result, notes)
         return Measurement(status="ok", init_ms=result.load_ms, first_ms=result.first_ms, warmup_count=result.warmup,
                            latencies_ms=list(result.latencies_ms), **summary.as_measurement_fields(),
                            peak_memory_mb=result.peak_memory_mb, energy_mj=energy_mj, power_w=power_w,
                            energy_note=energy_note, throttled=throttled, notes=notes, parity=parity.to_dict(), **base)
+
+
+    def _thermal_fields(self, result: P.Result) -> dict[str, Any]:
+        return {"thermal_before": {"thermal_status": result.thermal_before.status,
+                                   "thermal_headroom": result.thermal_before.headroom},
+                "thermal_after": {"thermal_status": result.thermal_after.status,
+                                  "thermal_headroom": result.thermal_after.headroom}}
+
+    def _throttled(self, result: P.Result) -> bool | None:
+        before, after = result.thermal_before.status, result.thermal_after.status
+        return None if before is None or after is None else after > before
+
+    def _energy(self, result: P.Result, median_ms: float | None) -> tuple[float | None, float | None, str]:
+        energy_mj, power_w = energy_from_samples(result.power_samples, median_ms)
+        note = ("battery current x voltage sampled by the app (BatteryManager) during the timed loop: "
+                "whole-device draw, idle not subtracted") if energy_mj is not None else \
+            "the app got no battery current / voltage readings on this device"
+        return energy_mj, power_w, note
+
+    def _extra_notes(self, result: P.Result, notes: list[str]) -> None:
+        """Platform notes of an ok row (none on Android)."""
 
 
 class InstrumentRunner(AppRunner):

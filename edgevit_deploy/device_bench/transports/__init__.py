@@ -9,7 +9,8 @@ Device ids:
 - ``adb-server:SERIAL[@HOST:PORT]``         the same, forced even when SERIAL looks like HOST:PORT
 - ``adb:HOST:PORT``, ``adb-direct:HOST[:PORT]``  straight to adbd over TCP with adb-shell (no adb server)
 - ``adb-usb:SERIAL``                        straight to adbd over USB with adb-shell (needs adb-shell[usb])
-- ``ios:UDID``                              reserved for the iOS transport (a later release)
+- ``ios:UDID``, ``ios:``                     an iPhone through ``xcrun devicectl`` (macOS, Xcode 15+; ``ios:`` alone =
+                                            the only attached iPhone); see transports/devicectl.py
 """
 from __future__ import annotations
 
@@ -170,6 +171,11 @@ def parse_device(device: str) -> DeviceSpec:
     if text == "local":
         return DeviceSpec(id="local", kind="local", via="local")
     scheme, sep, rest = text.partition(":")
+    if scheme == "ios" and sep:
+        if rest and not re.fullmatch(r"[A-Za-z0-9\-]{8,64}", rest):
+            raise DeviceIdError(f"{device!r}: an iOS UDID is 8-64 letters, digits and dashes "
+                                "(`xcrun devicectl list devices` shows it)")
+        return DeviceSpec(id=text, kind="ios", via="ios", serial=rest)
     if not sep or not rest:
         raise DeviceIdError(f"unknown device {device!r}: use local, adb:SERIAL, adb:SERIAL@HOST:PORT, "
                             "adb:HOST:PORT / adb-direct:HOST:PORT (adbd over TCP) or adb-usb:SERIAL "
@@ -195,10 +201,8 @@ def parse_device(device: str) -> DeviceSpec:
         raise DeviceIdError(f"{device!r}: adb-direct needs HOST or HOST:PORT")
     if scheme == "adb-usb":
         return DeviceSpec(id=text, kind="adb", via="direct-usb", serial=rest)
-    if scheme == "ios":
-        return DeviceSpec(id=text, kind="ios", via="ios", serial=rest)
     raise DeviceIdError(f"unknown device scheme {scheme!r} in {device!r}: use local, adb, adb-server, "
-                        "adb-direct, adb-usb (ios comes in a later release)")
+                        "adb-direct, adb-usb, ios")
 
 
 def _load(ref: str) -> Any:
@@ -213,8 +217,13 @@ def open_transport(device: str, *, work_dir: str | None = None, connect: bool = 
     if spec.via == "local":
         return _load(LOCAL_TRANSPORT)()
     if spec.via == "ios":
-        raise DeviceIdError(f"{device!r}: the iOS transport is not part of this release; "
-                            "benchmark Core ML models with --device local on macOS")
+        from .devicectl import DevicectlTransport, only_iphone
+
+        udid = spec.serial or only_iphone()
+        ios = DevicectlTransport(udid, device_id=spec.id, **options)
+        if connect:
+            ios.connect()
+        return ios
     extra: dict[str, Any] = dict(options)
     if work_dir:
         extra["work_dir"] = work_dir
@@ -262,6 +271,7 @@ def list_devices(probe: bool = True, server_host: str | None = None,
         except Exception as exc:  # the local transport belongs to another module: report, don't crash
             local.error = f"{type(exc).__name__}: {exc}"
     entries.append(local)
+    entries.extend(list_ios_devices())
     try:
         from .adb_server import list_server_devices, server_address
 
@@ -280,4 +290,28 @@ def list_devices(probe: bool = True, server_host: str | None = None,
             except DeviceError as exc:
                 entry.error = str(exc)
         entries.append(entry)
+    return entries
+
+
+def list_ios_devices() -> list[DeviceEntry]:
+    """The iPhones ``xcrun devicectl list devices`` sees (none when there is no xcrun: not macOS)."""
+    import os
+    import shutil
+
+    from .devicectl import XCRUN_ENV, device_info_from, list_iphones
+
+    if not (os.environ.get(XCRUN_ENV) or shutil.which("xcrun")):
+        return []
+    try:
+        phones = list_iphones()
+    except DeviceError as exc:
+        log.info("iPhones not listed: %s", exc)
+        return [DeviceEntry(id="ios:", kind="ios", state="error", error=str(exc))]
+    entries = []
+    for doc in phones:
+        udid = str((doc.get("hardwareProperties") or {}).get("udid", ""))
+        conn = doc.get("connectionProperties") or {}
+        state = "device" if conn.get("pairingState") == "paired" else str(conn.get("pairingState", "unknown"))
+        entries.append(DeviceEntry(id=f"ios:{udid}", kind="ios", state=state,
+                                   info=device_info_from(doc, f"ios:{udid}")))
     return entries
