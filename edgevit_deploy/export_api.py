@@ -43,6 +43,7 @@ class ArtifactResult:
     formulation: dict[str, int] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
     fidelity: Any = None  # quantize.fidelity.FidelityReport when the artifact was quantized
+    notes: dict[str, Any] = field(default_factory=dict)  # converter findings (ExecuTorch: non-delegated ops)
 
     @property
     def ok(self) -> bool:
@@ -56,6 +57,8 @@ class ArtifactResult:
         }
         if self.quantization is not None:
             d["quantization"] = self.quantization
+        if self.notes:
+            d["notes"] = self.notes
         return d
 
 
@@ -217,6 +220,7 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
     t0 = time.perf_counter()
     quant_info: dict[str, Any] | None = None
     quant_report = None
+    notes: dict[str, Any] = {}
     try:
         if opts.quantize is not None:
             from .quantize.pipeline import quantize_and_report
@@ -226,7 +230,9 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
                                                      coreml_executor=coreml_executor)
             quant_info = quant_report.to_dict()
         else:
-            spec.load_converter().convert(export_model, example, path, opts, meta)
+            converter = spec.load_converter()
+            converter.convert(export_model, example, path, opts, meta)
+            notes = dict(getattr(converter, "notes", None) or {})
     except EdgeVitDeployError as exc:
         log.error("%s: %s", spec.target, exc)
         return ArtifactResult(str(spec.target), None, precision, None, round(time.perf_counter() - t0, 2),
@@ -248,7 +254,7 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
     if progress:
         progress(str(spec.target), "done")
     return ArtifactResult(str(spec.target), path, precision, artifact_size(path), export_s, parity,
-                          formulation=counts, quantization=quant_info, fidelity=quant_report)
+                          formulation=counts, quantization=quant_info, fidelity=quant_report, notes=notes)
 
 
 def _safe(name: str) -> str:

@@ -23,7 +23,7 @@ from ._common import (choice_of, console, exit_code, handle_errors, parity_table
 @handle_errors
 def main(artifacts: tuple[Path, ...], model: str, checkpoint: Path | None, img_size: int | None,
          precision: str | None, coreml_executor: str, require_execution: bool, as_json: bool, verbose: int) -> None:
-    """Check existing ARTIFACTS (.onnx, .tflite, .mlpackage) against PyTorch; same report and exit codes as
+    """Check existing ARTIFACTS (.onnx, .tflite, .mlpackage, .pte) against PyTorch; same report and exit codes as
     edgevit-export."""
     setup_logging(verbose)
     from ..verify.artifact import verify_artifact

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UnsupportedOptionError
-from .base import Converter, ExportOptions, Precision, QuantMode, Target
+from .base import Converter, EtBackend, ExportOptions, Precision, QuantMode, Target
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class TargetSpec:
     supports_image_input: bool
     supports_dynamic_batch: bool
     verified_where: str                  # README: what is verified where
+    backends: tuple[EtBackend, ...] = ()  # delegates a user may pick (--et-backend), default first
 
     def load_converter(self) -> Converter:
         return _load(self.converter)()
@@ -57,8 +58,22 @@ class TargetSpec:
             problems.append("--image-input (an ImageType input is a Core ML option)")
         if options.dynamic_batch and not self.supports_dynamic_batch:
             problems.append("--dynamic-batch")
+        if options.et_backend is not None and options.et_backend not in self.backends:
+            problems.append(f"--et-backend {options.et_backend} (the delegate choice is an ExecuTorch option)"
+                            if not self.backends else
+                            f"--et-backend {options.et_backend} (has: {', '.join(map(str, self.backends))})")
+        elif self.backends:
+            problems.extend(self._backend_problems(options))
         if problems:
             raise UnsupportedOptionError(f"target {self.target} does not support: " + "; ".join(problems))
+
+
+    def _backend_problems(self, options: ExportOptions) -> list[str]:
+        """Precisions and quantization a delegate cannot take (ExecuTorch: int8 is XNNPACK's PT2E flow)."""
+        backend = options.et_backend or self.backends[0]
+        if options.quantize is not None and backend is not EtBackend.XNNPACK:
+            return [f"--quantize {options.quantize} with --et-backend {backend} (int8 needs --et-backend xnnpack)"]
+        return []
 
 
 def _load(ref: str) -> Any:
@@ -97,7 +112,23 @@ TARGETS: dict[Target, TargetSpec] = {
         supports_nhwc=False, supports_image_input=True, supports_dynamic_batch=False,
         verified_where="MLModel.predict on macOS; elsewhere the reference ML Program executor, else executed: false",
     ),
+    Target.EXECUTORCH: TargetSpec(
+        target=Target.EXECUTORCH, suffix=".pte", runtime="ExecuTorch (XNNPACK delegate)", extra="executorch",
+        converter="edgevit_deploy.converters.executorch:ExecutorchConverter",
+        host_runtime="edgevit_deploy.verify.runtimes:ExecuTorchHost",
+        precisions=(_P.FP32, _P.FP16), quant_modes=(_Q.INT8,),
+        quantizer="edgevit_deploy.quantize.executorch", formulation="xnnpack",
+        supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=False,
+        verified_where="executed in the ExecuTorch Python runtime on every OS (XNNPACK, portable); "
+                       "Core ML-delegated programs on macOS, elsewhere executed: false",
+        backends=(EtBackend.XNNPACK, EtBackend.PORTABLE, EtBackend.COREML),
+    ),
 }
+
+
+def backend_names() -> list[str]:
+    """Every ``--et-backend`` choice of the table."""
+    return list(dict.fromkeys(str(b) for spec in TARGETS.values() for b in spec.backends))
 
 
 def target_names() -> list[str]:
