@@ -42,6 +42,8 @@ def test_fp32_export_passes_parity_in_the_executorch_runtime(fp32):
     outside = art.notes["non_delegated_ops"]
     assert art.notes["backend"] == "xnnpack"
     assert all(name.startswith("aten.") and n > 0 for name, n in outside.items())
+    # the executorch formulation keeps the authors' pooling / transposed conv: no strided slice left outside
+    assert "avgpool_k1_to_slice" not in art.formulation and "aten.slice_copy.Tensor" not in outside
     d = json.loads((result.out_dir / "report.json").read_text())
     assert d["artifacts"][0]["notes"]["non_delegated_ops"] == outside
 
@@ -166,3 +168,15 @@ def test_portable_program_runs_without_a_delegate(tmp_path):
     y = get_spec("executorch").load_host_runtime().load(path).run(x.numpy())
     with torch.no_grad():
         assert np.abs(y - m(x).numpy()).max() < 1e-3
+
+
+def test_executorch_formulation_is_exact_and_keeps_the_authors_ops():
+    from edgevit_deploy.formulations import apply_formulations
+
+    m = create_model("edgevit_xxs", img_size=SIZE)
+    rewritten, counts = apply_formulations(m, get_spec("executorch").formulation)
+    assert counts.get("drop_path_off", 0) > 0 and "depthwise_convtranspose_to_upsample" not in counts
+    assert isinstance(rewritten.blocks1[0].SelfAttn.attn.LocalProp, torch.nn.ConvTranspose2d)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(x), m(x), rtol=1e-5, atol=1e-5)

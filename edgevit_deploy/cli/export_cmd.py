@@ -112,6 +112,7 @@ def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, r
     else:
         console.print(parity_table(f"{result.model} @ {result.config.img_size}px -> {out}", rows))
         print_reasons(rows)
+        _print_notes(rows)
         _print_quant(result)
         console.print(f"report: {report_path}", highlight=False)
     raise SystemExit(exit_code(rows, require_execution))
@@ -123,6 +124,19 @@ def quant_settings(calib_method: str | None, activation_dtype: str | None, int8_
     given = {"calib_method": calib_method, "activation_dtype": activation_dtype, "int8_io": int8_io or None,
              "analyze": analyze or None, "exclude": list(exclude) or None, "target_sqnr": target_sqnr}
     return {k: v for k, v in given.items() if v is not None}
+
+
+def _print_notes(rows: list[dict]) -> None:
+    """Ops a delegate left to slower kernels (ExecuTorch: portable kernels outside XNNPACK), by name."""
+    for r in rows:
+        notes = r.get("notes") or {}
+        outside = notes.get("non_delegated_ops") or ((r.get("quantization") or {}).get("quantization") or {}).get(
+            "non_delegated_ops")
+        if outside:
+            ops = ", ".join(f"{k} x{v}" for k, v in outside.items())
+            console.print(f"[yellow]{r['target']}[/]: {sum(outside.values())} op(s) outside the "
+                          f"{notes.get('backend', 'xnnpack')} delegate (portable kernels): {ops}",
+                          highlight=False, soft_wrap=True)
 
 
 def _print_quant(result) -> None:

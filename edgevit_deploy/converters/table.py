@@ -117,7 +117,7 @@ TARGETS: dict[Target, TargetSpec] = {
         converter="edgevit_deploy.converters.executorch:ExecutorchConverter",
         host_runtime="edgevit_deploy.verify.runtimes:ExecuTorchHost",
         precisions=(_P.FP32, _P.FP16), quant_modes=(_Q.INT8,),
-        quantizer="edgevit_deploy.quantize.executorch", formulation="xnnpack",
+        quantizer="edgevit_deploy.quantize.executorch", formulation="executorch",
         supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=False,
         verified_where="executed in the ExecuTorch Python runtime on every OS (XNNPACK, portable); "
                        "Core ML-delegated programs on macOS, elsewhere executed: false",
