@@ -27,7 +27,7 @@ from .._lazy import require
 from ..errors import ConversionError
 from ._errors import unsupported_op_from
 from ._quiet import quiet_backends
-from .base import ArtifactMetadata, EtBackend, ExportOptions, Precision
+from .base import ArtifactMetadata, EtBackend, ExportOptions
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,6 @@ class ExecutorchConverter:
                 metadata: ArtifactMetadata) -> Path:
         backend = EtBackend(options.et_backend or EtBackend.XNNPACK)
         module, sample = model.eval(), example
-        if options.precision == Precision.FP16:
-            module, sample = _half_copy(model), example.half()
         try:
             with torch.no_grad(), quiet_backends():
                 program = torch.export.export(module, (sample,))
@@ -162,12 +160,6 @@ class ExecutorchConverter:
 
     def read_metadata(self, path: Path) -> dict[str, str]:
         return read_metadata(path)
-
-
-def _half_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model).half().eval()
 
 
 def read_metadata(path: Path) -> dict[str, str]:
