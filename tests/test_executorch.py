@@ -180,3 +180,13 @@ def test_executorch_formulation_is_exact_and_keeps_the_authors_ops():
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         torch.testing.assert_close(rewritten(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_host_worker_times_a_pte(fp32):
+    """What ``edgevit-bench sweep --device local --targets executorch`` runs in its clean worker process."""
+    from edgevit_deploy.device_bench.host_worker import measure
+
+    _, art = fp32
+    r = measure("executorch", art.path, (1, 3, SIZE, SIZE), threads=1, warmup=1, iterations=3)
+    assert r["ok"] and r["executor"].startswith("ExecuTorch") and len(r["latencies_ms"]) == 3
+    assert all(ms > 0 for ms in r["latencies_ms"])
