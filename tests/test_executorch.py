@@ -151,23 +151,27 @@ def test_int8_needs_the_xnnpack_backend():
 
 
 def test_portable_program_runs_without_a_delegate(tmp_path):
-    """No delegate: every op in the portable kernels; the variant name says so."""
+    """No delegate: every op in the portable kernels (a small conv net: the path is the same for any model);
+    the variant name says so."""
     from edgevit_deploy.converters.executorch import ExecutorchConverter
+    from edgevit_deploy.export_api import build_metadata
+    from edgevit_deploy.models import ModelConfig
     from edgevit_deploy.verify.runtimes import et_delegates
 
-    m = create_model("edgevit_xxs", img_size=SIZE)
-    x = torch.randn(1, 3, SIZE, SIZE)
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                            torch.nn.Flatten(), torch.nn.Linear(8, 10)).eval()
+    x = torch.randn(2, 3, 16, 16)
     opts = ExportOptions(et_backend=EtBackend.PORTABLE)
     assert opts.variant == "default-portable"
+    cfg = ModelConfig(name="tiny", family="user", labels=None, input_size=(3, 16, 16), num_classes=10)
     path = tmp_path / "p.pte"
-    from edgevit_deploy.export_api import build_metadata
-
-    meta = build_metadata("edgevit_xxs", m.deploy_cfg, "x", opts, "fp32")
-    ExecutorchConverter().convert(m, x, path, opts, meta)
-    assert et_delegates(path) == set()
-    y = get_spec("executorch").load_host_runtime().load(path).run(x.numpy())
+    conv = ExecutorchConverter()
+    conv.convert(m, x[:1], path, opts, build_metadata("tiny", cfg, "x", opts, "fp32"))
+    assert et_delegates(path) == set() and conv.notes == {"backend": "portable", "non_delegated_ops": {}}
+    y = get_spec("executorch").load_host_runtime().load(path).run(x.numpy())  # batch 2 through a batch-1 program
     with torch.no_grad():
-        assert np.abs(y - m(x).numpy()).max() < 1e-3
+        assert y.shape == (2, 10) and np.abs(y - m(x).numpy()).max() < 1e-5
 
 
 def test_executorch_formulation_is_exact_and_keeps_the_authors_ops():

@@ -49,9 +49,12 @@ def _partitioners(backend: EtBackend) -> list[Any]:
         mod = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch")
         return [mod.XnnpackPartitioner()]
     if backend is EtBackend.COREML:
-        require("coremltools", "coreml")
+        ct = require("coremltools", "coreml")
         mod = require("executorch.backends.apple.coreml.partition", "executorch")
-        return [mod.CoreMLPartitioner()]
+        compiler = require("executorch.backends.apple.coreml.compiler", "executorch")
+        # fp32 compute: the delegate's default is fp16, which an fp32 artifact's parity bars would reject
+        specs = compiler.CoreMLBackend.generate_compile_specs(compute_precision=ct.precision.FLOAT32)
+        return [mod.CoreMLPartitioner(compile_specs=specs)]
     return []  # portable: no delegate, every op in the portable kernels
 
 
