@@ -109,14 +109,6 @@ def _format_counts(counts: dict[str, int]) -> str:
     return ",".join(f"{k}:{v}" for k, v in counts.items())
 
 
-def parse_counts(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for part in filter(None, (text or "").split(",")):
-        name, _, n = part.rpartition(":")
-        out[name] = int(n)
-    return out
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder (fsync, then rename)."""
     path = Path(path)
