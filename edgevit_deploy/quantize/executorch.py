@@ -19,15 +19,27 @@ from ..converters.base import ArtifactMetadata, EtBackend, ExportOptions, QuantM
 from ..errors import ConversionError
 from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
 from .calibration import CalibrationSet
-from .pt2e import calibrate_pt2e
+from .pt2e import calibrate_pt2e, quantize_after_clamp
 
 log = logging.getLogger(__name__)
 
 
 def xnnpack_quantizer() -> Any:
-    """ExecuTorch's XNNPACK quantizer: symmetric per-channel weights, static activations."""
+    """ExecuTorch's XNNPACK quantizer (symmetric per-channel weights, static activations), whose annotation
+    ends with :func:`.pt2e.quantize_after_clamp`: like litert-torch's, it makes ReLU6 share the conv's
+    observer, so a ReLU6 output would be quantized on the conv's unclipped range."""
     mod = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch")
-    return mod.XNNPACKQuantizer().set_global(mod.get_symmetric_quantization_config(is_per_channel=True))
+
+    class ClampAwareXnnpackQuantizer(mod.XNNPACKQuantizer):
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            config = self.global_config
+            if config is not None and config.output_activation is not None:
+                n = quantize_after_clamp(model, config.output_activation)
+                log.info("PT2E (XNNPACK): %d conv -> clamp pairs quantized after the clamp", n)
+            return model
+
+    return ClampAwareXnnpackQuantizer().set_global(mod.get_symmetric_quantization_config(is_per_channel=True))
 
 
 def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
