@@ -1,4 +1,5 @@
-"""Host latency of EdgeViT XXS / XS / S and MobileNetV2 in every host runtime, against PyTorch eager.
+"""Host latency of EdgeViT XXS / XS / S and MobileNetV2 in every host runtime (onnxruntime, LiteRT,
+ExecuTorch), against PyTorch eager.
 
 Every (model, target, precision, threads) configuration is measured by the toolkit's harness (the host
 runner: one clean worker process per measurement, exactly what ``edgevit-bench sweep --device local``
@@ -112,30 +113,46 @@ def run(args: argparse.Namespace) -> list[Config]:
 def table(configs: list[Config]) -> str:
     eager = {(c.job.model, c.job.threads): statistics.median(c.harness) for c in configs
              if c.job.target == "torch" and c.harness}
-    head = (f"{'model':<22} {'target':<7} {'prec':<5} {'thr':>3} {'harness ms':>10} {'p90 ms':>8} {'bare ms':>8} "
+    head = (f"{'model':<22} {'target':<10} {'prec':<5} {'thr':>3} {'harness ms':>10} {'p90 ms':>8} {'bare ms':>8} "
             f"{'overhead':>9} {'vs eager':>9} {'init ms':>8} {'peak MB':>8}  note")
     lines = [head, "-" * len(head)]
     for c in configs:
         j = c.job
         if not c.harness:
-            lines.append(f"{j.model:<22} {j.target:<7} {j.precision:<5} {j.threads:>3} {'':>10} {'':>8} {'':>8} "
+            lines.append(f"{j.model:<22} {j.target:<10} {j.precision:<5} {j.threads:>3} {'':>10} {'':>8} {'':>8} "
                          f"{'':>9} {'':>9} {'':>8} {'':>8}  failed: {c.error}")
             continue
         s = summarise(c.harness)
         bare = statistics.median(c.bare) if c.bare else float("nan")
         base = eager.get((j.model, j.threads))
         speed = f"{base / s.median:.2f}x" if base else ""
-        lines.append(f"{j.model:<22} {j.target:<7} {j.precision:<5} {j.threads:>3} {s.median:>10.2f} {s.p90:>8.2f} "
+        lines.append(f"{j.model:<22} {j.target:<10} {j.precision:<5} {j.threads:>3} {s.median:>10.2f} {s.p90:>8.2f} "
                      f"{bare:>8.2f} {(s.median / bare - 1) * 100:>8.1f}% {speed:>9} "
                      f"{statistics.median(c.init_ms):>8.0f} {c.peak_mb or 0:>8.0f}  {c.error or ''}")
     return "\n".join(lines)
 
 
+def ratio_lines(configs: list[Config], target: str = "executorch") -> list[str]:
+    """``target``'s median latency over each other runtime's, per (model, precision, threads)."""
+    med = {(c.job.model, c.job.target, c.job.precision, c.job.threads): statistics.median(c.harness)
+           for c in configs if c.harness}
+    lines = []
+    for (m, t, p, n), ms in med.items():
+        if t != target:
+            continue
+        others = [(o, med[(m, o, p if o != "torch" else "fp32", n)]) for o in ("onnx", "tflite", "torch")
+                  if (m, o, p if o != "torch" else "fp32", n) in med]
+        if others:
+            lines.append(f"{m} {p} {n}t: {target} {ms:.2f} ms = "
+                         + ", ".join(f"{ms / o_ms:.2f}x {o}" for o, o_ms in others))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=DEFAULT_MODELS)
-    p.add_argument("--targets", default="onnx,tflite,torch",
-                   help="host runtimes: onnx, tflite, torch (coreml on macOS)")
+    p.add_argument("--targets", default="onnx,tflite,executorch,torch",
+                   help="host runtimes: onnx, tflite, executorch, torch (coreml on macOS)")
     p.add_argument("--precisions", default="fp32,int8")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--img-size", type=int, default=224)
@@ -160,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nhost latency, img {args.img_size}, {args.rounds} rounds x {args.iterations} iterations "
               f"(harness = clean worker process per measurement; bare = same runtime in a loop in-process)")
         print(table(configs))
+        ratios = ratio_lines(configs)
+        if ratios:
+            print("\n" + "\n".join(ratios))
         print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

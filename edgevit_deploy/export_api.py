@@ -48,6 +48,7 @@ class ArtifactResult:
     file: str | None = None     # the artifact's file name in the output folder (also when the export failed)
     variant: str | None = None  # ExportOptions.variant: with the target, what the row is about
     sha256: str | None = None   # of the file this row checked: a reader compares it before trusting the row
+    notes: dict[str, Any] = field(default_factory=dict)  # converter findings (ExecuTorch: non-delegated ops)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,8 @@ class ArtifactResult:
         }
         if self.quantization is not None:
             d["quantization"] = self.quantization
+        if self.notes:
+            d["notes"] = self.notes
         return d
 
 
@@ -333,6 +336,7 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
     t0 = time.perf_counter()
     quant_info: dict[str, Any] | None = None
     quant_report = None
+    notes: dict[str, Any] = {}
     try:
         if opts.quantize is not None:
             from .quantize.pipeline import quantize_and_report
@@ -342,7 +346,9 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
                                                      coreml_executor=coreml_executor)
             quant_info = quant_report.to_dict()
         else:
-            spec.load_converter().convert(export_model, example, path, opts, meta)
+            converter = spec.load_converter()
+            converter.convert(export_model, example, path, opts, meta)
+            notes = dict(getattr(converter, "notes", None) or {})
     except EdgeVitDeployError as exc:
         log.error("%s: %s", spec.target, exc)
         return ArtifactResult(str(spec.target), None, precision, None, round(time.perf_counter() - t0, 2),
@@ -368,7 +374,7 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
         progress(str(spec.target), "done")
     return ArtifactResult(str(spec.target), path, precision, artifact_size(path), export_s, parity,
                           formulation=counts, quantization=quant_info, fidelity=quant_report, file=path.name,
-                          variant=opts.variant, sha256=digest)
+                          variant=opts.variant, sha256=digest, notes=notes)
 
 
 def _safe(name: str) -> str:

@@ -33,7 +33,9 @@ class RegisteredRewrite:
 
 _REWRITES: list[RegisteredRewrite] = []
 
-ALL = frozenset({"onnx", "xnnpack", "coreml"})
+# "executorch": the authors' ops. On ExecuTorch-XNNPACK the TFLite rewrites only add ops outside the delegate
+# (the strided slice and the upsample's expand run in portable kernels) and measured slower (docs/executorch.md)
+ALL = frozenset({"onnx", "xnnpack", "coreml", "executorch"})
 
 
 def register_rewrite(name: str, formulations: Iterable[str]) -> Callable[[Rewrite], Rewrite]:

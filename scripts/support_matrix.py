@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Generate the support matrix from real runs: every registered model x {onnx, tflite, coreml} x {fp32, int8}.
+"""Generate the support matrix from real runs: every registered model x {onnx, tflite, coreml, executorch} x
+{fp32, int8}.
 
 Each cell is one real export through :func:`edgevit_deploy.export.export` (formulations of the target's row
 applied, parity checked by the one validator against PyTorch), at a small input size (the smallest multiple
@@ -47,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 log = logging.getLogger("support_matrix")
 DEFAULT_OUT = ROOT / "docs" / "support_matrix.json"
 
-TARGETS = ("onnx", "tflite", "coreml")
+TARGETS = ("onnx", "tflite", "coreml", "executorch")
 PRECISIONS = ("fp32", "int8")
 STATUSES = ("passed", "parity-failed", "export-failed", "not-executed", "not-run", "running")
 _CONDITIONED_MARK = "†"
@@ -73,6 +74,7 @@ class Cell:
     formulations: dict[str, int] = field(default_factory=dict)
     finished_at: str | None = None
     random_init: str = "default"  # "conditioned": the model's own random init is degenerate
+    non_delegated_ops: dict[str, int] = field(default_factory=dict)  # ExecuTorch: ops left to portable kernels
 
     @property
     def key(self) -> str:
@@ -145,6 +147,10 @@ def run_cell(cell: Cell, work: Path, calib_size: int = 16) -> Cell:
     cell.export_s = art.export_s
     cell.size_bytes = art.size_bytes
     cell.formulations = dict(art.formulation)
+    notes = dict(getattr(art, "notes", None) or {})
+    if art.quantization:  # an int8 program's notes travel in its quantization details
+        notes = {**notes, **(art.quantization.get("quantization") or {})}
+    cell.non_delegated_ops = dict(notes.get("non_delegated_ops") or {})
     if art.error is not None:
         cell.status, cell.reason = "export-failed", art.error.strip().splitlines()[0][:300]
         return cell
@@ -225,7 +231,7 @@ def environment() -> dict[str, str]:
     from importlib import metadata
 
     env = {"python": platform.python_version(), "machine": platform.machine(), "system": platform.system()}
-    for pkg in ("torch", "timm", "onnxruntime", "litert-torch", "ai-edge-litert", "coremltools"):
+    for pkg in ("torch", "timm", "onnxruntime", "litert-torch", "ai-edge-litert", "coremltools", "executorch"):
         try:
             env[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

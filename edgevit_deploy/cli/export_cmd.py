@@ -1,4 +1,4 @@
-"""``edgevit-export``: export a model to ONNX / TFLite / Core ML and check parity against PyTorch."""
+"""``edgevit-export``: export a model to ONNX / TFLite / Core ML / ExecuTorch and check parity against PyTorch."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..converters.base import ExportOptions, Precision, QuantMode
+from ..converters.base import EtBackend, ExportOptions, Precision, QuantMode
 from ..converters.coreml import DEPLOYMENT_TARGETS
-from ..converters.table import target_names
+from ..converters.table import backend_names, target_names
 from ..models._conditioning import RANDOM_INIT_CHOICES
 from ._common import (choice_of, console, err_console, exit_code, handle_errors, parity_table, print_reasons,
                       setup_logging, split_csv)
@@ -31,7 +31,7 @@ from ._models_table import models_table
 @click.option("--img-size", type=int, help="Input size (a multiple of 32). Default: the model's.")
 @click.option("--num-classes", type=int, help="Classifier size. Default: the model's (1000).")
 @click.option("--precision", type=choice_of(p.value for p in Precision),
-              help="fp32 or fp16. Default per target: fp32 for ONNX / TFLite, fp16 for Core ML.")
+              help="fp32 or fp16. Default per target: fp32 for ONNX / TFLite / ExecuTorch, fp16 for Core ML.")
 @click.option("--dynamic-batch", is_flag=True, help="ONNX: a dynamic batch dimension.")
 @click.option("--nhwc", is_flag=True, help="TFLite: take NHWC input, as camera pipelines feed.")
 @click.option("--image-input", is_flag=True, help="Core ML: ImageType input (0..255 RGB, mean/std folded in) "
@@ -40,6 +40,8 @@ from ._models_table import models_table
               help="Core ML minimum deployment target.")
 @click.option("--onnx-exporter", type=choice_of(["torchscript", "dynamo"]), default="torchscript",
               show_default=True, help="torch.onnx exporter (torchscript gives the faster onnxruntime graph here).")
+@click.option("--et-backend", type=choice_of(backend_names()), help="ExecuTorch delegate: xnnpack (default), "
+              "portable (reference kernels, no delegate) or coreml (lowers anywhere, runs on macOS / iOS).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (>= 17).")
 @click.option("--quantize", type=choice_of(q.value for q in QuantMode),
               help="Post-training quantization mode; each target supports the modes its table row lists.")
@@ -67,7 +69,7 @@ from ._models_table import models_table
 def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, random_init: str,
          img_size: int | None,
          num_classes: int | None, precision: str | None, dynamic_batch: bool, nhwc: bool, image_input: bool,
-         min_deployment_target: str, onnx_exporter: str, opset: int, quantize: str | None,
+         min_deployment_target: str, onnx_exporter: str, et_backend: str | None, opset: int, quantize: str | None,
          calib_data: Path | None, calib_size: int, calib_method: str | None, activation_dtype: str | None,
          int8_io: bool,
          analyze: bool, exclude: tuple[str, ...], target_sqnr: float | None, out: Path, no_verify: bool,
@@ -86,7 +88,8 @@ def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, r
     options = ExportOptions(
         precision=Precision(precision) if precision else None, dynamic_batch=dynamic_batch, nhwc=nhwc,
         image_input=image_input, minimum_deployment_target=min_deployment_target, onnx_opset=opset,
-        onnx_exporter=onnx_exporter, quantize=QuantMode(quantize) if quantize else None,
+        onnx_exporter=onnx_exporter, et_backend=EtBackend(et_backend.lower()) if et_backend else None,
+        quantize=QuantMode(quantize) if quantize else None,
         quant=quant_settings(calib_method, activation_dtype, int8_io, analyze, exclude, target_sqnr),
     )
     n_targets = len(export_api.resolve_targets(target_arg))
@@ -109,6 +112,7 @@ def main(model: str | None, targets: tuple[str, ...], checkpoint: Path | None, r
     else:
         console.print(parity_table(f"{result.model} @ {result.config.img_size}px -> {out}", rows))
         print_reasons(rows)
+        _print_notes(rows)
         _print_quant(result)
         console.print(f"report: {report_path}", highlight=False)
     raise SystemExit(exit_code(rows, require_execution))
@@ -120,6 +124,19 @@ def quant_settings(calib_method: str | None, activation_dtype: str | None, int8_
     given = {"calib_method": calib_method, "activation_dtype": activation_dtype, "int8_io": int8_io or None,
              "analyze": analyze or None, "exclude": list(exclude) or None, "target_sqnr": target_sqnr}
     return {k: v for k, v in given.items() if v is not None}
+
+
+def _print_notes(rows: list[dict]) -> None:
+    """Ops a delegate left to slower kernels (ExecuTorch: portable kernels outside XNNPACK), by name."""
+    for r in rows:
+        notes = r.get("notes") or {}
+        outside = notes.get("non_delegated_ops") or ((r.get("quantization") or {}).get("quantization") or {}).get(
+            "non_delegated_ops")
+        if outside:
+            ops = ", ".join(f"{k} x{v}" for k, v in outside.items())
+            console.print(f"[yellow]{r['target']}[/]: {sum(outside.values())} op(s) outside the "
+                          f"{notes.get('backend', 'xnnpack')} delegate (portable kernels): {ops}",
+                          highlight=False, soft_wrap=True)
 
 
 def _print_quant(result) -> None:

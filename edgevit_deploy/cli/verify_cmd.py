@@ -36,7 +36,7 @@ def main(artifacts: tuple[Path, ...], model: str, checkpoint: Path | None, img_s
          precision: str | None, max_abs: float | None, min_cosine: float | None, min_sqnr: float | None,
          min_top1: float | None, allow_metadata_mismatch: bool, coreml_executor: str, require_execution: bool,
          as_json: bool, verbose: int) -> None:
-    """Check existing ARTIFACTS (.onnx, .tflite, .mlpackage) against PyTorch; same report, bars and exit codes as
+    """Check existing ARTIFACTS (.onnx, .tflite, .mlpackage, .pte) against PyTorch; same report, bars and exit codes as
     edgevit-export."""
     setup_logging(verbose)
     from ..verify.artifact import read_artifact, verify_artifact

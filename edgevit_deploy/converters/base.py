@@ -15,6 +15,7 @@ class Target(str, Enum):
     ONNX = "onnx"
     TFLITE = "tflite"
     COREML = "coreml"
+    EXECUTORCH = "executorch"
 
     def __str__(self) -> str:
         return self.value
@@ -41,6 +42,17 @@ class QuantMode(str, Enum):
         return self.value
 
 
+class EtBackend(str, Enum):
+    """The ExecuTorch delegate a ``.pte`` is lowered to (``--et-backend``)."""
+
+    XNNPACK = "xnnpack"    # XNNPACK delegate (CPU; Android, iOS, Linux, macOS)
+    PORTABLE = "portable"  # no delegate: ExecuTorch's portable reference kernels
+    COREML = "coreml"      # Core ML delegate: lowers on Linux, runs on macOS / iOS
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Layout(str, Enum):
     NCHW = "NCHW"
     NHWC = "NHWC"
@@ -58,6 +70,7 @@ class ExportOptions:
     minimum_deployment_target: str = "iOS16"   # Core ML
     onnx_opset: int = 17
     onnx_exporter: str = "torchscript"         # "torchscript" (default, faster graph) or "dynamo"
+    et_backend: EtBackend | None = None        # ExecuTorch: None means the target's default (xnnpack)
     quantize: QuantMode | None = None
     quant: dict[str, Any] = field(default_factory=dict)  # per-mode settings (calibration, methods, ...)
 
@@ -75,12 +88,15 @@ class ExportOptions:
             tag += "-image"
         if self.dynamic_batch:
             tag += "-dynbatch"
+        if self.et_backend is not None and self.et_backend != EtBackend.XNNPACK:
+            tag += f"-{self.et_backend}"
         return tag
 
 
 @dataclass(frozen=True)
 class ArtifactMetadata:
-    """Written into every artifact (ONNX metadata_props, TFLite metadata buffer, Core ML user_defined)."""
+    """Written into every artifact (ONNX metadata_props, TFLite metadata buffer, Core ML user_defined,
+    ExecuTorch: a sidecar ``NAME.pte.json``)."""
 
     model: str
     input_shape: tuple[int, ...]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UnsupportedOptionError
-from .base import Converter, ExportOptions, Precision, QuantMode, Target
+from .base import Converter, EtBackend, ExportOptions, Precision, QuantMode, Target
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class TargetSpec:
     verified_where: str                  # README: what is verified where
     opsets: tuple[int, int] | None = None  # --opset range the converter accepts (ONNX); None: no opset option
     app_runtime: str = ""                # runtime in the device job protocol (device_bench.jobs); "" = no app runner
+    backends: tuple[EtBackend, ...] = ()  # delegates a user may pick (--et-backend), default first
 
     def load_converter(self) -> Converter:
         return _load(self.converter)()
@@ -61,12 +62,21 @@ class TargetSpec:
             problems.append("--dynamic-batch")
         if self.opsets is not None and not self.opsets[0] <= options.onnx_opset <= self.opsets[1]:
             problems.append(f"--opset {options.onnx_opset} (has: {self.opsets[0]} to {self.opsets[1]})")
+        if options.et_backend is not None and options.et_backend not in self.backends:
+            problems.append(f"--et-backend {options.et_backend} (the delegate choice is an ExecuTorch option)"
+                            if not self.backends else
+                            f"--et-backend {options.et_backend} (has: {', '.join(map(str, self.backends))})")
+        elif self.backends:
+            problems.extend(self._backend_problems(options))
         if problems:
             raise UnsupportedOptionError(f"target {self.target} does not support: " + "; ".join(problems))
 
-
-# torch.onnx's supported opsets here: 17 (the toolkit's floor) to torch 2.14's ONNX_MAX_OPSET (a test compares)
-ONNX_OPSETS = (17, 23)
+    def _backend_problems(self, options: ExportOptions) -> list[str]:
+        """Precisions and quantization a delegate cannot take (ExecuTorch: int8 is XNNPACK's PT2E flow)."""
+        backend = options.et_backend or self.backends[0]
+        if options.quantize is not None and backend is not EtBackend.XNNPACK:
+            return [f"--quantize {options.quantize} with --et-backend {backend} (int8 needs --et-backend xnnpack)"]
+        return []
 
 
 def _load(ref: str) -> Any:
@@ -76,6 +86,8 @@ def _load(ref: str) -> Any:
 
 _P = Precision
 _Q = QuantMode
+# torch.onnx's supported opsets here: 17 (the toolkit's floor) to torch 2.14's ONNX_MAX_OPSET (a test compares)
+ONNX_OPSETS = (17, 23)
 
 TARGETS: dict[Target, TargetSpec] = {
     Target.ONNX: TargetSpec(
@@ -106,7 +118,24 @@ TARGETS: dict[Target, TargetSpec] = {
         verified_where="MLModel.predict on macOS; elsewhere the reference ML Program executor, else executed: false",
         app_runtime="coreml",   # the iOS app (next); no Android runner measures it (RUNNERS has no coreml rows)
     ),
+    Target.EXECUTORCH: TargetSpec(
+        target=Target.EXECUTORCH, suffix=".pte", runtime="ExecuTorch (XNNPACK delegate)", extra="executorch",
+        converter="edgevit_deploy.converters.executorch:ExecutorchConverter",
+        host_runtime="edgevit_deploy.verify.runtimes:ExecuTorchHost",
+        # fp16 left out: XNNPACK's fp16 program gave non-finite logits on x86 (docs/executorch.md)
+        precisions=(_P.FP32,), quant_modes=(_Q.INT8,),
+        quantizer="edgevit_deploy.quantize.executorch", formulation="executorch",
+        supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=False,
+        verified_where="executed in the ExecuTorch Python runtime on every OS (XNNPACK, portable); "
+                       "Core ML-delegated programs on macOS, elsewhere executed: false",
+        backends=(EtBackend.XNNPACK, EtBackend.PORTABLE, EtBackend.COREML),
+    ),
 }
+
+
+def backend_names() -> list[str]:
+    """Every ``--et-backend`` choice of the table."""
+    return list(dict.fromkeys(str(b) for spec in TARGETS.values() for b in spec.backends))
 
 
 def target_names() -> list[str]:

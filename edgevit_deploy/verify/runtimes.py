@@ -177,3 +177,75 @@ class CoremlHost(_ImportableHost):
 
 def read_json_metadata(path: Path) -> dict[str, str]:
     return json.loads(Path(path).read_text())
+
+
+# ------------------------------------------------------------------------------------------- ExecuTorch
+_ET_FLOAT_DTYPES = {6: np.float32, 5: np.float16}  # ExecuTorch ScalarType codes of the inputs we feed
+
+
+def _et_set_threads(threads: int) -> int:
+    """Size the process-wide threadpool (XNNPACK's delegate and the portable kernels use it) to ``threads``
+    and return the size it reports back. ``_unsafe_reset_threadpool`` must not run while a method executes;
+    the sessions here run one method at a time."""
+    pl = require("executorch.extension.pybindings.portable_lib", "executorch")
+    if pl._threadpool_get_thread_count() != threads:
+        pl._unsafe_reset_threadpool(int(threads))
+    return int(pl._threadpool_get_thread_count())
+
+
+def et_delegates(path: Path) -> set[str]:
+    """The backend ids of the delegates a ``.pte`` program calls (parsed from the program itself)."""
+    ser = require("executorch.exir._serialize._program", "executorch")
+    program = ser.deserialize_pte_binary(Path(path).read_bytes()).program
+    return {d.id for plan in program.execution_plan for d in plan.delegates}
+
+
+class _ExecuTorchSession:
+    def __init__(self, path: Path, threads: int):
+        rt_mod = require("executorch.runtime", "executorch")
+        import torch
+
+        self._torch = torch
+        runtime = rt_mod.Runtime.get()
+        self.threads = _et_set_threads(threads)
+        if self.threads != threads:
+            raise RuntimeUnavailableError(f"ExecuTorch threadpool has {self.threads} threads, {threads} requested")
+        try:
+            program = runtime.load_program(Path(path))
+            self.method = program.load_method("forward")
+        except Exception as exc:
+            try:
+                missing = sorted(et_delegates(path) - set(runtime.backend_registry.registered_backend_names))
+            except Exception:  # not even a parsable program: the load error is the failure
+                missing = []
+            if missing:
+                raise RuntimeUnavailableError(
+                    f"the program is delegated to {', '.join(missing)}, which this ExecuTorch runtime "
+                    f"({platform.system()}) does not have; Core ML-delegated programs run on macOS / iOS") from exc
+            raise
+        meta = program.metadata("forward")
+        info = meta.input_tensor_meta(0)
+        self.batch = int(info.sizes()[0])
+        self.dtype = _ET_FLOAT_DTYPES.get(int(info.dtype()), np.float32)
+        from executorch.version import __version__ as v
+
+        self.executor = f"ExecuTorch {v}"
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        t = self._torch.from_numpy(np.ascontiguousarray(x, dtype=self.dtype))
+        y = self.method.execute([t])[0]
+        return y.float().numpy().astype(np.float32, copy=False)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return _per_sample(self._run_one, np.asarray(x, dtype=np.float32), self.batch)
+
+
+class ExecuTorchHost(_ImportableHost):
+    """``.pte`` programs in ExecuTorch's Python runtime (``executorch.runtime``). ``threads`` sizes the
+    threadpool the XNNPACK delegate runs on (checked after the reset). A program delegated to a backend this
+    runtime lacks (Core ML off macOS) raises :class:`RuntimeUnavailableError`: "not executed" with the reason."""
+
+    name, module, extra = "executorch", "executorch.runtime", "executorch"
+
+    def load(self, path: Path, threads: int = 1, **options: str) -> HostSession:
+        return _ExecuTorchSession(Path(path), threads)

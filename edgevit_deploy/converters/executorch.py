@@ -1,0 +1,180 @@
+"""ExecuTorch export: ``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK, Core ML or no delegate)
+-> ``.to_executorch()`` -> a ``.pte`` program.
+
+The ``.pte`` format has no free-form metadata table, so the toolkit's metadata travels in a sidecar JSON
+``NAME.pte.json`` beside it. The sidecar records the SHA-256 of the program it describes; a sidecar that does
+not match its ``.pte`` (stale, or the program was replaced) is ignored with a warning, and such a program still
+verifies when the user gives ``--model`` / ``--img-size``.
+
+Ops that stay outside the delegate (they run in ExecuTorch's portable kernels, which are much slower) are
+listed by name: logged at export, written to the sidecar, and kept on :attr:`ExecutorchConverter.notes`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._lazy import require
+from ..errors import ConversionError
+from ._errors import unsupported_op_from
+from ._quiet import quiet_backends
+from .base import ArtifactMetadata, EtBackend, ExportOptions
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".json"
+BACKEND_KEY = "edgevit_deploy.et_backend"
+OUTSIDE_KEY = "edgevit_deploy.et_non_delegated_ops"
+SHA_KEY = "edgevit_deploy.pte_sha256"
+
+# graph nodes that are plumbing, not kernels
+_PLUMBING = {"executorch_call_delegate", "getitem"}
+
+
+def sidecar_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + SIDECAR_SUFFIX)
+
+
+def _partitioners(backend: EtBackend) -> list[Any]:
+    if backend is EtBackend.XNNPACK:
+        mod = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch")
+        return [mod.XnnpackPartitioner()]
+    if backend is EtBackend.COREML:
+        ct = require("coremltools", "coreml")
+        mod = require("executorch.backends.apple.coreml.partition", "executorch")
+        compiler = require("executorch.backends.apple.coreml.compiler", "executorch")
+        # fp32 compute: the delegate's default is fp16, which an fp32 artifact's parity bars would reject
+        specs = compiler.CoreMLBackend.generate_compile_specs(compute_precision=ct.precision.FLOAT32)
+        return [mod.CoreMLPartitioner(compile_specs=specs)]
+    return []  # portable: no delegate, every op in the portable kernels
+
+
+def _op_name(target: Any) -> str:
+    op = getattr(target, "_op", target)  # EdgeOpOverload wraps the aten OpOverload
+    name = getattr(op, "__name__", None) or str(op)
+    ns = getattr(op, "namespace", None)
+    return f"{ns}.{name}" if ns and not name.startswith(f"{ns}.") else name
+
+
+def non_delegated_ops(edge_program: Any) -> dict[str, int]:
+    """``{op name: count}`` of the kernels left outside every delegate in a lowered edge program."""
+    graph = edge_program.exported_program().graph_module.graph
+    counts: Counter[str] = Counter()
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = _op_name(node.target)
+        if name.split(".")[-1] in _PLUMBING or name in _PLUMBING:
+            continue
+        counts[name] += 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, backend: EtBackend,
+                 meta: dict[str, str]) -> dict[str, int]:
+    """Lower an exported program for ``backend``, write the ``.pte`` and its sidecar atomically.
+
+    Returns the ops left outside the delegate (empty for a fully delegated program)."""
+    exir = require("executorch.exir", "executorch")
+    partitioner = _partitioners(backend)
+    try:
+        with quiet_backends():
+            edge = exir.to_edge_transform_and_lower(program, partitioner=partitioner or None)
+            outside = non_delegated_ops(edge) if partitioner else {}
+            buffer = edge.to_executorch().buffer
+    except Exception as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else repr(exc)
+        raise ConversionError("executorch", first, op=unsupported_op_from(text)) from exc
+    if outside:
+        log.warning("executorch: %d op(s) run outside the %s delegate (portable kernels): %s",
+                    sum(outside.values()), backend, ", ".join(f"{k} x{v}" for k, v in outside.items()))
+    sidecar = {**meta, BACKEND_KEY: str(backend), OUTSIDE_KEY: _format_counts(outside),
+               SHA_KEY: hashlib.sha256(buffer).hexdigest()}
+    write_atomic(out_path, bytes(buffer))
+    write_atomic(sidecar_path(out_path), json.dumps(sidecar, indent=1, sort_keys=True).encode())
+    return outside
+
+
+def _format_counts(counts: dict[str, int]) -> str:
+    return ",".join(f"{k}:{v}" for k, v in counts.items())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder (fsync, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class ExecutorchConverter:
+    """``convert`` leaves ``notes`` = ``{"backend": ..., "non_delegated_ops": {op: count}}`` for the report."""
+
+    def __init__(self) -> None:
+        self.notes: dict[str, Any] = {}
+
+    def convert(self, model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
+                metadata: ArtifactMetadata) -> Path:
+        backend = EtBackend(options.et_backend or EtBackend.XNNPACK)
+        module, sample = model.eval(), example
+        try:
+            with torch.no_grad(), quiet_backends():
+                program = torch.export.export(module, (sample,))
+        except Exception as exc:
+            text = str(exc).strip()
+            raise ConversionError("executorch", f"torch.export failed: {text.splitlines()[0] if text else exc!r}",
+                                  op=unsupported_op_from(text)) from exc
+        outside = lower_to_pte(program, Path(out_path), backend, metadata.as_strings())
+        self.notes = {"backend": str(backend), "non_delegated_ops": outside}
+        return Path(out_path)
+
+    def read_metadata(self, path: Path) -> dict[str, str]:
+        return read_metadata(path)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The sidecar's metadata when it describes this very ``.pte``; else ``{}`` (with a warning)."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if not side.is_file():
+        log.warning("%s has no metadata sidecar (%s); give --img-size if it is not the model's default",
+                    path.name, side.name)
+        return {}
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable metadata sidecar %s: %s", side, exc)
+        return {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        log.warning("ignoring metadata sidecar %s: not a JSON object of strings", side)
+        return {}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if meta.get(SHA_KEY) != digest:
+        log.warning("ignoring metadata sidecar %s: it describes another program (sha256 mismatch)", side)
+        return {}
+    return meta
