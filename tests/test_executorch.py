@@ -79,6 +79,22 @@ def test_verify_cli_on_pte(fp32):
     assert row["target"] == "executorch" and row["parity"]["passed"] and row["parity"]["executed"]
 
 
+def test_a_sidecar_claiming_int8_cannot_relax_the_bar(fp32, tmp_path):
+    """The sidecar is a plain JSON file beside the program: relabelling a float program int8 (sha256 kept valid)
+    is caught by the weight size (float32-sized weights), the report fails, and the bars stay float."""
+    _, art = fp32
+    pte = tmp_path / art.path.name
+    shutil.copy(art.path, pte)
+    meta = json.loads(sidecar_path(art.path).read_text())
+    meta["edgevit_deploy.precision"] = "int8"
+    sidecar_path(pte).write_text(json.dumps(meta))
+    v = verify_artifact(pte, "edgevit_xxs")
+    assert v.precision == "fp32" and not v.parity.passed
+    assert any("int8 claimed" in f and "float32 weights" in f for f in v.parity.failures), v.parity.failures
+    ok = verify_artifact(pte, "edgevit_xxs", allow_metadata_mismatch=True)   # accepted when overridden, still listed
+    assert ok.parity.metadata_mismatch
+
+
 def test_pte_without_sidecar_verifies_with_img_size(fp32, tmp_path):
     _, art = fp32
     pte = tmp_path / "bare.pte"

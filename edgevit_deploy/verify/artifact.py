@@ -16,7 +16,7 @@ from ..converters.base import ArtifactMetadata
 from ..converters.table import TARGETS, TargetSpec
 from ..errors import ArtifactReadError, UnsupportedOptionError
 from ..models import create_model
-from .contents import ArtifactContents
+from .contents import ArtifactContents, weight_size_mismatch
 from .parity import check_parity, has_trained_weights
 from .policy import AcceptancePolicy, ThresholdFlags, Variant, looser_than_contents
 from .report import ParityReport
@@ -109,6 +109,13 @@ def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | 
                           "looser than its contents allow")
         if not allow_metadata_mismatch:
             judged = contents.loosest   # the laxest bars the contents allow, still stricter than the claim
+    from ..export_api import artifact_size
+
+    size_claim = weight_size_mismatch(claimed, artifact_size(path), sum(p.numel() for p in model.parameters()))
+    if size_claim is not None:
+        mismatches.append(f"{source}: {size_claim}")
+        if not allow_metadata_mismatch:
+            judged = Variant.FP32   # the weights are float-sized: held to float bars
     if parsed is not None:
         if parsed.model != model_name:
             mismatches.append(f"the metadata names model {parsed.model!r}, the command line --model {model_name!r}")
@@ -122,7 +129,6 @@ def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | 
     parity = check_parity(model, model.deploy_cfg, path, spec, str(judged), coreml_executor=coreml_executor,
                           policy=policy)
     apply_mismatches(parity, mismatches, allow_metadata_mismatch)
-    from ..export_api import artifact_size
 
     return VerifiedArtifact(path, str(spec.target), str(judged), artifact_size(path), parity, meta, contents)
 

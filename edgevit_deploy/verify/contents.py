@@ -181,3 +181,30 @@ def _lut_bits(op: Any) -> int | None:
         return None
     entries = shape[0] if len(shape) == 1 else shape[-2] if len(shape) >= 2 else None
     return {16: 4, 64: 6}.get(int(entries)) if entries is not None else None
+
+
+def executorch_contents(path: Path) -> ArtifactContents:
+    """A ``.pte`` program, parsed whole. Its delegate payloads (XNNPACK's own flatbuffers) are not decoded here, so
+    the contents allow fp32 and int8; verify_artifact's weight-size check (:func:`weight_size_mismatch`) is what
+    catches a float program that claims int8."""
+    _need_file(path, "ExecuTorch .pte")
+    ser = require("executorch.exir._serialize._program", "executorch")
+    try:
+        program = ser.deserialize_pte_binary(path.read_bytes()).program
+    except Exception as exc:
+        raise ArtifactReadError(f"{path} is not a valid ExecuTorch program ({_one_line(exc)}); re-export it") from None
+    if not program.execution_plan:
+        raise ArtifactReadError(f"{path} holds no method to run; re-export it")
+    return ArtifactContents(frozenset({Variant.FP32, Variant.INT8}),
+                            "an ExecuTorch program (delegate payloads not decoded)")
+
+
+def weight_size_mismatch(claimed: Variant, size_bytes: int, num_params: int) -> str | None:
+    """A claim of a quantized variant on a file that holds float32-sized weights, for any target: int8 / w8 /
+    palettized artifacts measured 0.13-0.30x their float32 twin; at >= 0.6x the weights cannot be 8-bit.
+    Models under 1 MB of weights are not judged (graph structure dominates their size)."""
+    float_bytes = 4 * num_params
+    if claimed.quantized and float_bytes >= 1_000_000 and size_bytes >= 0.6 * float_bytes:
+        return (f"{claimed} claimed, but the file holds {size_bytes / 1e6:.1f} MB for {num_params:,} parameters "
+                f"(float32 weights are {float_bytes / 1e6:.1f} MB; {claimed} artifacts are at most ~0.3x that)")
+    return None

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._lazy import require
 from ..errors import RuntimeUnavailableError
-from .contents import ArtifactContents, coreml_contents, onnx_contents, tflite_contents
+from .contents import ArtifactContents, coreml_contents, executorch_contents, onnx_contents, tflite_contents
 
 
 @runtime_checkable
@@ -249,3 +249,6 @@ class ExecuTorchHost(_ImportableHost):
 
     def load(self, path: Path, threads: int = 1, **options: str) -> HostSession:
         return _ExecuTorchSession(Path(path), threads)
+
+    def inspect(self, path: Path) -> ArtifactContents:
+        return executorch_contents(Path(path))
