@@ -200,9 +200,9 @@ def executorch_contents(path: Path) -> ArtifactContents:
 
 
 def weight_size_mismatch(claimed: Variant, size_bytes: int, num_params: int) -> str | None:
-    """A claim of a quantized variant on a file that holds float32-sized weights, for any target: int8 / w8 /
-    palettized artifacts measured 0.13-0.30x their float32 twin; at >= 0.6x the weights cannot be 8-bit.
-    Models under 1 MB of weights are not judged (graph structure dominates their size)."""
+    """A claim of a quantized variant on a file that holds float32-sized weights, used where the contents cannot
+    tell float from quantized (a .pte): int8 artifacts measured 0.27-0.30x their float32 twin; at >= 0.6x the
+    weights cannot be 8-bit. Models under 1 MB of weights are not judged (graph structure dominates their size)."""
     float_bytes = 4 * num_params
     if claimed.quantized and float_bytes >= 1_000_000 and size_bytes >= 0.6 * float_bytes:
         return (f"{claimed} claimed, but the file holds {size_bytes / 1e6:.1f} MB for {num_params:,} parameters "
