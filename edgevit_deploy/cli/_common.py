@@ -27,7 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # third-party loggers kept at ERROR (their INFO / WARNING chatter is not about the user's input)
 THIRD_PARTY_LOGGERS = ("coremltools", "absl", "jax", "jaxlib", "torch", "onnx", "onnxruntime", "onnxscript",
                        "tensorflow", "tf2onnx", "litert_torch", "ai_edge_torch", "ai_edge_quantizer",
-                       "ai_edge_litert", "torchao", "timm", "PIL", "matplotlib", "urllib3", "h5py")
+                       "ai_edge_litert", "torchao", "executorch", "timm", "PIL", "matplotlib", "urllib3", "h5py")
 
 
 class ConsoleLogHandler(logging.Handler):
