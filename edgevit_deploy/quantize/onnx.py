@@ -216,7 +216,8 @@ def _dynamic(float_path: Path, out_path: Path, settings: QuantSettings) -> dict[
     q = require("onnxruntime.quantization", "onnx")
     excluded, unmatched = match_names(node_names(float_path), settings.exclude)
     q.quantize_dynamic(str(float_path), str(out_path), per_channel=True, reduce_range=REDUCE_RANGE,
-                       weight_type=q.QuantType.QInt8, nodes_to_exclude=excluded, op_types_to_quantize=list(DYNAMIC_OP_TYPES))
+                       weight_type=q.QuantType.QInt8, nodes_to_exclude=excluded,
+                       op_types_to_quantize=list(DYNAMIC_OP_TYPES))
     return {"method": "onnxruntime quantize_dynamic", "weights": "int8 per-channel (7-bit range)",
             "quantized_op_types": list(DYNAMIC_OP_TYPES),
             "activations": "quantized at run time (uint8); convolutions stay float",
