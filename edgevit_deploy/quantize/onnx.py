@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 SEARCH_SAMPLES = 16  # calibration images the target-SQNR search evaluates the output SQNR on
 
-# Weights are quantized to 7 bits ([-64, 63], onnxruntime's ``reduce_range``). onnxruntime's x86 int8 kernels
+# Weights are quantized to 7 bits ([-64, 64], onnxruntime's ``reduce_range``). onnxruntime's x86 int8 kernels
 # on CPUs without VNNI (AVX2 only: e.g. AMD EPYC before Zen 4) multiply uint8 x int8 pairs with VPMADDUBSW,
 # which saturates its int16 sums when the weights use the full 8-bit range; the fused kernels then compute
 # wrong results that a float simulation of the same QDQ graph does not show. Measured on such a CPU
