@@ -115,6 +115,16 @@ class StaticQuantizer:
     def activation_type(self):
         return self.q.QuantType.QInt8 if self.settings.activation_dtype == "int8" else self.q.QuantType.QUInt8
 
+    @property
+    def weight_type(self):
+        # U8U8 with uint8 activations: onnxruntime's u8u8 kernels do not saturate, so weights keep 8 bits
+        return self.q.QuantType.QInt8 if self.settings.activation_dtype == "int8" else self.q.QuantType.QUInt8
+
+    @property
+    def reduce_range(self) -> bool:
+        # int8 weights (U8S8 / S8S8) need 7 bits on AVX2 CPUs without VNNI; uint8 weights (U8U8) do not
+        return REDUCE_RANGE if self.settings.activation_dtype == "int8" else False
+
     def quantize(self, out_path: Path, exclude_nodes: list[str]) -> Path:
         # asymmetric activations (onnxruntime's default): ReLU6 / GELU / Softmax outputs are one-sided, and
         # a symmetric grid would spend half of its codes on values that never occur
@@ -124,8 +134,8 @@ class StaticQuantizer:
         reader = None if self.cache.is_file() else _Reader(self.input_name, self.calib.data)
         self.q.quantize_static(
             str(self.float_path), str(out_path), calibration_data_reader=reader,
-            quant_format=self.q.QuantFormat.QDQ, per_channel=True, reduce_range=REDUCE_RANGE,
-            activation_type=self.activation_type, weight_type=self.q.QuantType.QInt8,
+            quant_format=self.q.QuantFormat.QDQ, per_channel=True, reduce_range=self.reduce_range,
+            activation_type=self.activation_type, weight_type=self.weight_type,
             nodes_to_exclude=list(exclude_nodes), calibrate_method=self.method, extra_options=extra,
             calibration_cache_path=str(self.cache),
         )
