@@ -28,7 +28,7 @@ def _weights(path) -> dict[str, np.ndarray]:
 
 
 def test_int8_weights_stay_within_seven_bits():
-    path, _ = quantized("edgevit_xxs", "onnx")
+    path, _ = quantized("edgevit_xxs", "onnx", quant=(("activation_dtype", "int8"),))
     weights = _weights(path)
     assert len(weights) > 40  # the convolutions and matrix products are quantized
     # symmetric 7-bit grid [-64, 64]: a pair of uint8 x int8 products, 2 * 255 * 64, fits in int16
@@ -56,3 +56,19 @@ def test_fused_int8_kernels_agree_with_the_simulated_qdq_graph():
     # the integer kernels round differently from the float simulation (24 dB apart on an AVX2 CPU with 7-bit
     # weights); saturating 8-bit weights put them 2.5 dB apart
     assert sqnr_db(simulated, fused) >= 15.0
+
+
+def test_default_onnx_int8_is_u8u8_with_eight_bit_weights():
+    import onnx
+    from onnx import numpy_helper
+
+    path, report = quantized("edgevit_xxs", "onnx")
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: i for i in graph.initializer}
+    weights = [numpy_helper.to_array(inits[n.input[0]]) for n in graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    weights = [w for w in weights if w.ndim >= 2]
+    assert len(weights) > 40 and all(w.dtype == np.uint8 for w in weights)
+    # uint8 weights keep the full 8-bit range: u8u8 kernels do not saturate
+    assert max(int(w.max()) - int(w.min()) for w in weights) > 128
+    assert report.to_dict()["quantization"]["activation_dtype"] == "uint8"

@@ -241,7 +241,8 @@ def _static(float_path: Path, out_path: Path, settings: QuantSettings, calib: Ca
     sq.quantize(out_path, excluded)
     details: dict[str, Any] = {
         "method": "onnxruntime quantize_static (QDQ)", "calibration_method": settings.calib_method,
-        "weights": "int8 per-channel (symmetric, 7-bit range)", "activation_dtype": settings.activation_dtype,
+        "weights": ("int8 per-channel (symmetric, 7-bit range)" if settings.activation_dtype == "int8"
+                    else "uint8 per-channel (8-bit, U8U8)"), "activation_dtype": settings.activation_dtype,
         "calibration_images": calib.count, "excluded_nodes": excluded, "exclude_unmatched": unmatched,
         "kept_in_float_layers": [], "kept_in_float_nodes": list(excluded),
     }
