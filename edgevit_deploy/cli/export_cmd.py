@@ -50,7 +50,7 @@ from ._models_table import models_table
 @click.option("--calib-size", type=int, default=128, show_default=True, help="Calibration images to use.")
 @click.option("--calib-method", type=choice_of(["minmax", "percentile", "entropy"]),
               help="ONNX static calibration method (default minmax).")
-@click.option("--activation-dtype", type=choice_of(["int8", "uint8"]), help="ONNX activation type (default int8).")
+@click.option("--activation-dtype", type=choice_of(["int8", "uint8"]), help="ONNX activation type (default uint8: U8U8, 8-bit uint8 weights; int8: 7-bit int8 weights).")
 @click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input/output tensors (default float).")
 @click.option("--analyze", is_flag=True, help="ONNX int8: per-layer sensitivity (quantized vs float tensors).")
 @click.option("--exclude", multiple=True, help="ONNX int8: keep layers matching this glob in float (repeatable).")

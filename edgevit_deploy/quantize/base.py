@@ -51,7 +51,7 @@ class QuantSettings:
     """
 
     calib_method: str = "minmax"
-    activation_dtype: str = "int8"
+    activation_dtype: str = "uint8"
     int8_io: bool = False
     exclude: tuple[str, ...] = ()
     target_sqnr: float | None = None
@@ -72,7 +72,7 @@ class QuantSettings:
             exclude = (exclude,)
         s = cls(
             calib_method=str(quant.get("calib_method", "minmax")),
-            activation_dtype=str(quant.get("activation_dtype", "int8")),
+            activation_dtype=str(quant.get("activation_dtype", "uint8")),
             int8_io=bool(quant.get("int8_io", False)),
             exclude=tuple(exclude),
             target_sqnr=None if quant.get("target_sqnr") is None else float(quant["target_sqnr"]),
