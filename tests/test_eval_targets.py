@@ -1,4 +1,4 @@
-"""edgevit-eval on the other two targets, cheaply: a tiny user model (``file.py:factory``, 32 px) exported to
+"""edgevit-eval on the other targets, cheaply: a tiny user model (``file.py:factory``, 32 px) exported to
 TFLite with NHWC input and to Core ML with an image input (0..255, mean/std folded in), evaluated on a
 folder whose labels are, by construction, the fp32 model's own top-1 on half of the images.
 
@@ -77,3 +77,23 @@ def test_tflite_nhwc_and_coreml_image_input(tiny):
         assert res["top1_correct"] == int((top1 == labels).sum())
         assert res["agreement"] == pytest.approx(float(np.mean(top1 == pred[order])))
     assert lite["agreement"] == 1.0   # fp32
+
+
+@pytest.mark.slow
+def test_executorch_program(tiny, tmp_path):
+    """The fourth target: a .pte evaluated in ExecuTorch's runtime, its figures recomputed from its own session."""
+    import edgevit_deploy
+
+    name, folder, names, pred, _, _ = tiny
+    pte = edgevit_deploy.export(name, ["executorch"], tmp_path, img_size=SIZE, verify=False).artifacts[0].path
+    r = CliRunner().invoke(main, ["--data", str(folder), str(pte), "--json"])
+    assert r.exit_code == 0, r.output
+    ref, et = json.loads(r.stdout)["results"]   # stderr may carry warnings
+    assert ref["source"] == name and et["target"] == "executorch" and et["img_size"] == SIZE
+    order = sorted(range(6), key=lambda i: names[i])
+    cfg = create_model(name, img_size=SIZE).deploy_cfg
+    x = np.stack([preprocess_image(Image.open(folder / names[i]), cfg) for i in order])
+    labels = np.array([int(names[i].split("/")[0]) for i in order])
+    top1 = get_spec("executorch").load_host_runtime().load(pte).run(x).argmax(-1)
+    assert et["top1_correct"] == int((top1 == labels).sum()) == ref["top1_correct"]
+    assert et["agreement"] == 1.0   # fp32
