@@ -42,7 +42,7 @@ class TfliteConverter:
         litert_torch = require("litert_torch", "tflite")
         module, sample = model, example
         if options.nhwc:
-            module = litert_torch.to_channel_last_io(model, args=[0])
+            module = litert_torch.to_channel_last_io(model, args=[0]).eval()   # a new wrapper starts in training mode
             sample = example.permute(0, 2, 3, 1).contiguous()
         # converted, cast and stamped under a temporary name, then renamed: never half a file under out_path
         with atomic_path(out_path) as tmp:
