@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def official_manifest() -> dict:
     """The authors' state-dict manifest (keys, shapes, parameter counts, GMACs), a copy the tests own."""
     return json.loads((FIXTURES / "edgevit_official_state_dict.json").read_text())
+
+
+@pytest.fixture
+def restore_logging():
+    """The commands configure logging for a console; give the next tests the configuration they had."""
+    root = logging.getLogger()
+    ours = logging.getLogger("edgevit_deploy")
+    saved = root.level, list(root.handlers), ours.level
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    ours.setLevel(saved[2])
 
 
 @pytest.fixture(scope="session")

@@ -21,17 +21,6 @@ from edgevit_deploy.quantize.calibration import check_calib_folder, load_calibra
 CFG = get_model_config("edgevit_xxs").with_img_size(32)
 
 
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    ours = logging.getLogger("edgevit_deploy")
-    saved = root.level, list(root.handlers), ours.level
-    yield
-    root.setLevel(saved[0])
-    root.handlers[:] = saved[1]
-    ours.setLevel(saved[2])
-
-
 @pytest.mark.parametrize("size", [0, -32, MAX_IMG_SIZE + 32])
 def test_create_model_rejects_sizes_outside_1_to_the_maximum(size):
     with pytest.raises(InputSizeError, match="positive multiple of 32|larger than the maximum"):

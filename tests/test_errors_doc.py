@@ -3,7 +3,6 @@ says the documented fragment, shows no traceback, and creates no output folder. 
 validation time, so the commands run in-process (click's CliRunner) in well under a second each."""
 from __future__ import annotations
 
-import logging
 import re
 import shlex
 import struct
@@ -112,18 +111,6 @@ def onnx_artifact(tmp_path_factory) -> Path:
     res = edgevit_deploy.export("edgevit_xxs", "onnx", out, img_size=64, verify=False)
     assert res.ok
     return res.artifacts[0].path
-
-
-@pytest.fixture
-def restore_logging():
-    """The commands configure logging for a console; give the next tests the configuration they had."""
-    root = logging.getLogger()
-    ours = logging.getLogger("edgevit_deploy")
-    saved = root.level, list(root.handlers), ours.level
-    yield
-    root.setLevel(saved[0])
-    root.handlers[:] = saved[1]
-    ours.setLevel(saved[2])
 
 
 def _command(name: str):

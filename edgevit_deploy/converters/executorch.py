@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._atomic import write_bytes
 from .._lazy import require
 from ..errors import ConversionError
 from ._errors import unsupported_op_from
@@ -100,36 +99,13 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, backend:
                     sum(outside.values()), backend, ", ".join(f"{k} x{v}" for k, v in outside.items()))
     sidecar = {**meta, BACKEND_KEY: str(backend), OUTSIDE_KEY: _format_counts(outside),
                SHA_KEY: hashlib.sha256(buffer).hexdigest()}
-    write_atomic(out_path, bytes(buffer))
-    write_atomic(sidecar_path(out_path), json.dumps(sidecar, indent=1, sort_keys=True).encode())
+    write_bytes(out_path, bytes(buffer))
+    write_bytes(sidecar_path(out_path), json.dumps(sidecar, indent=1, sort_keys=True).encode())
     return outside
 
 
 def _format_counts(counts: dict[str, int]) -> str:
     return ",".join(f"{k}:{v}" for k, v in counts.items())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder (fsync, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class ExecutorchConverter:

@@ -64,17 +64,9 @@ def write(rows: Sequence[dict[str, Any]], path: Path, fmt: str) -> Path:
 
 def write_atomic(path: Path, text: str) -> None:
     """``text`` to ``path`` through a temp file and a rename: a reader never sees half a file."""
-    import os
-    import tempfile
+    from ..._atomic import write_text
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)
 
 
 def label(row: dict[str, Any], with_device: bool = False) -> str:
