@@ -3,15 +3,14 @@ the app crashing / OOM-killed / hanging mid-job, a corrupt result, the device dr
 `kill -9` of the sweep followed by a resume that picks up the result the app wrote meanwhile."""
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from device_helpers import kill_9_once_the_app_times
 
 from edgevit_deploy.device_bench import api
 from edgevit_deploy.device_bench.artifacts import ArtifactCache
@@ -148,18 +147,7 @@ def test_kill_9_of_the_sweep_then_resume(apk, tmp_path, cache):
                 "--store", str(store), "--cache-dir", str(cache), "--runner", "app", "--timeout", "300"]
         proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=dict(os.environ))
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            status = files / P.STATUS_FILE
-            if status.is_file() and json.loads(status.read_text()).get("phase") == "timing":
-                break
-            time.sleep(0.2)
-        else:
-            proc.kill()
-            pytest.fail("the app never reached its timing loop")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert not P.result_path(files, P.pending_jobs(files)[0]).exists()   # killed before the result
+        kill_9_once_the_app_times(proc, files)
         resumed = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         log = (dev.root / "data/standin/app.log").read_text()
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]

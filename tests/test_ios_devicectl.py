@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from device_helpers import kill_9_once_the_app_times
 
 from edgevit_deploy.device_bench import api
 from edgevit_deploy.device_bench.jobs import protocol as P
@@ -146,27 +147,12 @@ def test_devices_lists_the_iphone(iphone, tmp_path):
 def test_kill_9_of_the_sweep_then_resume(iphone, ipa, tmp_path, cache):
     """kill -9 of the host mid-job: the app goes on on the phone; the resumed sweep follows it or pulls its
     result: one row, the job run once."""
-    import signal
-    import time
-
     store = tmp_path / "k.sqlite"
     docs = iphone / "apps" / P.IOS_BUNDLE_ID / "data" / "Documents"
     args = [sys.executable, "-m", "edgevit_deploy.cli.bench_cmd", *sweep_args(store, cache, "cpu", "--ios-app", str(ipa))]
     args[args.index("--iterations") + 1] = "150"
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        status = docs / P.STATUS_FILE
-        text = status.read_text() if status.is_file() else ""
-        if text.strip() and json.loads(text).get("phase") == "timing":
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the app never reached its timing loop")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not P.result_path(docs, P.pending_jobs(docs)[0]).exists()   # killed before the result
+    kill_9_once_the_app_times(proc, docs)
     resumed = bench(args[3:], tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     [row] = api.read_rows(store)
