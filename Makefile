@@ -7,7 +7,7 @@ setup:
 
 demo: setup
 	.venv/bin/edgevit-export --model edgevit_xxs --target all --out out/edgevit_xxs
-	.venv/bin/edgevit-bench sweep --device local --models edgevit_xxs --targets onnx,tflite,torch \
+	.venv/bin/edgevit-bench sweep --device local --models edgevit_xxs --targets onnx,tflite,executorch,torch \
 		--precision fp32 --threads 1,2 --warmup 5 --iterations 30 \
 		--store out/bench.sqlite --out out/bench
 
