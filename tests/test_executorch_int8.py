@@ -10,8 +10,8 @@ import pytest
 from edgevit_deploy.converters.base import ExportOptions, QuantMode
 from edgevit_deploy.converters.table import get_spec
 from edgevit_deploy.quantize.base import QuantizationError
-from edgevit_deploy.quantize.fidelity import FLOORS
 from edgevit_deploy.quantize.pipeline import check_request
+from edgevit_deploy.verify.policy import BARS, Variant
 from quant_fixtures import quantized
 
 
@@ -21,7 +21,7 @@ def test_int8_program_runs_is_smaller_and_holds_the_floor():
     assert Path(path).suffix == ".pte" and report.mode == "int8"
     assert report.parity.executed, report.parity.reason
     assert report.parity.passed, (report.parity.sqnr_db, report.parity.failures)
-    assert report.parity.to_dict()["thresholds"]["sqnr_db"] == FLOORS[QuantMode.INT8].sqnr_db  # the shared floor
+    assert report.parity.to_dict()["thresholds"]["sqnr_db"] == BARS[Variant.INT8].sqnr_db  # the shared floor
     assert report.parity.num_inputs == report.held_out["count"] > 0
     assert report.size_quant_bytes < 0.5 * report.size_float_bytes
     assert report.builtin_calibration and report.calibration["count"] > 0

@@ -195,7 +195,7 @@ class Sweep:
                 if self._store_error is None:
                     self._store_error = exc
             self._stop.set()
-            log.error("%s: %s; stopping the sweep", m.job.device, exc)
+            log.debug("%s: %s; stopping the sweep (raised once every worker has stopped)", m.job.device, exc)
             raise _Stopped() from exc
         with self._results_lock:
             self._results.append(m)

@@ -2,7 +2,7 @@
 
 Both models are augmented to output every intermediate tensor (``modify_model_output_intermediate_tensors``);
 each activation of the QDQ model is matched with its value before quantize/dequantize and with its float
-twin (``create_activation_matching``), and weights with their float originals (``create_weight_matching``).
+twin (``create_activation_matching``), and weights with their float originals (dequantized here: see :func:`_weight_matching`).
 SQNRs are accumulated image by image (signal and noise energy summed, which equals onnxruntime's
 ``compute_signal_to_quantization_noice_ratio`` on the concatenation) so that memory stays one image deep.
 
@@ -205,19 +205,46 @@ def weight_errors(float_path: Path, qdq_path: Path) -> list[dict[str, Any]]:
     """SQNR of every quantized weight tensor against its float original (scalars and all-zero tensors,
     such as freshly initialised biases, have no signal to measure and are skipped)."""
     dbg = require("onnxruntime.quantization.qdq_loss_debug", "onnx")
-    logging.disable(logging.ERROR)  # it logs every folded constant it cannot match at ERROR level
-    try:
-        matching = dbg.create_weight_matching(str(float_path), str(qdq_path))
-    finally:
-        logging.disable(logging.NOTSET)
     rows = []
-    for name, m in matching.items():
-        flt, deq = np.asarray(m["float"]), np.asarray(m["dequantized"])
+    for name, (flt, deq) in _weight_matching(float_path, qdq_path).items():
         if flt.ndim == 0 or flt.shape != deq.shape or not np.any(flt):
             continue
         rows.append({"weight": name, "sqnr_db": float(dbg.compute_signal_to_quantization_noice_ratio(flt, deq)),
                      "shape": list(flt.shape)})
     return rows
+
+
+def _weight_matching(float_path: Path, qdq_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each constant weight of the QDQ model (``NAME_quantized`` -> DequantizeLinear), dequantized, with its float
+    original ``NAME``. Done here rather than by onnxruntime's ``create_weight_matching``: that one subtracts the
+    zero point in the weights' own integer type, which wraps around for uint8 weights (U8U8, our default), so
+    every weight quantized to uint8 showed a negative SQNR."""
+    onnx = require("onnx", "onnx")
+    from onnx import numpy_helper
+
+    float_inits = {t.name: t for t in onnx.load(str(float_path), load_external_data=True).graph.initializer}
+    qdq = onnx.load(str(qdq_path), load_external_data=True).graph
+    inits = {t.name: t for t in qdq.initializer}
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for node in qdq.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        name = node.input[0].removesuffix("_quantized")
+        if name == node.input[0] or name not in float_inits or node.input[1] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[node.input[0]]).astype(np.int64)
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        zp = (numpy_helper.to_array(inits[node.input[2]]).astype(np.int64)
+              if len(node.input) > 2 and node.input[2] in inits else np.zeros_like(scale, dtype=np.int64))
+        if scale.size > 1:  # per channel along ``axis``
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            scale, zp = scale.reshape(shape), zp.reshape(shape)
+        else:
+            scale, zp = scale.reshape(()), zp.reshape(())
+        out[name] = (numpy_helper.to_array(float_inits[name]).astype(np.float64), (q - zp) * scale)
+    return out
 
 
 def summarize(layers: list[dict[str, Any]], worst: int = 10) -> dict[str, Any]:
