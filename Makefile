@@ -1,7 +1,7 @@
 # The README's two commands:
 #   make demo  set up, export EdgeViT-XXS to every target with parity checks, then benchmark it on this host
 #   make test  set up, run the whole test suite
-.PHONY: setup demo test bench-core
+.PHONY: setup demo test bench-core lint
 setup:
 	bash scripts/setup.sh
 
@@ -20,3 +20,9 @@ test: setup bench-core
 # android_app/bench-core: compiled with the JDK's javac and unit-tested with JUnit 4 (no Gradle, no network)
 bench-core:
 	bash scripts/build_bench_core.sh
+
+# ruff (lint + format check) and mypy on the package (configured in pyproject.toml)
+lint:
+	.venv/bin/ruff check edgevit_deploy
+	.venv/bin/ruff format --check edgevit_deploy
+	.venv/bin/mypy edgevit_deploy

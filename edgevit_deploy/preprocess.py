@@ -1,4 +1,5 @@
 """Image preprocessing with a model's own config (resize, centre crop, mean/std), as timm evaluates."""
+
 from __future__ import annotations
 
 import math

@@ -12,7 +12,7 @@ stamp=.venv/.edgevit-deploy-installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,lint]"
   echo "$want" > "$stamp"
 fi
 # Debian's adb client: the device-benchmark tests drive the stand-in adbd with it as well.

@@ -1,4 +1,5 @@
 """Shared CLI plumbing: logging to the console, tables, error handling. Only the CLI prints."""
+
 from __future__ import annotations
 
 import functools
@@ -25,9 +26,29 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 # third-party loggers kept at ERROR (their INFO / WARNING chatter is not about the user's input)
-THIRD_PARTY_LOGGERS = ("coremltools", "absl", "jax", "jaxlib", "torch", "onnx", "onnxruntime", "onnxscript",
-                       "tensorflow", "tf2onnx", "litert_torch", "ai_edge_torch", "ai_edge_quantizer",
-                       "ai_edge_litert", "torchao", "executorch", "timm", "PIL", "matplotlib", "urllib3", "h5py")
+THIRD_PARTY_LOGGERS = (
+    "coremltools",
+    "absl",
+    "jax",
+    "jaxlib",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "tensorflow",
+    "tf2onnx",
+    "litert_torch",
+    "ai_edge_torch",
+    "ai_edge_quantizer",
+    "ai_edge_litert",
+    "torchao",
+    "executorch",
+    "timm",
+    "PIL",
+    "matplotlib",
+    "urllib3",
+    "h5py",
+)
 
 
 class ConsoleLogHandler(logging.Handler):
@@ -104,19 +125,32 @@ def status_cell(executed: bool, passed: bool, error: str | None) -> str:
 def parity_table(title: str, rows: list[dict[str, Any]]) -> Table:
     """rows: target, file, size_bytes, export_s, parity (dict), error."""
     table = Table(title=title, show_lines=False)
-    for col, justify in (("target", "left"), ("file", "left"), ("size MB", "right"), ("export s", "right"),
-                         ("max abs err", "right"), ("cosine", "right"), ("top-1 agr.", "right"),
-                         ("executor", "left"), ("result", "left")):
+    for col, justify in (
+        ("target", "left"),
+        ("file", "left"),
+        ("size MB", "right"),
+        ("export s", "right"),
+        ("max abs err", "right"),
+        ("cosine", "right"),
+        ("top-1 agr.", "right"),
+        ("executor", "left"),
+        ("result", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         p = r["parity"]
         size = r.get("size_bytes")
         table.add_row(
-            r["target"], r.get("file") or "-", fmt(size / 1e6 if size else None, ".2f"), fmt(r.get("export_s"), ".1f"),
-            fmt(p.get("max_abs"), ".2e"), fmt(p.get("cosine"), ".6f"),
-            fmt(p.get("top1_agreement") * 100 if p.get("top1_agreement") is not None else None, ".0f") + (
-                "%" if p.get("top1_agreement") is not None else ""),
-            p.get("executor") or "-", status_cell(p["executed"], p["passed"], r.get("error")),
+            r["target"],
+            r.get("file") or "-",
+            fmt(size / 1e6 if size else None, ".2f"),
+            fmt(r.get("export_s"), ".1f"),
+            fmt(p.get("max_abs"), ".2e"),
+            fmt(p.get("cosine"), ".6f"),
+            fmt(p.get("top1_agreement") * 100 if p.get("top1_agreement") is not None else None, ".0f")
+            + ("%" if p.get("top1_agreement") is not None else ""),
+            p.get("executor") or "-",
+            status_cell(p["executed"], p["passed"], r.get("error")),
         )
     return table
 

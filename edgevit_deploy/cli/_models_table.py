@@ -1,4 +1,5 @@
 """The ``--list-models`` table."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -18,8 +19,13 @@ def models_table(pattern: str = "*") -> Table:
         if paper and paper.mobile_latency_ms is not None:
             latency = f"{paper.mobile_latency_ms:g}" + (f" ({paper.latency_device})" if paper.latency_device else "")
         table.add_row(
-            name, cfg.family, fmt(cfg.num_params / 1e6 if cfg.num_params else None, ".2f"), fmt(cfg.gmacs, ".3f"),
-            "x".join(map(str, cfg.input_size[1:])), fmt(paper.top1 if paper else None, ".1f"), latency or "-",
+            name,
+            cfg.family,
+            fmt(cfg.num_params / 1e6 if cfg.num_params else None, ".2f"),
+            fmt(cfg.gmacs, ".3f"),
+            "x".join(map(str, cfg.input_size[1:])),
+            fmt(paper.top1 if paper else None, ".1f"),
+            latency or "-",
             (paper.source if paper else "-"),
         )
     return table

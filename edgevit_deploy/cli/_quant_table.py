@@ -1,4 +1,5 @@
 """Tables for the quantization fidelity report (when ``--quantize`` was used)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -6,6 +6,7 @@ Exit codes: 0 done; 1 a run failed (failed rows, or the store could not be writt
 committed before stay); 2 bad input (one ``error:`` line saying what was wrong and what to do, nothing
 created); 130 interrupted (Ctrl-C; every row committed so far stays, rerun to resume).
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,13 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 console = Console(width=None if sys.stdout.isatty() else 220)
 err_console = Console(stderr=True)
 
-STORE_OPTION = click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_STORE,
-                            show_default=True, help="SQLite result store (one file).")
+STORE_OPTION = click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_STORE,
+    show_default=True,
+    help="SQLite result store (one file).",
+)
 
 
 class _ProgressCallbacks(api.SweepCallbacks):
@@ -51,16 +57,18 @@ class _ProgressCallbacks(api.SweepCallbacks):
 
     def on_job_start(self, job: BenchJob) -> None:
         with self.lock:
-            self.progress.update(self.task, current=f"{job.model} {job.target} {job.precision} {job.threads}t "
-                                                    f"@{job.device}")
+            self.progress.update(
+                self.task, current=f"{job.model} {job.target} {job.precision} {job.threads}t @{job.device}"
+            )
 
     def on_result(self, m: Measurement) -> None:
         with self.lock:
             self.progress.advance(self.task)
             if m.status != "ok":
                 j = m.job
-                self.progress.console.print(f"[red]failed[/] {j.model} {j.target} {j.precision} {j.threads}t "
-                                            f"@{j.device}: {m.reason}")
+                self.progress.console.print(
+                    f"[red]failed[/] {j.model} {j.target} {j.precision} {j.threads}t @{j.device}: {m.reason}"
+                )
 
     def on_device_failed(self, device: str, reason: str) -> None:
         self.progress.console.print(f"[red]device {device} gave up[/]: {reason}")
@@ -82,8 +90,9 @@ def _fail(exc: Exception, code: int = EXIT_BAD_INPUT) -> None:
 
 def _interrupted(store: Path | None = None) -> None:
     where = f" in {store}" if store else ""
-    click.echo(f"interrupted: every row committed so far is kept{where}; run the same command again to resume",
-               err=True)
+    click.echo(
+        f"interrupted: every row committed so far is kept{where}; run the same command again to resume", err=True
+    )
     sys.exit(EXIT_INTERRUPTED)
 
 
@@ -107,7 +116,7 @@ def _check_writable(path: Path, option: str, folder: bool) -> None:
         raise OutputDirError(f"{option} {path} cannot be created: {parent} is not writable")
 
 
-_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())   # click >= 8.2
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
 
 class _OneLineGroup(click.Group):
@@ -116,7 +125,7 @@ class _OneLineGroup(click.Group):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
-        except _NO_ARGS_IS_HELP as exc:       # bare `edgevit-bench`: the help, as click shows it
+        except _NO_ARGS_IS_HELP as exc:  # bare `edgevit-bench`: the help, as click shows it
             exc.show()
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
@@ -137,78 +146,165 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _runner_flags(runner_config: Path | None, benchmark_model: Path | None, ort_perf_test: Path | None,
-                  timeout: float | None, energy: bool | None, android_app: Path | None = None,
-                  ios_app: Path | None = None) -> dict[str, Any]:
+def _runner_flags(
+    runner_config: Path | None,
+    benchmark_model: Path | None,
+    ort_perf_test: Path | None,
+    timeout: float | None,
+    energy: bool | None,
+    android_app: Path | None = None,
+    ios_app: Path | None = None,
+) -> dict[str, Any]:
     values: dict[str, Any] = dict(read_sweep_file(runner_config)) if runner_config else {}
     if isinstance(values.get("runners"), dict):
         values = values["runners"]
-    values.update({k: v for k, v in (("benchmark_model", benchmark_model), ("onnxruntime_perf_test", ort_perf_test),
-                                     ("timeout_s", timeout), ("energy", energy), ("android_app", android_app),
-                                     ("ios_app", ios_app))
-                   if v is not None})
+    values.update(
+        {
+            k: v
+            for k, v in (
+                ("benchmark_model", benchmark_model),
+                ("onnxruntime_perf_test", ort_perf_test),
+                ("timeout_s", timeout),
+                ("energy", energy),
+                ("android_app", android_app),
+                ("ios_app", ios_app),
+            )
+            if v is not None
+        }
+    )
     return values
 
 
 def _runner_options(f: Any) -> Any:
-    for opt in reversed([
-        click.option("--runner-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="YAML/TOML file with runner settings (tool paths, extra flags, energy, timeout_s)."),
-        click.option("--benchmark-model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="Host path of LiteRT's benchmark_model binary for the phone."),
-        click.option("--ort-perf-test", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="Host path of onnxruntime_perf_test for the phone."),
-        click.option("--timeout", type=float, help="Seconds allowed for one measurement on a device."),
-        click.option("--energy/--no-energy", default=None,
-                     help="Sample battery current and voltage during Android runs (mJ per inference)."),
-        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Where exported artifacts are cached (default ~/.cache/edgevit-deploy/artifacts)."),
-        click.option("--android-app", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="The benchmark app's APK (android_app/), installed when missing or outdated (--runner app)."),
-        click.option("--ios-app", type=click.Path(exists=True, path_type=Path),
-                     help="The iOS benchmark app (.ipa or .app from ios_app/), installed on an iPhone when missing "
-                          "or outdated."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--runner-config",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="YAML/TOML file with runner settings (tool paths, extra flags, energy, timeout_s).",
+            ),
+            click.option(
+                "--benchmark-model",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="Host path of LiteRT's benchmark_model binary for the phone.",
+            ),
+            click.option(
+                "--ort-perf-test",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="Host path of onnxruntime_perf_test for the phone.",
+            ),
+            click.option("--timeout", type=float, help="Seconds allowed for one measurement on a device."),
+            click.option(
+                "--energy/--no-energy",
+                default=None,
+                help="Sample battery current and voltage during Android runs (mJ per inference).",
+            ),
+            click.option(
+                "--cache-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Where exported artifacts are cached (default ~/.cache/edgevit-deploy/artifacts).",
+            ),
+            click.option(
+                "--android-app",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="The benchmark app's APK (android_app/), installed when missing or outdated (--runner app).",
+            ),
+            click.option(
+                "--ios-app",
+                type=click.Path(exists=True, path_type=Path),
+                help="The iOS benchmark app (.ipa or .app from ios_app/), installed on an iPhone when missing "
+                "or outdated.",
+            ),
+        ]
+    ):
         f = opt(f)
     return f
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML/TOML sweep file; flags given here override its values.")
-@click.option("--device", "--devices", "devices", help="Comma-separated device ids: local, adb:SERIAL, adb:HOST:PORT, ios:UDID.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML/TOML sweep file; flags given here override its values.",
+)
+@click.option(
+    "--device", "--devices", "devices", help="Comma-separated device ids: local, adb:SERIAL, adb:HOST:PORT, ios:UDID."
+)
 @click.option("--models", help="Comma-separated model names (edgevit_xxs, timm:mobilenetv2_100, ...).")
 @click.option("--targets", help="Comma-separated targets: onnx, tflite, coreml, torch.")
 @click.option("--precision", "--precisions", "precisions", help="Comma-separated: fp32, fp16, int8, ...")
 @click.option("--threads", help="Comma-separated thread counts, e.g. 1,4.")
-@click.option("--delegates", help="Comma-separated delegates: cpu/xnnpack, gpu, nnapi (Android); "
-                                       "Core ML compute units cpu, gpu, ane, all (iOS).")
+@click.option(
+    "--delegates",
+    help="Comma-separated delegates: cpu/xnnpack, gpu, nnapi (Android); "
+    "Core ML compute units cpu, gpu, ane, all (iOS).",
+)
 @click.option("--img-size", type=int, help="Input size (default: each model's own).")
 @click.option("--warmup", type=int, help="Warm-up iterations per run (default 10).")
 @click.option("--iterations", type=int, help="Timed iterations per run (default 50).")
 @click.option("--cooldown", type=float, help="Seconds to rest between runs on a device (default 0).")
 @click.option("--cpu-mask", help="taskset mask for the runner, e.g. f0 for big cores.")
-@click.option("--runner", "runner", type=click.Choice(["tool", "app", "instrument"]),
-              help="Android rows: tool binaries (default), the benchmark app's Activity, or its instrumentation test.")
+@click.option(
+    "--runner",
+    "runner",
+    type=click.Choice(["tool", "app", "instrument"]),
+    help="Android rows: tool binaries (default), the benchmark app's Activity, or its instrumentation test.",
+)
 @click.option("--no-retry-failed", is_flag=True, help="On resume, skip rows that failed before too.")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights for the models.")
 @STORE_OPTION
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write results.csv/json, PNG plots and report.html here.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write results.csv/json, PNG plots and report.html here.",
+)
 @_runner_options
-def sweep(config_file: Path | None, devices: str | None, models: str | None, targets: str | None,
-          precisions: str | None, threads: str | None, delegates: str | None, img_size: int | None,
-          warmup: int | None, iterations: int | None, cooldown: float | None, cpu_mask: str | None,
-          runner: str | None, no_retry_failed: bool, checkpoint: str | None, store: Path, out: Path | None,
-          runner_config: Path | None, benchmark_model: Path | None, ort_perf_test: Path | None, timeout: float | None,
-          energy: bool | None, cache_dir: Path | None, android_app: Path | None, ios_app: Path | None) -> None:
+def sweep(
+    config_file: Path | None,
+    devices: str | None,
+    models: str | None,
+    targets: str | None,
+    precisions: str | None,
+    threads: str | None,
+    delegates: str | None,
+    img_size: int | None,
+    warmup: int | None,
+    iterations: int | None,
+    cooldown: float | None,
+    cpu_mask: str | None,
+    runner: str | None,
+    no_retry_failed: bool,
+    checkpoint: str | None,
+    store: Path,
+    out: Path | None,
+    runner_config: Path | None,
+    benchmark_model: Path | None,
+    ort_perf_test: Path | None,
+    timeout: float | None,
+    energy: bool | None,
+    cache_dir: Path | None,
+    android_app: Path | None,
+    ios_app: Path | None,
+) -> None:
     """Measure models x targets x precisions x threads x delegates x devices; resumable."""
-    flags = {"models": _csv_option(models), "targets": _csv_option(targets), "precisions": _csv_option(precisions),
-             "threads": _csv_option(threads), "delegates": _csv_option(delegates), "devices": _csv_option(devices),
-             "img_size": img_size, "warmup": warmup, "iterations": iterations, "cooldown_s": cooldown,
-             "cpu_mask": cpu_mask, "checkpoint": checkpoint, "retry_failed": False if no_retry_failed else None,
-             "runner": runner}
-    try:   # every input is checked before anything (store, cache, --out) is created
+    flags = {
+        "models": _csv_option(models),
+        "targets": _csv_option(targets),
+        "precisions": _csv_option(precisions),
+        "threads": _csv_option(threads),
+        "delegates": _csv_option(delegates),
+        "devices": _csv_option(devices),
+        "img_size": img_size,
+        "warmup": warmup,
+        "iterations": iterations,
+        "cooldown_s": cooldown,
+        "cpu_mask": cpu_mask,
+        "checkpoint": checkpoint,
+        "retry_failed": False if no_retry_failed else None,
+        "runner": runner,
+    }
+    try:  # every input is checked before anything (store, cache, --out) is created
         if config_file:
             spec = SweepSpec.load(config_file).with_overrides(**flags)
         else:
@@ -219,9 +315,8 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
 
         for device in spec.devices:
             parse_device(device)
-        jobs = spec.jobs()     # unknown models fail here
-        overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app,
-                                  ios_app)
+        jobs = spec.jobs()  # unknown models fail here
+        overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app, ios_app)
         _check_writable(store, "--store", folder=False)
         if out is not None:
             _check_writable(out, "--out", folder=True)
@@ -233,14 +328,27 @@ def sweep(config_file: Path | None, devices: str | None, models: str | None, tar
     except KeyboardInterrupt:
         _interrupted()
     try:
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                            TextColumn("{task.fields[current]}"), console=err_console, transient=False)
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}"),
+            console=err_console,
+            transient=False,
+        )
         with progress:
-            result = api.sweep(spec, store=store, cache_dir=cache_dir, callbacks=_ProgressCallbacks(progress),
-                               runner_overrides=overrides)
+            result = api.sweep(
+                spec,
+                store=store,
+                cache_dir=cache_dir,
+                callbacks=_ProgressCallbacks(progress),
+                runner_overrides=overrides,
+            )
         rows = api.read_rows(store)
-    except StoreWriteError as exc:     # the run failed part-way; what was committed stays
+    except StoreWriteError as exc:  # the run failed part-way; what was committed stays
         _fail(exc, EXIT_FAILED)
         return
     except EdgeVitDeployError as exc:
@@ -284,9 +392,18 @@ def devices(no_probe: bool) -> None:
     for e in entries:
         i = e.info
         freqs = sorted(set(i.cpu_max_freqs_khz)) if i else []
-        table.add_row(e.id, e.kind, e.state, i.model if i else "", i.soc if i else "", i.os_version if i else "",
-                      i.abi if i else "", i.cpu_governor if i else "", ",".join(str(f // 1000) for f in freqs),
-                      e.error or "")
+        table.add_row(
+            e.id,
+            e.kind,
+            e.state,
+            i.model if i else "",
+            i.soc if i else "",
+            i.os_version if i else "",
+            i.abi if i else "",
+            i.cpu_governor if i else "",
+            ",".join(str(f // 1000) for f in freqs),
+            e.error or "",
+        )
     console.print(table)
 
 
@@ -300,13 +417,32 @@ def devices(no_probe: bool) -> None:
 @click.option("--img-size", type=int)
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--iterations", type=int, default=50, show_default=True)
-@click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also record the row in this store (replacing an earlier one).")
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also record the row in this store (replacing an earlier one).",
+)
 @_runner_options
-def run(model: str, device: str, target: str, precision: str, threads: int, delegate: str, img_size: int | None,
-        warmup: int, iterations: int, store: Path | None, runner_config: Path | None, benchmark_model: Path | None,
-        ort_perf_test: Path | None, timeout: float | None, energy: bool | None, cache_dir: Path | None,
-        android_app: Path | None, ios_app: Path | None) -> None:
+def run(
+    model: str,
+    device: str,
+    target: str,
+    precision: str,
+    threads: int,
+    delegate: str,
+    img_size: int | None,
+    warmup: int,
+    iterations: int,
+    store: Path | None,
+    runner_config: Path | None,
+    benchmark_model: Path | None,
+    ort_perf_test: Path | None,
+    timeout: float | None,
+    energy: bool | None,
+    cache_dir: Path | None,
+    android_app: Path | None,
+    ios_app: Path | None,
+) -> None:
     """One model on one device."""
     try:
         from ..device_bench.transports import parse_device
@@ -316,10 +452,22 @@ def run(model: str, device: str, target: str, precision: str, threads: int, dele
             _check_writable(store, "--store", folder=False)
         if cache_dir is not None:
             _check_writable(cache_dir, "--cache-dir", folder=True)
-        m = api.run_one(model, target, device=device, precision=precision, threads=threads, delegate=delegate,
-                        img_size=img_size, warmup=warmup, iterations=iterations, store=store, cache_dir=cache_dir,
-                        runner_overrides=_runner_flags(runner_config, benchmark_model, ort_perf_test, timeout,
-                                                       energy, android_app, ios_app))
+        m = api.run_one(
+            model,
+            target,
+            device=device,
+            precision=precision,
+            threads=threads,
+            delegate=delegate,
+            img_size=img_size,
+            warmup=warmup,
+            iterations=iterations,
+            store=store,
+            cache_dir=cache_dir,
+            runner_overrides=_runner_flags(
+                runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app, ios_app
+            ),
+        )
     except EdgeVitDeployError as exc:
         _fail(exc)
         return
@@ -332,10 +480,16 @@ def run(model: str, device: str, target: str, precision: str, threads: int, dele
 
 @main.command()
 @click.option("--device", required=True, help="adb:SERIAL, adb:HOST:PORT or adb:SERIAL@HOST:PORT.")
-@click.option("--benchmark-model", type=click.Path(dir_okay=False, path_type=Path),
-              help="Host path of LiteRT's benchmark_model binary to check (default $EDGEVIT_BENCHMARK_MODEL).")
-@click.option("--ort-perf-test", type=click.Path(dir_okay=False, path_type=Path),
-              help="Host path of onnxruntime_perf_test to check (default $EDGEVIT_ORT_PERF_TEST).")
+@click.option(
+    "--benchmark-model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Host path of LiteRT's benchmark_model binary to check (default $EDGEVIT_BENCHMARK_MODEL).",
+)
+@click.option(
+    "--ort-perf-test",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Host path of onnxruntime_perf_test to check (default $EDGEVIT_ORT_PERF_TEST).",
+)
 def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None) -> None:
     """What each Android runner (benchmark_model, onnxruntime_perf_test, app, instrument) needs on DEVICE."""
     import os
@@ -407,8 +561,9 @@ def export_cmd(store: Path, fmt: str | None, output: Path | None) -> None:
 
 @main.command()
 @STORE_OPTION
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-report"),
-              show_default=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-report"), show_default=True
+)
 def report(store: Path, out: Path) -> None:
     """Self-contained HTML report (tables + plots inlined), with PNGs, CSV and JSON beside it."""
     try:

@@ -1,4 +1,5 @@
 """Pull the name of an unsupported op out of a converter's error message, where it says one."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Keep converters' own console output out of the user's terminal (the library logs; the CLI prints)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """The small interface every converter implements, and the options it receives."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,11 +33,11 @@ class Precision(str, Enum):
 class QuantMode(str, Enum):
     """Post-training quantization modes (``--quantize``)."""
 
-    INT8 = "int8"                  # static: int8 weights and activations, calibrated
+    INT8 = "int8"  # static: int8 weights and activations, calibrated
     INT8_DYNAMIC = "int8-dynamic"  # dynamic range: int8 weights, activations quantized at run time
-    W8 = "w8"                      # weight-only int8, float compute
-    PALETTIZE4 = "palettize4"      # 4-bit weight palettization (LUT)
-    PALETTIZE6 = "palettize6"      # 6-bit weight palettization (LUT)
+    W8 = "w8"  # weight-only int8, float compute
+    PALETTIZE4 = "palettize4"  # 4-bit weight palettization (LUT)
+    PALETTIZE6 = "palettize6"  # 6-bit weight palettization (LUT)
 
     def __str__(self) -> str:
         return self.value
@@ -45,9 +46,9 @@ class QuantMode(str, Enum):
 class EtBackend(str, Enum):
     """The ExecuTorch delegate a ``.pte`` is lowered to (``--et-backend``)."""
 
-    XNNPACK = "xnnpack"    # XNNPACK delegate (CPU; Android, iOS, Linux, macOS)
+    XNNPACK = "xnnpack"  # XNNPACK delegate (CPU; Android, iOS, Linux, macOS)
     PORTABLE = "portable"  # no delegate: ExecuTorch's portable reference kernels
-    COREML = "coreml"      # Core ML delegate: lowers on Linux, runs on macOS / iOS
+    COREML = "coreml"  # Core ML delegate: lowers on Linux, runs on macOS / iOS
 
     def __str__(self) -> str:
         return self.value
@@ -62,15 +63,15 @@ class Layout(str, Enum):
 class ExportOptions:
     """Everything a user can ask of one export. Converters read only what concerns them."""
 
-    precision: Precision | None = None   # None: the target's default (first in its table row)
+    precision: Precision | None = None  # None: the target's default (first in its table row)
     dynamic_batch: bool = False
     batch_size: int = 1
-    nhwc: bool = False               # TFLite: take NHWC input (camera pipelines)
-    image_input: bool = False        # Core ML: ImageType input + classifier output
-    minimum_deployment_target: str = "iOS16"   # Core ML
+    nhwc: bool = False  # TFLite: take NHWC input (camera pipelines)
+    image_input: bool = False  # Core ML: ImageType input + classifier output
+    minimum_deployment_target: str = "iOS16"  # Core ML
     onnx_opset: int = 17
-    onnx_exporter: str = "torchscript"         # "torchscript" (default, faster graph) or "dynamo"
-    et_backend: EtBackend | None = None        # ExecuTorch: None means the target's default (xnnpack)
+    onnx_exporter: str = "torchscript"  # "torchscript" (default, faster graph) or "dynamo"
+    et_backend: EtBackend | None = None  # ExecuTorch: None means the target's default (xnnpack)
     quantize: QuantMode | None = None
     quant: dict[str, Any] = field(default_factory=dict)  # per-mode settings (calibration, methods, ...)
 
@@ -111,7 +112,8 @@ class ArtifactMetadata:
 
     def as_strings(self) -> dict[str, str]:
         extra = {} if self.random_init == "default" else {"edgevit_deploy.random_init": self.random_init}
-        return {**extra,
+        return {
+            **extra,
             "edgevit_deploy.model": self.model,
             "edgevit_deploy.input_shape": ",".join(map(str, self.input_shape)),
             "edgevit_deploy.layout": self.layout,
@@ -146,7 +148,13 @@ class ArtifactMetadata:
 class Converter(Protocol):
     """Turns an eval-mode module into one artifact file (or package directory) at ``out_path``."""
 
-    def convert(self, model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-                metadata: ArtifactMetadata) -> Path: ...
+    def convert(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        out_path: Path,
+        options: ExportOptions,
+        metadata: ArtifactMetadata,
+    ) -> Path: ...
 
     def read_metadata(self, path: Path) -> dict[str, str]: ...

@@ -4,6 +4,7 @@ Compute precision fp16 (default) or fp32, a minimum deployment target, and ``--i
 input taking 0..255 RGB pixels (what an iOS app feeds from the camera), the model's mean/std folded in as its
 first ops, and a classifier output with ImageNet labels.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,13 +47,20 @@ def deployment_target(ct, name: str):
     if name not in DEPLOYMENT_TARGETS:
         raise UnsupportedOptionError(
             f"unknown Core ML minimum deployment target {name!r}; choose one of {', '.join(DEPLOYMENT_TARGETS)} "
-            "(ML Programs need iOS15 / macOS12 or newer)")
+            "(ML Programs need iOS15 / macOS12 or newer)"
+        )
     return getattr(ct.target, name)
 
 
 class CoremlConverter:
-    def convert(self, model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-                metadata: ArtifactMetadata) -> Path:
+    def convert(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        out_path: Path,
+        options: ExportOptions,
+        metadata: ArtifactMetadata,
+    ) -> Path:
         ct = require("coremltools", "coreml")
         target = deployment_target(ct, options.minimum_deployment_target)
         module = NormalisedInput(model, metadata.mean, metadata.std).eval() if options.image_input else model
@@ -62,16 +70,22 @@ class CoremlConverter:
                 program = torch.export.export(module, (example,)).run_decompositions({})
                 kwargs = _io_kwargs(ct, example, options, metadata)
                 mlmodel = ct.convert(
-                    program, convert_to="mlprogram", minimum_deployment_target=target,
-                    compute_precision=(ct.precision.FLOAT16 if options.precision == Precision.FP16
-                                       else ct.precision.FLOAT32),
-                    skip_model_load=True, **kwargs)
+                    program,
+                    convert_to="mlprogram",
+                    minimum_deployment_target=target,
+                    compute_precision=(
+                        ct.precision.FLOAT16 if options.precision == Precision.FP16 else ct.precision.FLOAT32
+                    ),
+                    skip_model_load=True,
+                    **kwargs,
+                )
         except (UnsupportedOptionError, ConversionError):
             raise
         except Exception as exc:
             text = str(exc).strip()
-            raise ConversionError("coreml", text.splitlines()[0] if text else repr(exc),
-                                  op=unsupported_op_from(text)) from exc
+            raise ConversionError(
+                "coreml", text.splitlines()[0] if text else repr(exc), op=unsupported_op_from(text)
+            ) from exc
         set_metadata(mlmodel, metadata.as_strings())
         with atomic_path(out_path) as tmp:  # a whole package or none under out_path
             mlmodel.save(str(tmp))
@@ -85,10 +99,10 @@ def _io_kwargs(ct, example: torch.Tensor, options: ExportOptions, metadata: Arti
     shape = tuple(example.shape)
     if options.image_input:
         return {
-            "inputs": [ct.ImageType(name=INPUT_NAME, shape=shape, scale=1.0 / 255.0,
-                                    color_layout=ct.colorlayout.RGB)],
-            "classifier_config": ct.ClassifierConfig(class_labels(metadata.num_classes),
-                                                     predicted_feature_name=CLASS_LABEL_NAME),
+            "inputs": [ct.ImageType(name=INPUT_NAME, shape=shape, scale=1.0 / 255.0, color_layout=ct.colorlayout.RGB)],
+            "classifier_config": ct.ClassifierConfig(
+                class_labels(metadata.num_classes), predicted_feature_name=CLASS_LABEL_NAME
+            ),
         }
     return {"inputs": [ct.TensorType(name=INPUT_NAME, shape=shape)], "outputs": [ct.TensorType(name=OUTPUT_NAME)]}
 
@@ -97,8 +111,10 @@ def set_metadata(mlmodel, meta: dict[str, str]) -> None:
     mlmodel.user_defined_metadata.update(meta)
     mlmodel.author = "edgevit-deploy"
     mlmodel.version = meta.get("edgevit_deploy.version", "")
-    mlmodel.short_description = (f"{meta.get('edgevit_deploy.model', '')} exported by edgevit-deploy "
-                                 f"({meta.get('edgevit_deploy.precision', '')})")
+    mlmodel.short_description = (
+        f"{meta.get('edgevit_deploy.model', '')} exported by edgevit-deploy "
+        f"({meta.get('edgevit_deploy.precision', '')})"
+    )
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -9,6 +9,7 @@ verifies when the user gives ``--model`` / ``--img-size``.
 Ops that stay outside the delegate (they run in ExecuTorch's portable kernels, which are much slower) are
 listed by name: logged at export, written to the sidecar, and kept on :attr:`ExecutorchConverter.notes`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -78,8 +79,9 @@ def non_delegated_ops(edge_program: Any) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, backend: EtBackend,
-                 meta: dict[str, str]) -> dict[str, int]:
+def lower_to_pte(
+    program: torch.export.ExportedProgram, out_path: Path, backend: EtBackend, meta: dict[str, str]
+) -> dict[str, int]:
     """Lower an exported program for ``backend``, write the ``.pte`` and its sidecar atomically.
 
     Returns the ops left outside the delegate (empty for a fully delegated program)."""
@@ -95,10 +97,18 @@ def lower_to_pte(program: torch.export.ExportedProgram, out_path: Path, backend:
         first = text.splitlines()[0] if text else repr(exc)
         raise ConversionError("executorch", first, op=unsupported_op_from(text)) from exc
     if outside:
-        log.warning("executorch: %d op(s) run outside the %s delegate (portable kernels): %s",
-                    sum(outside.values()), backend, ", ".join(f"{k} x{v}" for k, v in outside.items()))
-    sidecar = {**meta, BACKEND_KEY: str(backend), OUTSIDE_KEY: _format_counts(outside),
-               SHA_KEY: hashlib.sha256(buffer).hexdigest()}
+        log.warning(
+            "executorch: %d op(s) run outside the %s delegate (portable kernels): %s",
+            sum(outside.values()),
+            backend,
+            ", ".join(f"{k} x{v}" for k, v in outside.items()),
+        )
+    sidecar = {
+        **meta,
+        BACKEND_KEY: str(backend),
+        OUTSIDE_KEY: _format_counts(outside),
+        SHA_KEY: hashlib.sha256(buffer).hexdigest(),
+    }
     write_bytes(out_path, bytes(buffer))
     write_bytes(sidecar_path(out_path), json.dumps(sidecar, indent=1, sort_keys=True).encode())
     return outside
@@ -114,8 +124,14 @@ class ExecutorchConverter:
     def __init__(self) -> None:
         self.notes: dict[str, Any] = {}
 
-    def convert(self, model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-                metadata: ArtifactMetadata) -> Path:
+    def convert(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        out_path: Path,
+        options: ExportOptions,
+        metadata: ArtifactMetadata,
+    ) -> Path:
         backend = EtBackend(options.et_backend or EtBackend.XNNPACK)
         module, sample = model.eval(), example
         try:
@@ -123,8 +139,11 @@ class ExecutorchConverter:
                 program = torch.export.export(module, (sample,))
         except Exception as exc:
             text = str(exc).strip()
-            raise ConversionError("executorch", f"torch.export failed: {text.splitlines()[0] if text else exc!r}",
-                                  op=unsupported_op_from(text)) from exc
+            raise ConversionError(
+                "executorch",
+                f"torch.export failed: {text.splitlines()[0] if text else exc!r}",
+                op=unsupported_op_from(text),
+            ) from exc
         outside = lower_to_pte(program, Path(out_path), backend, metadata.as_strings())
         self.notes = {"backend": str(backend), "non_delegated_ops": outside}
         return Path(out_path)
@@ -138,8 +157,9 @@ def read_metadata(path: Path) -> dict[str, str]:
     path = Path(path)
     side = sidecar_path(path)
     if not side.is_file():
-        log.warning("%s has no metadata sidecar (%s); give --img-size if it is not the model's default",
-                    path.name, side.name)
+        log.warning(
+            "%s has no metadata sidecar (%s); give --img-size if it is not the model's default", path.name, side.name
+        )
         return {}
     try:
         meta = json.loads(side.read_text())

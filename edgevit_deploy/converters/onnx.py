@@ -1,4 +1,5 @@
 """ONNX export: ``torch.onnx.export`` (TorchScript exporter by default, dynamo on request), ``onnx.checker``."""
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,14 @@ OUTPUT_NAME = "logits"
 
 
 class OnnxConverter:
-    def convert(self, model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-                metadata: ArtifactMetadata) -> Path:
+    def convert(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        out_path: Path,
+        options: ExportOptions,
+        metadata: ArtifactMetadata,
+    ) -> Path:
         onnx = require("onnx", "onnx")
         if options.onnx_opset < 17:
             raise ConversionError("onnx", f"opset {options.onnx_opset} is too old; use 17 or newer")
@@ -34,20 +41,34 @@ class OnnxConverter:
                     warnings.simplefilter("ignore")
                     if options.onnx_exporter == "dynamo":
                         require("onnxscript", "onnx")
-                        dyn = ({"x": {0: torch.export.Dim("batch", min=1, max=1024)}} if options.dynamic_batch
-                               else None)
-                        prog = torch.onnx.export(model, (example,), dynamo=True,
-                                                 opset_version=max(options.onnx_opset, 18),
-                                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                                 dynamic_shapes=_dynamo_shapes(model, dyn), verbose=False)
+                        dyn = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}} if options.dynamic_batch else None
+                        prog = torch.onnx.export(
+                            model,
+                            (example,),
+                            dynamo=True,
+                            opset_version=max(options.onnx_opset, 18),
+                            input_names=[INPUT_NAME],
+                            output_names=[OUTPUT_NAME],
+                            dynamic_shapes=_dynamo_shapes(model, dyn),
+                            verbose=False,
+                        )
                         prog.save(str(tmp))
                     else:
-                        torch.onnx.export(model, (example,), str(tmp), dynamo=False,
-                                          opset_version=options.onnx_opset, input_names=[INPUT_NAME],
-                                          output_names=[OUTPUT_NAME], dynamic_axes=dynamic, do_constant_folding=True)
+                        torch.onnx.export(
+                            model,
+                            (example,),
+                            str(tmp),
+                            dynamo=False,
+                            opset_version=options.onnx_opset,
+                            input_names=[INPUT_NAME],
+                            output_names=[OUTPUT_NAME],
+                            dynamic_axes=dynamic,
+                            do_constant_folding=True,
+                        )
             except Exception as exc:
-                raise ConversionError("onnx", str(exc).splitlines()[0] if str(exc) else repr(exc),
-                                      op=unsupported_op_from(str(exc))) from exc
+                raise ConversionError(
+                    "onnx", str(exc).splitlines()[0] if str(exc) else repr(exc), op=unsupported_op_from(str(exc))
+                ) from exc
             proto = onnx.load(str(tmp))
             try:
                 onnx.checker.check_model(proto, full_check=True)

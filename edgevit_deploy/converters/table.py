@@ -3,6 +3,7 @@
 Add a target by adding a row here and a module with a ``Converter`` class; nothing else dispatches on
 target names.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,21 +17,21 @@ from .base import Converter, EtBackend, ExportOptions, Precision, QuantMode, Tar
 @dataclass(frozen=True)
 class TargetSpec:
     target: Target
-    suffix: str                          # file suffix of the artifact
-    runtime: str                         # the host runtime that executes it (human-readable)
-    extra: str                           # pip extra that installs converter and runtime
-    converter: str                       # "module:Class" implementing Converter
-    host_runtime: str                    # "module:Class" implementing verify.runtimes.HostRuntime
+    suffix: str  # file suffix of the artifact
+    runtime: str  # the host runtime that executes it (human-readable)
+    extra: str  # pip extra that installs converter and runtime
+    converter: str  # "module:Class" implementing Converter
+    host_runtime: str  # "module:Class" implementing verify.runtimes.HostRuntime
     precisions: tuple[Precision, ...]
     quant_modes: tuple[QuantMode, ...]
-    quantizer: str                       # "module" with quantize(...) for this target
-    formulation: str                     # export-friendly rewrites applied before conversion
+    quantizer: str  # "module" with quantize(...) for this target
+    formulation: str  # export-friendly rewrites applied before conversion
     supports_nhwc: bool
     supports_image_input: bool
     supports_dynamic_batch: bool
-    verified_where: str                  # README: what is verified where
+    verified_where: str  # README: what is verified where
     opsets: tuple[int, int] | None = None  # --opset range the converter accepts (ONNX); None: no opset option
-    app_runtime: str = ""                # runtime in the device job protocol (device_bench.jobs); "" = no app runner
+    app_runtime: str = ""  # runtime in the device job protocol (device_bench.jobs); "" = no app runner
     backends: tuple[EtBackend, ...] = ()  # delegates a user may pick (--et-backend), default first
 
     def load_converter(self) -> Converter:
@@ -63,9 +64,11 @@ class TargetSpec:
         if self.opsets is not None and not self.opsets[0] <= options.onnx_opset <= self.opsets[1]:
             problems.append(f"--opset {options.onnx_opset} (has: {self.opsets[0]} to {self.opsets[1]})")
         if options.et_backend is not None and options.et_backend not in self.backends:
-            problems.append(f"--et-backend {options.et_backend} (the delegate choice is an ExecuTorch option)"
-                            if not self.backends else
-                            f"--et-backend {options.et_backend} (has: {', '.join(map(str, self.backends))})")
+            problems.append(
+                f"--et-backend {options.et_backend} (the delegate choice is an ExecuTorch option)"
+                if not self.backends
+                else f"--et-backend {options.et_backend} (has: {', '.join(map(str, self.backends))})"
+            )
         elif self.backends:
             problems.extend(self._backend_problems(options))
         if problems:
@@ -91,43 +94,74 @@ ONNX_OPSETS = (17, 23)
 
 TARGETS: dict[Target, TargetSpec] = {
     Target.ONNX: TargetSpec(
-        target=Target.ONNX, suffix=".onnx", runtime="onnxruntime (CPU EP)", extra="onnx",
+        target=Target.ONNX,
+        suffix=".onnx",
+        runtime="onnxruntime (CPU EP)",
+        extra="onnx",
         converter="edgevit_deploy.converters.onnx:OnnxConverter",
         host_runtime="edgevit_deploy.verify.runtimes:OnnxRuntimeHost",
-        precisions=(_P.FP32,), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
-        quantizer="edgevit_deploy.quantize.onnx", formulation="onnx",
-        supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=True,
-        verified_where="executed in onnxruntime on every OS", opsets=ONNX_OPSETS, app_runtime="onnxruntime",
+        precisions=(_P.FP32,),
+        quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
+        quantizer="edgevit_deploy.quantize.onnx",
+        formulation="onnx",
+        supports_nhwc=False,
+        supports_image_input=False,
+        supports_dynamic_batch=True,
+        verified_where="executed in onnxruntime on every OS",
+        opsets=ONNX_OPSETS,
+        app_runtime="onnxruntime",
     ),
     Target.TFLITE: TargetSpec(
-        target=Target.TFLITE, suffix=".tflite", runtime="LiteRT interpreter (XNNPACK)", extra="tflite",
+        target=Target.TFLITE,
+        suffix=".tflite",
+        runtime="LiteRT interpreter (XNNPACK)",
+        extra="tflite",
         converter="edgevit_deploy.converters.tflite:TfliteConverter",
         host_runtime="edgevit_deploy.verify.runtimes:LiteRtHost",
-        precisions=(_P.FP32, _P.FP16), quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
-        quantizer="edgevit_deploy.quantize.tflite", formulation="xnnpack",
-        supports_nhwc=True, supports_image_input=False, supports_dynamic_batch=False,
-        verified_where="executed in the LiteRT interpreter on Linux and macOS", app_runtime="litert",
+        precisions=(_P.FP32, _P.FP16),
+        quant_modes=(_Q.INT8, _Q.INT8_DYNAMIC),
+        quantizer="edgevit_deploy.quantize.tflite",
+        formulation="xnnpack",
+        supports_nhwc=True,
+        supports_image_input=False,
+        supports_dynamic_batch=False,
+        verified_where="executed in the LiteRT interpreter on Linux and macOS",
+        app_runtime="litert",
     ),
     Target.COREML: TargetSpec(
-        target=Target.COREML, suffix=".mlpackage", runtime="Core ML (ML Program)", extra="coreml",
+        target=Target.COREML,
+        suffix=".mlpackage",
+        runtime="Core ML (ML Program)",
+        extra="coreml",
         converter="edgevit_deploy.converters.coreml:CoremlConverter",
         host_runtime="edgevit_deploy.verify.runtimes:CoremlHost",
-        precisions=(_P.FP16, _P.FP32), quant_modes=(_Q.INT8, _Q.W8, _Q.PALETTIZE4, _Q.PALETTIZE6),
-        quantizer="edgevit_deploy.quantize.coreml", formulation="coreml",
-        supports_nhwc=False, supports_image_input=True, supports_dynamic_batch=False,
+        precisions=(_P.FP16, _P.FP32),
+        quant_modes=(_Q.INT8, _Q.W8, _Q.PALETTIZE4, _Q.PALETTIZE6),
+        quantizer="edgevit_deploy.quantize.coreml",
+        formulation="coreml",
+        supports_nhwc=False,
+        supports_image_input=True,
+        supports_dynamic_batch=False,
         verified_where="MLModel.predict on macOS; elsewhere the reference ML Program executor, else executed: false",
-        app_runtime="coreml",   # the iOS app (next); no Android runner measures it (RUNNERS has no coreml rows)
+        app_runtime="coreml",  # the iOS app (next); no Android runner measures it (RUNNERS has no coreml rows)
     ),
     Target.EXECUTORCH: TargetSpec(
-        target=Target.EXECUTORCH, suffix=".pte", runtime="ExecuTorch (XNNPACK delegate)", extra="executorch",
+        target=Target.EXECUTORCH,
+        suffix=".pte",
+        runtime="ExecuTorch (XNNPACK delegate)",
+        extra="executorch",
         converter="edgevit_deploy.converters.executorch:ExecutorchConverter",
         host_runtime="edgevit_deploy.verify.runtimes:ExecuTorchHost",
         # fp16 left out: XNNPACK's fp16 program gave non-finite logits on x86 (docs/executorch.md)
-        precisions=(_P.FP32,), quant_modes=(_Q.INT8,),
-        quantizer="edgevit_deploy.quantize.executorch", formulation="executorch",
-        supports_nhwc=False, supports_image_input=False, supports_dynamic_batch=False,
+        precisions=(_P.FP32,),
+        quant_modes=(_Q.INT8,),
+        quantizer="edgevit_deploy.quantize.executorch",
+        formulation="executorch",
+        supports_nhwc=False,
+        supports_image_input=False,
+        supports_dynamic_batch=False,
         verified_where="executed in the ExecuTorch Python runtime on every OS (XNNPACK, portable); "
-                       "Core ML-delegated programs on macOS, elsewhere executed: false",
+        "Core ML-delegated programs on macOS, elsewhere executed: false",
         backends=(EtBackend.XNNPACK, EtBackend.PORTABLE, EtBackend.COREML),
     ),
 }
@@ -147,4 +181,5 @@ def get_spec(target: Target | str) -> TargetSpec:
         return TARGETS[Target(target)]
     except ValueError:
         raise UnsupportedOptionError(
-            f"unknown target {target!r}; choose one of: {', '.join(target_names())}, all") from None
+            f"unknown target {target!r}; choose one of: {', '.join(target_names())}, all"
+        ) from None

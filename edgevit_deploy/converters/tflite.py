@@ -1,4 +1,5 @@
 """TFLite (LiteRT) export through litert-torch: fp32, fp16 weights (float casting), optional NHWC input."""
+
 from __future__ import annotations
 
 import json
@@ -22,27 +23,35 @@ log = logging.getLogger(__name__)
 METADATA_NAME = "edgevit_deploy"
 
 # ai-edge-quantizer recipe: every weight cast to float16, compute stays float (dequantized at load)
-_FP16_WEIGHTS_RECIPE = [{
-    "regex": ".*",
-    "operation": "*",
-    "algorithm_key": "float_casting",
-    "op_config": {
-        "weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
-        "compute_precision": "FLOAT",
-        "explicit_dequantize": True,
-        "skip_checks": False,
-        "min_weight_elements": 0,
-    },
-}]
+_FP16_WEIGHTS_RECIPE = [
+    {
+        "regex": ".*",
+        "operation": "*",
+        "algorithm_key": "float_casting",
+        "op_config": {
+            "weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+            "compute_precision": "FLOAT",
+            "explicit_dequantize": True,
+            "skip_checks": False,
+            "min_weight_elements": 0,
+        },
+    }
+]
 
 
 class TfliteConverter:
-    def convert(self, model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-                metadata: ArtifactMetadata) -> Path:
+    def convert(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        out_path: Path,
+        options: ExportOptions,
+        metadata: ArtifactMetadata,
+    ) -> Path:
         litert_torch = require("litert_torch", "tflite")
         module, sample = model, example
         if options.nhwc:
-            module = litert_torch.to_channel_last_io(model, args=[0]).eval()   # a new wrapper starts in training mode
+            module = litert_torch.to_channel_last_io(model, args=[0]).eval()  # a new wrapper starts in training mode
             sample = example.permute(0, 2, 3, 1).contiguous()
         # converted, cast and stamped under a temporary name, then renamed: never half a file under out_path
         with atomic_path(out_path) as tmp:
@@ -95,7 +104,7 @@ def write_metadata(path: Path, meta: dict[str, str]) -> None:
     for b in model.buffers or []:
         # large models keep weights after the flatbuffer (offset/size): fold them back in before re-packing
         if getattr(b, "offset", 0) and b.offset > 1:
-            b.data = list(buf[b.offset:b.offset + b.size])
+            b.data = list(buf[b.offset : b.offset + b.size])
             b.offset, b.size = 0, 0
     model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
     buffer = schema.BufferT()

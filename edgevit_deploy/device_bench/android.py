@@ -3,6 +3,7 @@
 Everything is read through a Transport's ``shell`` in as few round trips as possible (one script with
 section markers), and parsed by pure functions tested on fixtures.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,17 +32,17 @@ echo '{_SECTION}end'"""
 class CpuInfo:
     cpu: int
     governor: str
-    max_khz: int          # cpuinfo_max_freq: what the silicon can do
-    cap_khz: int          # scaling_max_freq: what the governor allows now (thermal caps lower it)
+    max_khz: int  # cpuinfo_max_freq: what the silicon can do
+    cap_khz: int  # scaling_max_freq: what the governor allows now (thermal caps lower it)
     cur_khz: int
 
 
 @dataclass
 class BatteryInfo:
     level: float | None = None
-    charging: bool = False           # any of AC / USB / Wireless powered, or status 2 (charging)
+    charging: bool = False  # any of AC / USB / Wireless powered, or status 2 (charging)
     powered_by: list[str] = field(default_factory=list)
-    status: int | None = None        # BatteryManager: 2 charging, 3 discharging, 4 not charging, 5 full
+    status: int | None = None  # BatteryManager: 2 charging, 3 discharging, 4 not charging, 5 full
     voltage_mv: int | None = None
     temperature_c: float | None = None
 
@@ -66,7 +67,7 @@ def split_sections(output: str) -> dict[str, str]:
     current: list[str] | None = None
     for line in output.splitlines():
         if line.startswith(_SECTION):
-            current = sections.setdefault(line[len(_SECTION):].strip(), [])
+            current = sections.setdefault(line[len(_SECTION) :].strip(), [])
         elif current is not None:
             current.append(line)
     return {k: "\n".join(v) for k, v in sections.items()}
@@ -162,11 +163,14 @@ def parse_df_available(output: str) -> int:
 
 def snapshot_from_sections(sections: dict[str, str]) -> DeviceSnapshot:
     screen_on, wakefulness = parse_power(sections.get("power", ""))
-    return DeviceSnapshot(thermal_status=parse_thermal_status(sections.get("thermalservice", "")),
-                          zones_c=parse_thermal_zones(sections.get("zones", "")),
-                          cpus=parse_cpu_lines(sections.get("cpu", "")),
-                          battery=parse_battery(sections.get("battery", "")),
-                          screen_on=screen_on, wakefulness=wakefulness)
+    return DeviceSnapshot(
+        thermal_status=parse_thermal_status(sections.get("thermalservice", "")),
+        zones_c=parse_thermal_zones(sections.get("zones", "")),
+        cpus=parse_cpu_lines(sections.get("cpu", "")),
+        battery=parse_battery(sections.get("battery", "")),
+        screen_on=screen_on,
+        wakefulness=wakefulness,
+    )
 
 
 def probe(transport: Transport, timeout: float = 30.0) -> tuple[dict[str, str], DeviceSnapshot]:
@@ -184,11 +188,16 @@ def snapshot(transport: Transport, timeout: float = 30.0) -> DeviceSnapshot:
 
 def snapshot_dict(snap: DeviceSnapshot) -> dict[str, Any]:
     """The flat dict stored as ``thermal_before`` / ``thermal_after`` (and read by the sweep's throttle check)."""
-    return {"thermal_status": snap.thermal_status, "zones_c": dict(snap.zones_c),
-            "cpu_max_freqs_khz": [c.cap_khz or c.max_khz for c in snap.cpus],
-            "cpu_cur_freqs_khz": [c.cur_khz for c in snap.cpus],
-            "battery_level": snap.battery.level, "charging": snap.battery.charging,
-            "battery_temperature_c": snap.battery.temperature_c, "screen_on": snap.screen_on}
+    return {
+        "thermal_status": snap.thermal_status,
+        "zones_c": dict(snap.zones_c),
+        "cpu_max_freqs_khz": [c.cap_khz or c.max_khz for c in snap.cpus],
+        "cpu_cur_freqs_khz": [c.cur_khz for c in snap.cpus],
+        "battery_level": snap.battery.level,
+        "charging": snap.battery.charging,
+        "battery_temperature_c": snap.battery.temperature_c,
+        "screen_on": snap.screen_on,
+    }
 
 
 def thermal_snapshot(transport: Transport) -> dict[str, Any]:
@@ -198,19 +207,24 @@ def thermal_snapshot(transport: Transport) -> dict[str, Any]:
 def device_info_from(device_id: str, props: dict[str, str], snap: DeviceSnapshot) -> DeviceInfo:
     governors = sorted({c.governor for c in snap.cpus if c.governor and c.governor != "-"})
     return DeviceInfo(
-        id=device_id, kind="adb",
+        id=device_id,
+        kind="adb",
         model=props.get("ro.product.model", ""),
         soc=props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware", ""),
         os_version=props.get("ro.build.version.release", ""),
         abi=props.get("ro.product.cpu.abi", ""),
         cpu_governor=",".join(governors),
         cpu_max_freqs_khz=[c.max_khz for c in snap.cpus],
-        extra={"manufacturer": props.get("ro.product.manufacturer", ""),
-               "sdk": props.get("ro.build.version.sdk", ""),
-               "platform": props.get("ro.board.platform", ""),
-               "serialno": props.get("ro.serialno", ""),
-               "battery_level": snap.battery.level, "charging": snap.battery.charging,
-               "screen_on": snap.screen_on, "thermal_status": snap.thermal_status},
+        extra={
+            "manufacturer": props.get("ro.product.manufacturer", ""),
+            "sdk": props.get("ro.build.version.sdk", ""),
+            "platform": props.get("ro.board.platform", ""),
+            "serialno": props.get("ro.serialno", ""),
+            "battery_level": snap.battery.level,
+            "charging": snap.battery.charging,
+            "screen_on": snap.screen_on,
+            "thermal_status": snap.thermal_status,
+        },
     )
 
 
@@ -221,8 +235,7 @@ def device_info(transport: Transport) -> DeviceInfo:
 
 def free_space(transport: Transport, remote_dir: str) -> int:
     """Free bytes in ``remote_dir`` (its nearest existing parent when it does not exist yet)."""
-    command = (f"d={quote(remote_dir)}; while [ ! -d \"$d\" ] && [ \"$d\" != / ]; do d=$(dirname \"$d\"); done; "
-               "df -k \"$d\"")
+    command = f'd={quote(remote_dir)}; while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done; df -k "$d"'
     result = transport.shell(command, timeout=30)
     if not result.ok:
         raise DeviceCommandError(transport.device_id, "df -k", result.exit_code, result.stdout + result.stderr)

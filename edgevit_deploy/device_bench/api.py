@@ -7,6 +7,7 @@ Every CLI command is a thin wrapper over one function here::
     result = api.sweep(spec, store="edgevit-bench.sqlite")
     api.report("edgevit-bench.sqlite", "bench-report/")
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,19 @@ from .types import BenchJob, Measurement
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_STORE", "SweepSpec", "SweepCallbacks", "SweepResult", "default_cache_dir", "devices",
-           "export_rows", "read_rows", "report", "run_one", "sweep"]
+__all__ = [
+    "DEFAULT_STORE",
+    "SweepCallbacks",
+    "SweepResult",
+    "SweepSpec",
+    "default_cache_dir",
+    "devices",
+    "export_rows",
+    "read_rows",
+    "report",
+    "run_one",
+    "sweep",
+]
 
 
 def default_cache_dir() -> Path:
@@ -37,13 +49,18 @@ def _runner_config(spec: SweepSpec, overrides: dict[str, Any] | None) -> Any:
 
     values = {**spec.runners, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     if spec.checkpoint and "checkpoint" not in values:
-        values["checkpoint"] = spec.checkpoint   # the app runner's parity reference uses the same weights
+        values["checkpoint"] = spec.checkpoint  # the app runner's parity reference uses the same weights
     return RunnerConfig.from_env(**values)
 
 
-def sweep(spec: SweepSpec, store: str | Path = DEFAULT_STORE, cache_dir: str | Path | None = None,
-          callbacks: SweepCallbacks | None = None, runner_overrides: dict[str, Any] | None = None,
-          local_work_dir: str | Path | None = None) -> SweepResult:
+def sweep(
+    spec: SweepSpec,
+    store: str | Path = DEFAULT_STORE,
+    cache_dir: str | Path | None = None,
+    callbacks: SweepCallbacks | None = None,
+    runner_overrides: dict[str, Any] | None = None,
+    local_work_dir: str | Path | None = None,
+) -> SweepResult:
     """Measure every row of ``spec`` not already completed in ``store``; each result is committed at once.
     The store is opened (and refused, if it is not ours) before the artifact cache folder is created."""
     config = _runner_config(spec, runner_overrides)
@@ -53,23 +70,47 @@ def sweep(spec: SweepSpec, store: str | Path = DEFAULT_STORE, cache_dir: str | P
 
     with ResultStore(store) as db:
         cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
-        return Sweep(spec, db, cache, opener=opener, runner_factory=default_runner_factory(config),
-                     callbacks=callbacks).run()
+        return Sweep(
+            spec, db, cache, opener=opener, runner_factory=default_runner_factory(config), callbacks=callbacks
+        ).run()
 
 
-def run_one(model: str, target: str, device: str = "local", precision: str = "fp32", threads: int = 1,
-            delegate: str = "cpu", img_size: int | None = None, warmup: int = 10, iterations: int = 50,
-            store: str | Path | None = None, cache_dir: str | Path | None = None,
-            runner_overrides: dict[str, Any] | None = None) -> Measurement:
+def run_one(
+    model: str,
+    target: str,
+    device: str = "local",
+    precision: str = "fp32",
+    threads: int = 1,
+    delegate: str = "cpu",
+    img_size: int | None = None,
+    warmup: int = 10,
+    iterations: int = 50,
+    store: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    runner_overrides: dict[str, Any] | None = None,
+) -> Measurement:
     """One model on one device, measured again even when the store already has the row."""
-    spec = SweepSpec(models=[model], targets=[target], precisions=[precision], threads=[threads],
-                     delegates=[delegate], devices=[device], img_size=img_size, warmup=warmup, iterations=iterations)
+    spec = SweepSpec(
+        models=[model],
+        targets=[target],
+        precisions=[precision],
+        threads=[threads],
+        delegates=[delegate],
+        devices=[device],
+        img_size=img_size,
+        warmup=warmup,
+        iterations=iterations,
+    )
     job: BenchJob = spec.jobs()[0]
     path = Path(store) if store else None
     with ResultStore(path or ":memory:") as db:
         db.delete([job.key])
-        Sweep(spec, db, ArtifactCache(cache_dir or default_cache_dir()),
-              runner_factory=default_runner_factory(_runner_config(spec, runner_overrides))).run()
+        Sweep(
+            spec,
+            db,
+            ArtifactCache(cache_dir or default_cache_dir()),
+            runner_factory=default_runner_factory(_runner_config(spec, runner_overrides)),
+        ).run()
         return next(db.measurements())
 
 
@@ -110,5 +151,6 @@ def report(store: str | Path, out_dir: str | Path) -> dict[str, Path]:
     try:
         return write_report(rows, out_dir, store=str(store))
     except OSError as exc:
-        raise OutputDirError(f"cannot write the report into {out_dir}: {exc.strerror or exc}; "
-                             "pass another --out folder") from exc
+        raise OutputDirError(
+            f"cannot write the report into {out_dir}: {exc.strerror or exc}; pass another --out folder"
+        ) from exc

@@ -5,6 +5,7 @@ marker), the target, precision, input size and the toolkit version; an artifact 
 once per key (``edgevit_deploy.export.export(..., verify=False)``), and pushed to a device only when
 the device does not already hold a file with the same sha256.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,9 +71,17 @@ class ArtifactRequest:
         return get_model_config(self.model).pretrained or "random-init"
 
     def cache_key(self) -> str:
-        blob = json.dumps({"model": self.model, "weights": self.weights_id(), "target": self.target,
-                           "precision": self.precision, "img_size": self.img_size, "toolkit": __version__},
-                          sort_keys=True)
+        blob = json.dumps(
+            {
+                "model": self.model,
+                "weights": self.weights_id(),
+                "target": self.target,
+                "precision": self.precision,
+                "img_size": self.img_size,
+                "toolkit": __version__,
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -121,8 +130,9 @@ def toolkit_exporter(req: ArtifactRequest, out_dir: Path) -> Path:
     from ..export_api import export
 
     options = export_options(req.target, req.precision)
-    result = export(req.model, req.target, out_dir, options=options, checkpoint=req.checkpoint,
-                    img_size=req.img_size, verify=False)
+    result = export(
+        req.model, req.target, out_dir, options=options, checkpoint=req.checkpoint, img_size=req.img_size, verify=False
+    )
     art = result.artifacts[0]
     if art.error or art.path is None:
         raise ArtifactError(art.error or "the export produced no artifact")
@@ -149,7 +159,7 @@ class ArtifactCache:
         self._exporter = exporter
         self.checkpoint = checkpoint
         self._lock = threading.Lock()
-        self.exported = 0           # how many exports this cache ran (the rest were hits)
+        self.exported = 0  # how many exports this cache ran (the rest were hits)
 
     def _remove_stale_temp_dirs(self) -> int:
         """Temp export folders of processes that died (``kill -9``) mid-export; a live process's are kept."""
@@ -202,8 +212,13 @@ class ArtifactCache:
                 if not produced.exists():
                     raise ArtifactError(f"the exporter reported {produced} but wrote nothing there")
                 rel = produced.relative_to(tmp)
-                manifest = {"file": str(rel), "sha256": sha256_of(produced), "size_bytes": size_of(produced),
-                            "request": req.__dict__, "toolkit_version": __version__}
+                manifest = {
+                    "file": str(rel),
+                    "sha256": sha256_of(produced),
+                    "size_bytes": size_of(produced),
+                    "request": req.__dict__,
+                    "toolkit_version": __version__,
+                }
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
                 shutil.rmtree(final, ignore_errors=True)
                 os.replace(tmp, final)
@@ -222,17 +237,22 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:     # another user's live process
+    except PermissionError:  # another user's live process
         return True
     return True
 
 
 def measurement_base(job: BenchJob, artifact: Artifact | None = None, runtime: str = "") -> dict[str, Any]:
     """The fields every Measurement of ``job`` carries, measured or failed."""
-    return {"job": job, "runtime": runtime, "input_shape": [1, 3, job.img_size, job.img_size],
-            "model_size_bytes": artifact.size_bytes if artifact else None,
-            "artifact_sha256": artifact.sha256 if artifact else None, "toolkit_version": __version__,
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "job": job,
+        "runtime": runtime,
+        "input_shape": [1, 3, job.img_size, job.img_size],
+        "model_size_bytes": artifact.size_bytes if artifact else None,
+        "artifact_sha256": artifact.sha256 if artifact else None,
+        "toolkit_version": __version__,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def remote_path(transport: Transport, artifact: Artifact) -> str:
@@ -240,8 +260,9 @@ def remote_path(transport: Transport, artifact: Artifact) -> str:
 
 
 def _remote_sha256(transport: Transport, remote: str) -> str | None:
-    res = transport.shell(f"sha256sum {shlex.quote(remote)} 2>/dev/null || shasum -a 256 {shlex.quote(remote)}",
-                          timeout=120)
+    res = transport.shell(
+        f"sha256sum {shlex.quote(remote)} 2>/dev/null || shasum -a 256 {shlex.quote(remote)}", timeout=120
+    )
     if not res.ok or not res.stdout.strip():
         return None
     return res.stdout.split()[0].lower()
@@ -251,10 +272,9 @@ def push_once(transport: Transport, artifact: Artifact) -> str:
     """Put ``artifact`` on the device (under a sha-named folder of its work dir) unless an identical
     copy is already there; return the remote path. Raises DeviceFullError when it cannot fit."""
     remote = remote_path(transport, artifact)
-    if transport.exists(remote):
-        if artifact.path.is_dir() or _remote_sha256(transport, remote) == artifact.sha256:
-            log.debug("%s: %s already on the device", transport.device_id, remote)
-            return remote
+    if transport.exists(remote) and (artifact.path.is_dir() or _remote_sha256(transport, remote) == artifact.sha256):
+        log.debug("%s: %s already on the device", transport.device_id, remote)
+        return remote
     parent = remote.rsplit("/", 1)[0]
     transport.shell(f"mkdir -p {shlex.quote(parent)}", timeout=60)
     free = transport.free_space(parent)

@@ -9,6 +9,7 @@ baseline and give mJ per inference and the EdgeViT paper's efficiency metric (to
 They say plainly when there is no usable reading (no files, zeros, too few samples, the run drew no
 more than idle) or when the device is charging (a charger feeds the load: the gauge does not see it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,10 +28,10 @@ MIN_SAMPLES = 3
 
 @dataclass(frozen=True)
 class PowerSupply:
-    path: str                    # /sys/class/power_supply/battery
-    current: str                 # .../current_now
-    voltage: str                 # .../voltage_now
-    status: str = ""             # Charging / Discharging / Not charging / Full
+    path: str  # /sys/class/power_supply/battery
+    current: str  # .../current_now
+    voltage: str  # .../voltage_now
+    status: str = ""  # Charging / Discharging / Not charging / Full
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,9 @@ class Sample:
 
 @dataclass
 class EnergyConfig:
-    current_unit: str = "auto"        # "auto" | "uA" | "mA"
-    voltage_unit: str = "auto"        # "auto" | "uV" | "mV"
-    discharge_sign: str = "auto"      # "auto" | "negative" (kernel ABI) | "positive"
+    current_unit: str = "auto"  # "auto" | "uA" | "mA"
+    voltage_unit: str = "auto"  # "auto" | "uV" | "mV"
+    discharge_sign: str = "auto"  # "auto" | "negative" (kernel ABI) | "positive"
     interval_s: float = 0.1
     idle_s: float = 5.0
 
@@ -66,12 +67,12 @@ class PowerReading:
 
 @dataclass
 class EnergyResult:
-    energy_mj: float | None           # per inference
-    net_power_w: float | None         # run minus idle
+    energy_mj: float | None  # per inference
+    net_power_w: float | None  # run minus idle
     run: PowerReading | None
     idle: PowerReading | None
     efficiency_top1_per_mj: float | None
-    note: str | None                  # why there is no number, or caveats
+    note: str | None  # why there is no number, or caveats
 
 
 # ---------------------------------------------------------------------------------- pure functions
@@ -128,17 +129,24 @@ def power_reading(samples: list[Sample], config: EnergyConfig | None = None) -> 
     """Mean discharge power (W) of a window of samples, with every caveat in ``notes``."""
     config = config or EnergyConfig()
     if len(samples) < MIN_SAMPLES:
-        return PowerReading(usable=False, samples=len(samples),
-                            notes=[f"only {len(samples)} power samples (need {MIN_SAMPLES}): run too short or "
-                                   "the sampler could not read the power_supply files"])
+        return PowerReading(
+            usable=False,
+            samples=len(samples),
+            notes=[
+                f"only {len(samples)} power samples (need {MIN_SAMPLES}): run too short or "
+                "the sampler could not read the power_supply files"
+            ],
+        )
     currents = [s.current_raw for s in samples]
     voltages = [s.voltage_raw for s in samples]
     if not any(currents):
-        return PowerReading(usable=False, samples=len(samples),
-                            notes=["current_now reads 0 on this device: no usable energy reading"])
+        return PowerReading(
+            usable=False, samples=len(samples), notes=["current_now reads 0 on this device: no usable energy reading"]
+        )
     if not any(voltages):
-        return PowerReading(usable=False, samples=len(samples),
-                            notes=["voltage_now reads 0 on this device: no usable energy reading"])
+        return PowerReading(
+            usable=False, samples=len(samples), notes=["voltage_now reads 0 on this device: no usable energy reading"]
+        )
     i_unit = detect_current_unit(currents, config.current_unit)
     v_unit = detect_voltage_unit(voltages, config.voltage_unit)
     sign = detect_sign(currents, config.discharge_sign)
@@ -147,19 +155,31 @@ def power_reading(samples: list[Sample], config: EnergyConfig | None = None) -> 
     watts = [direction * s.current_raw * _SCALE[i_unit] * s.voltage_raw * _SCALE[v_unit] for s in samples]
     charging_samples = sum(1 for w in watts if w < 0)
     if charging_samples:
-        notes.append(f"{charging_samples}/{len(watts)} samples show current flowing INTO the battery "
-                     "(charging, or a wrong sign setting)")
+        notes.append(
+            f"{charging_samples}/{len(watts)} samples show current flowing INTO the battery "
+            "(charging, or a wrong sign setting)"
+        )
     if len(set(currents)) < MIN_SAMPLES:
-        notes.append(f"only {len(set(currents))} distinct current readings: the fuel gauge updates slowly, "
-                     "use longer runs")
+        notes.append(
+            f"only {len(set(currents))} distinct current readings: the fuel gauge updates slowly, use longer runs"
+        )
     energy_j, duration = integrate([s.t_s for s in samples], watts)
     if duration <= 0:
         mean_w = sum(watts) / len(watts)
         energy_j = None
     else:
         mean_w = energy_j / duration
-    return PowerReading(usable=True, mean_power_w=mean_w, energy_j=energy_j, duration_s=max(duration, 0.0),
-                        samples=len(samples), current_unit=i_unit, voltage_unit=v_unit, sign=sign, notes=notes)
+    return PowerReading(
+        usable=True,
+        mean_power_w=mean_w,
+        energy_j=energy_j,
+        duration_s=max(duration, 0.0),
+        samples=len(samples),
+        current_unit=i_unit,
+        voltage_unit=v_unit,
+        sign=sign,
+        notes=notes,
+    )
 
 
 def integrate(times_s: list[float], watts: list[float]) -> tuple[float, float]:
@@ -182,13 +202,24 @@ def efficiency(top1: float | None, energy_mj: float | None) -> float | None:
     return top1 / energy_mj
 
 
-def energy_per_inference(run: PowerReading, idle: PowerReading | None, latency_ms: float | None,
-                         charging: bool = False, top1: float | None = None) -> EnergyResult:
+def energy_per_inference(
+    run: PowerReading,
+    idle: PowerReading | None,
+    latency_ms: float | None,
+    charging: bool = False,
+    top1: float | None = None,
+) -> EnergyResult:
     """(run power - idle power) x latency = mJ per inference (W x ms = mJ)."""
     if charging:
-        return EnergyResult(None, None, run, idle, None,
-                            "device was charging: the charger feeds the load, so the battery gauge does not "
-                            "measure it (unplug, and use adb over Wi-Fi)")
+        return EnergyResult(
+            None,
+            None,
+            run,
+            idle,
+            None,
+            "device was charging: the charger feeds the load, so the battery gauge does not "
+            "measure it (unplug, and use adb over Wi-Fi)",
+        )
     if not run.usable:
         return EnergyResult(None, None, run, idle, None, "; ".join(run.notes) or "no usable power reading")
     if latency_ms is None or latency_ms <= 0:
@@ -202,9 +233,15 @@ def energy_per_inference(run: PowerReading, idle: PowerReading | None, latency_m
     assert run.mean_power_w is not None
     net = run.mean_power_w - idle_w
     if net <= 0:
-        return EnergyResult(None, net, run, idle, None,
-                            f"run power {run.mean_power_w:.3f} W is not above idle {idle_w:.3f} W: the gauge "
-                            "is too coarse for this run (use more iterations)")
+        return EnergyResult(
+            None,
+            net,
+            run,
+            idle,
+            None,
+            f"run power {run.mean_power_w:.3f} W is not above idle {idle_w:.3f} W: the gauge "
+            "is too coarse for this run (use more iterations)",
+        )
     energy_mj = net * latency_ms
     return EnergyResult(energy_mj, net, run, idle, efficiency(top1, energy_mj), "; ".join(notes) or None)
 
@@ -223,9 +260,11 @@ def parse_power_supplies(text: str) -> list[PowerSupply]:
     return supplies
 
 
-_LIST_SUPPLIES = ('for d in /sys/class/power_supply/*; do echo "$d|$(cat $d/type 2>/dev/null)|'
-                  '$(cat $d/status 2>/dev/null)|$([ -r $d/current_now ] && echo 1)|$([ -r $d/voltage_now ] && echo 1)";'
-                  ' done')
+_LIST_SUPPLIES = (
+    'for d in /sys/class/power_supply/*; do echo "$d|$(cat $d/type 2>/dev/null)|'
+    '$(cat $d/status 2>/dev/null)|$([ -r $d/current_now ] && echo 1)|$([ -r $d/voltage_now ] && echo 1)";'
+    " done"
+)
 
 
 def find_battery(transport: Transport) -> PowerSupply | None:
@@ -238,14 +277,18 @@ def find_battery(transport: Transport) -> PowerSupply | None:
 
 def sampler_loop(supply: PowerSupply, interval_s: float) -> str:
     """The shell loop printing one ``PWR uptime current voltage`` line per interval."""
-    return (f"while :; do echo \"{SAMPLE_PREFIX} $(cut -d' ' -f1 /proc/uptime) $(cat {quote(supply.current)}) "
-            f"$(cat {quote(supply.voltage)})\"; sleep {interval_s:g}; done")
+    return (
+        f"while :; do echo \"{SAMPLE_PREFIX} $(cut -d' ' -f1 /proc/uptime) $(cat {quote(supply.current)}) "
+        f'$(cat {quote(supply.voltage)})"; sleep {interval_s:g}; done'
+    )
 
 
 def wrap_with_sampler(command: str, supply: PowerSupply, log_path: str, interval_s: float) -> str:
     """Run ``command`` with the sampler in the background, writing to ``log_path``; keeps its exit code."""
-    return (f"( {sampler_loop(supply, interval_s)} ) > {quote(log_path)} 2>/dev/null & EDGEVIT_SAMPLER=$!; "
-            f"{command}; rc=$?; kill $EDGEVIT_SAMPLER 2>/dev/null; wait $EDGEVIT_SAMPLER 2>/dev/null; exit $rc")
+    return (
+        f"( {sampler_loop(supply, interval_s)} ) > {quote(log_path)} 2>/dev/null & EDGEVIT_SAMPLER=$!; "
+        f"{command}; rc=$?; kill $EDGEVIT_SAMPLER 2>/dev/null; wait $EDGEVIT_SAMPLER 2>/dev/null; exit $rc"
+    )
 
 
 def idle_command(supply: PowerSupply, log_path: str, seconds: float, interval_s: float) -> str:
@@ -261,7 +304,11 @@ def measure_idle(transport: Transport, supply: PowerSupply, work_dir: str, confi
     log_path = f"{work_dir}/edgevit_idle_power.log"
     transport.shell(idle_command(supply, log_path, config.idle_s, config.interval_s), timeout=config.idle_s + 60)
     reading = power_reading(read_log(transport, log_path), config)
-    log.info("%s: idle power %s over %d samples (%s)", transport.device_id,
-             f"{reading.mean_power_w:.3f} W" if reading.mean_power_w is not None else "unusable", reading.samples,
-             "; ".join(reading.notes) or "ok")
+    log.info(
+        "%s: idle power %s over %d samples (%s)",
+        transport.device_id,
+        f"{reading.mean_power_w:.3f} W" if reading.mean_power_w is not None else "unusable",
+        reading.samples,
+        "; ".join(reading.notes) or "ok",
+    )
     return reading

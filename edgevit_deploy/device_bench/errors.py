@@ -1,4 +1,5 @@
 """Typed errors of device benchmarking. Every message says what went wrong and what to do."""
+
 from __future__ import annotations
 
 from ..errors import EdgeVitDeployError
@@ -26,8 +27,11 @@ class DeviceTimeoutError(DeviceError):
     def __init__(self, device: str, command: str, timeout_s: float):
         self.command = command
         self.timeout_s = timeout_s
-        super().__init__(device, f"command did not finish within {timeout_s:g} s: {command[:200]} "
-                                 "(raise the runner timeout, or lower --num_runs)")
+        super().__init__(
+            device,
+            f"command did not finish within {timeout_s:g} s: {command[:200]} "
+            "(raise the runner timeout, or lower --num_runs)",
+        )
 
 
 class DeviceFullError(DeviceError):
@@ -38,8 +42,11 @@ class DeviceFullError(DeviceError):
         self.free_bytes = free_bytes
         self.needed_bytes = needed_bytes
         free = "unknown" if free_bytes is None else f"{free_bytes} bytes"
-        super().__init__(device, f"not enough space in {remote_dir}: {free} free, {needed_bytes} bytes needed "
-                                 "(delete old artifacts from the device's work dir, or pick another --work-dir)")
+        super().__init__(
+            device,
+            f"not enough space in {remote_dir}: {free} free, {needed_bytes} bytes needed "
+            "(delete old artifacts from the device's work dir, or pick another --work-dir)",
+        )
 
 
 class DeviceCommandError(DeviceError):

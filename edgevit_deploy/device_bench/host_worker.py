@@ -9,6 +9,7 @@ times every iteration with ``perf_counter_ns`` and prints ONE JSON line on stdou
 
 The host runner (``runners/host.py``) starts it through its transport; nothing else imports it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,17 +94,26 @@ def timed_runs(session: Any, x: np.ndarray, warmup: int, iterations: int) -> tup
     return first_ms, latencies
 
 
-def measure(target: str, artifact: Path, input_shape: tuple[int, ...], threads: int, warmup: int,
-            iterations: int, seed: int = 0) -> dict[str, Any]:
+def measure(
+    target: str, artifact: Path, input_shape: tuple[int, ...], threads: int, warmup: int, iterations: int, seed: int = 0
+) -> dict[str, Any]:
     x = np.random.default_rng(seed).standard_normal(input_shape).astype(np.float32)
     runtime, options = loader_for(target)
     t0 = time.perf_counter_ns()
     session = runtime.load(artifact, threads=threads, **options)
     init_ms = (time.perf_counter_ns() - t0) / 1e6
     first_ms, latencies = timed_runs(session, x, warmup, iterations)
-    return {"ok": True, "executor": session.executor, "init_ms": init_ms, "first_ms": first_ms,
-            "warmup": warmup, "latencies_ms": latencies, "peak_rss_mb": peak_rss_mb(),
-            "input_shape": list(input_shape), "pid": os.getpid()}
+    return {
+        "ok": True,
+        "executor": session.executor,
+        "init_ms": init_ms,
+        "first_ms": first_ms,
+        "warmup": warmup,
+        "latencies_ms": latencies,
+        "peak_rss_mb": peak_rss_mb(),
+        "input_shape": list(input_shape),
+        "pid": os.getpid(),
+    }
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -124,8 +134,10 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgevit_deploy.device_bench.host_worker",
-                                description="Time one artifact in its host runtime; print one JSON line.")
+    p = argparse.ArgumentParser(
+        prog="python -m edgevit_deploy.device_bench.host_worker",
+        description="Time one artifact in its host runtime; print one JSON line.",
+    )
     p.add_argument("--target", required=True, help="onnx, tflite, coreml or torch")
     p.add_argument("--artifact", required=True, type=Path)
     p.add_argument("--input-shape", required=True, type=_shape, help="N,C,H,W")
@@ -139,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = {"ok": False, "error": f"artifact not found: {args.artifact}"}
     else:
         try:
-            result = measure(args.target, args.artifact, args.input_shape, max(args.threads, 1), args.warmup,
-                             args.iterations)
-        except Exception as exc:  # noqa: BLE001 - reported to the runner as a failed row with the reason
+            result = measure(
+                args.target, args.artifact, args.input_shape, max(args.threads, 1), args.warmup, args.iterations
+            )
+        except Exception as exc:
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()

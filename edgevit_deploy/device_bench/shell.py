@@ -1,4 +1,5 @@
 """Building device shell command lines safely: every path and argument goes through shlex.quote."""
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,7 @@ def split_exit_marker(output: str) -> tuple[str, int | None]:
     match = _MARKER_RE.search(stripped)
     if match is None:
         return output, None
-    return stripped[:match.start()], int(match.group(1))
+    return stripped[: match.start()], int(match.group(1))
 
 
 def cpu_mask(cpus: Iterable[int]) -> str:

@@ -1,4 +1,5 @@
 """Summary statistics of per-iteration latencies (shared by every runner and the report)."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,15 @@ class LatencySummary:
 
     def as_measurement_fields(self) -> dict[str, float]:
         """The keyword arguments of :class:`~edgevit_deploy.device_bench.types.Measurement` it fills."""
-        return {"mean_ms": self.mean, "median_ms": self.median, "p90_ms": self.p90, "p99_ms": self.p99,
-                "std_ms": self.std, "min_ms": self.min, "trimmed_mean_ms": self.trimmed_mean}
+        return {
+            "mean_ms": self.mean,
+            "median_ms": self.median,
+            "p90_ms": self.p90,
+            "p99_ms": self.p99,
+            "std_ms": self.std,
+            "min_ms": self.min,
+            "trimmed_mean_ms": self.trimmed_mean,
+        }
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -49,7 +57,7 @@ def trimmed_mean(sorted_values: list[float], trim: float = 0.1) -> float:
     if not 0.0 <= trim < 0.5:
         raise ValueError(f"trim must be in [0, 0.5), got {trim}")
     k = int(len(sorted_values) * trim)
-    kept = sorted_values[k:len(sorted_values) - k] or sorted_values
+    kept = sorted_values[k : len(sorted_values) - k] or sorted_values
     return _mean(kept)
 
 
@@ -74,6 +82,14 @@ def summarise(latencies: Iterable[float], trim: float = 0.1) -> LatencySummary:
     n = len(values)
     mean = _mean(values)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n)
-    return LatencySummary(count=n, mean=mean, median=percentile(values, 50.0), p90=percentile(values, 90.0),
-                          p99=percentile(values, 99.0), std=std, min=values[0], max=values[-1],
-                          trimmed_mean=trimmed_mean(values, trim))
+    return LatencySummary(
+        count=n,
+        mean=mean,
+        median=percentile(values, 50.0),
+        p90=percentile(values, 90.0),
+        p99=percentile(values, 99.0),
+        std=std,
+        min=values[0],
+        max=values[-1],
+        trimmed_mean=trimmed_mean(values, trim),
+    )

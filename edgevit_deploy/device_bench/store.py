@@ -12,6 +12,7 @@ forward in place. ``readonly=True`` (show / export / report) never writes: ``mod
 on a read-only mount. A write that fails (disk full, read-only file, locked past the busy timeout)
 raises :class:`StoreWriteError`; rows committed before it stay.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,15 +31,16 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 SCHEMA_NAME = "edgevit-deploy.bench"
-APPLICATION_ID = 0x45564231   # "EVB1": PRAGMA application_id of every store this toolkit creates
+APPLICATION_ID = 0x45564231  # "EVB1": PRAGMA application_id of every store this toolkit creates
 TABLE = "measurements"
 DEFAULT_STORE = "edgevit-bench.sqlite"
 
 _JOB_FIELDS = [f.name for f in fields(BenchJob)]
 _KEY_FIELDS = ["model", "target", "precision", "threads", "delegate", "device", "img_size", "runner"]
 _MEAS_FIELDS = [f.name for f in fields(Measurement) if f.name not in ("job", "device")]
-_JSON_FIELDS = {f.name for f in fields(Measurement)
-                if str(f.type).split("[")[0] in ("list", "dict", "Sequence")} | {"device_info"}
+_JSON_FIELDS = {f.name for f in fields(Measurement) if str(f.type).split("[")[0] in ("list", "dict", "Sequence")} | {
+    "device_info"
+}
 _BOOL_FIELDS = {f.name for f in fields(Measurement) if str(f.type).startswith("bool")}
 _SQL_TYPES = {"int": "INTEGER", "float": "REAL", "bool": "INTEGER"}
 COLUMNS = [*_JOB_FIELDS, *_MEAS_FIELDS, "device_info"]
@@ -76,8 +78,10 @@ def _schema() -> str:
         sql = "TEXT" if f.name in _JSON_FIELDS else _sql_type(f.type)
         cols.append(f"{f.name} {sql}")
     cols.append("device_info TEXT")
-    return (f"CREATE TABLE IF NOT EXISTS {TABLE} (rowid INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(cols)}, "
-            f"UNIQUE({', '.join(_KEY_FIELDS)}))")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (rowid INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(cols)}, "
+        f"UNIQUE({', '.join(_KEY_FIELDS)}))"
+    )
 
 
 def row_of(m: Measurement) -> dict[str, Any]:
@@ -91,7 +95,7 @@ class ResultStore:
     def __init__(self, path: str | Path = DEFAULT_STORE, *, readonly: bool = False, timeout_s: float = 30.0):
         self.path = Path(path)
         self.readonly = readonly
-        self._columns = list(COLUMNS)   # the columns this file has (a read-only old store may lack new ones)
+        self._columns = list(COLUMNS)  # the columns this file has (a read-only old store may lack new ones)
         memory = str(path) == ":memory:"
         try:
             if readonly:
@@ -99,10 +103,11 @@ class ResultStore:
             else:
                 if not memory and self.path.parent and not self.path.parent.exists():
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=timeout_s,
-                                             isolation_level=None)
+                self._conn = sqlite3.connect(
+                    str(self.path), check_same_thread=False, timeout=timeout_s, isolation_level=None
+                )
             try:
-                self._check_ownership()   # before any PRAGMA that would change someone else's file
+                self._check_ownership()  # before any PRAGMA that would change someone else's file
                 if not readonly:
                     self._conn.execute("PRAGMA journal_mode=WAL")
                     self._conn.execute("PRAGMA synchronous=FULL")
@@ -110,8 +115,10 @@ class ResultStore:
                 self._conn.close()
                 raise
         except OSError as exc:
-            raise StoreError(f"cannot create the result store {self.path}: {exc.strerror or exc}; "
-                             "pass a --store PATH in a writable folder") from exc
+            raise StoreError(
+                f"cannot create the result store {self.path}: {exc.strerror or exc}; "
+                "pass a --store PATH in a writable folder"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable SQLite store ({exc}); pass another --store PATH") from exc
         self._lock = threading.Lock()
@@ -122,8 +129,9 @@ class ResultStore:
         if self.path.stat().st_size == 0:
             raise StoreError(f"{self.path} is an empty file, not a result store; pass the --store a sweep wrote")
         uri = self.path.resolve().as_uri()
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, timeout=timeout_s,
-                               isolation_level=None)
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, check_same_thread=False, timeout=timeout_s, isolation_level=None
+        )
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return conn
@@ -131,9 +139,11 @@ class ResultStore:
             # a WAL store on a read-only mount: no -shm can be made; with nothing writing, immutable is exact
             conn.close()
             wal = self.path.with_name(self.path.name + "-wal")
-            if wal.is_file() and wal.stat().st_size > 0:   # immutable would silently miss the rows in the WAL
-                raise StoreError(f"{self.path} cannot be read in place ({exc}) and rows are still in {wal.name}; "
-                                 "copy the store and its -wal file to a writable folder and read that copy") from exc
+            if wal.is_file() and wal.stat().st_size > 0:  # immutable would silently miss the rows in the WAL
+                raise StoreError(
+                    f"{self.path} cannot be read in place ({exc}) and rows are still in {wal.name}; "
+                    "copy the store and its -wal file to a writable folder and read that copy"
+                ) from exc
             log.debug("%s: mode=ro failed (%s); opening immutable", self.path, exc)
             return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
 
@@ -155,12 +165,15 @@ class ResultStore:
             return
         if app_id == APPLICATION_ID:
             if TABLE not in tables or "meta" not in tables:
-                raise StoreError(f"{self.path} is an edgevit-bench store without its tables (damaged); "
-                                 "pass another --store PATH")
+                raise StoreError(
+                    f"{self.path} is an edgevit-bench store without its tables (damaged); pass another --store PATH"
+                )
             version = self._meta("schema_version")
             if version is None or not version.isdigit() or int(version) > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has store schema {version}, this toolkit reads {SCHEMA_VERSION} "
-                                 "or older; upgrade edgevit-deploy or pass another --store PATH")
+                raise StoreError(
+                    f"{self.path} has store schema {version}, this toolkit reads {SCHEMA_VERSION} "
+                    "or older; upgrade edgevit-deploy or pass another --store PATH"
+                )
             self._add_new_columns()
             return
         if app_id == 0 and self._is_legacy_store(tables):
@@ -172,10 +185,15 @@ class ResultStore:
                 self._conn.execute("COMMIT")
             self._add_new_columns()
             return
-        what = f"a '{TABLE}' table that is not an edgevit-bench store's" if TABLE in tables else \
-            f"other tables ({', '.join(sorted(tables)[:5])})"
-        raise StoreError(f"{self.path} is a SQLite file with {what} (no edgevit-bench schema marker); "
-                         "it is left untouched: pass another --store PATH")
+        what = (
+            f"a '{TABLE}' table that is not an edgevit-bench store's"
+            if TABLE in tables
+            else f"other tables ({', '.join(sorted(tables)[:5])})"
+        )
+        raise StoreError(
+            f"{self.path} is a SQLite file with {what} (no edgevit-bench schema marker); "
+            "it is left untouched: pass another --store PATH"
+        )
 
     def _is_legacy_store(self, tables: set[str]) -> bool:
         """A store written by 0.1.0: meta.schema_version = 1 and a measurements table whose columns are ours."""
@@ -187,7 +205,7 @@ class ResultStore:
         except sqlite3.DatabaseError:
             return False
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")} - {"rowid"}
-        return set(_KEY_FIELDS) - {"runner"} <= have and have <= set(COLUMNS)   # runner joined the key in 0.2
+        return set(_KEY_FIELDS) - {"runner"} <= have and have <= set(COLUMNS)  # runner joined the key in 0.2
 
     def _create(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -206,7 +224,7 @@ class ResultStore:
         """Add columns appended to the dataclasses since the file was created (fields are append-only);
         read-only, the missing ones read as NULL."""
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
-        if "runner" not in have and not self.readonly:   # a store from before runner joined the row key
+        if "runner" not in have and not self.readonly:  # a store from before runner joined the row key
             self._rebuild_with_runner_key(have)
             have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
         missing = [name for name in COLUMNS if name not in have]
@@ -234,8 +252,10 @@ class ResultStore:
         try:
             self._conn.execute(f"ALTER TABLE {TABLE} RENAME TO {old}")
             self._conn.execute(_schema())
-            self._conn.execute(f"INSERT INTO {TABLE} ({', '.join(keep)}, runner) "
-                               f"SELECT {', '.join(keep)}, 'default' FROM {old} ORDER BY rowid")
+            self._conn.execute(
+                f"INSERT INTO {TABLE} ({', '.join(keep)}, runner) "
+                f"SELECT {', '.join(keep)}, 'default' FROM {old} ORDER BY rowid"
+            )
             self._conn.execute(f"DROP TABLE {old}")
             self._conn.execute("COMMIT")
         except BaseException:
@@ -249,8 +269,10 @@ class ResultStore:
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         updates = ", ".join(f"{k}=excluded.{k}" for k in row if k not in _KEY_FIELDS)
-        sql = (f"INSERT INTO {TABLE} ({names}) VALUES ({marks}) "
-               f"ON CONFLICT({', '.join(_KEY_FIELDS)}) DO UPDATE SET {updates}")
+        sql = (
+            f"INSERT INTO {TABLE} ({names}) VALUES ({marks}) "
+            f"ON CONFLICT({', '.join(_KEY_FIELDS)}) DO UPDATE SET {updates}"
+        )
         self._write(lambda: self._conn.execute(sql, list(row.values())))
 
     def _write(self, body: Any) -> None:
@@ -274,8 +296,9 @@ class ResultStore:
         row: dict[str, Any] = {name: getattr(m.job, name) for name in _JOB_FIELDS}
         for name in _MEAS_FIELDS:
             value = getattr(m, name)
-            row[name] = json.dumps(list(value) if isinstance(value, tuple) else value) if name in _JSON_FIELDS \
-                else value
+            row[name] = (
+                json.dumps(list(value) if isinstance(value, tuple) else value) if name in _JSON_FIELDS else value
+            )
         row["device_info"] = json.dumps(m.device.to_dict()) if m.device else None
         return row
 
@@ -306,16 +329,16 @@ class ResultStore:
         for row in self.rows():
             job = BenchJob(**{k: row[k] for k in _JOB_FIELDS})
             info = row["device_info"]
-            yield Measurement(job=job, device=DeviceInfo(**info) if info else None,
-                              **{k: row[k] for k in _MEAS_FIELDS})
+            yield Measurement(job=job, device=DeviceInfo(**info) if info else None, **{k: row[k] for k in _MEAS_FIELDS})
 
     def completed_keys(self, include_failed: bool = False) -> set[tuple[str, ...]]:
         """Keys a resumed sweep skips: rows measured ok (and failed ones with ``include_failed``)."""
         statuses = ("ok", "failed") if include_failed else ("ok",)
         marks = ", ".join("?" for _ in statuses)
         with self._lock:
-            cur = self._conn.execute(f"SELECT {', '.join(_KEY_FIELDS)} FROM {TABLE} WHERE status IN ({marks})",
-                                     statuses)
+            cur = self._conn.execute(
+                f"SELECT {', '.join(_KEY_FIELDS)} FROM {TABLE} WHERE status IN ({marks})", statuses
+            )
             return {tuple(str(v) for v in r) for r in cur.fetchall()}
 
     def count(self) -> int:

@@ -11,6 +11,7 @@ job and ``run`` raises :class:`StoreWriteError` naming how many rows were commit
 Ctrl-C (KeyboardInterrupt in the calling thread) stops the devices, records nothing half-measured and
 re-raises once the device threads have ended (or after a grace period).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,13 @@ from .types import BenchJob, DeviceInfo, Measurement, Runner, Transport
 log = logging.getLogger(__name__)
 
 #: exceptions that mean "the device went away", as opposed to "this job failed"
-TRANSPORT_FAULTS: tuple[type[BaseException], ...] = (DeviceDisconnectedError, DeviceNotFoundError, ConnectionError,
-                                                      EOFError, BrokenPipeError)
+TRANSPORT_FAULTS: tuple[type[BaseException], ...] = (
+    DeviceDisconnectedError,
+    DeviceNotFoundError,
+    ConnectionError,
+    EOFError,
+    BrokenPipeError,
+)
 
 #: how long an interrupted sweep waits for its device threads to notice before returning
 STOP_GRACE_S = 10.0
@@ -79,6 +85,7 @@ def open_device(device_id: str, work_dir: str | Path | None = None) -> Transport
 def default_runner_factory(config: Any = None) -> RunnerFactory:
     """The host runner for every target on ``local`` (the host worker loads each target through the
     target table, plus torch eager); the runner table's choice on any other kind of device."""
+
     def factory(target: str, kind: str) -> Runner:
         if kind == "local":
             from .runners.host import HostRunner
@@ -98,7 +105,7 @@ def snapshot(transport: Transport) -> dict[str, Any]:
         return {}
     try:
         return dict(reader())
-    except Exception as exc:  # noqa: BLE001 - a missing reading must not fail the measurement
+    except Exception as exc:
         log.debug("%s: no thermal snapshot: %s", transport.device_id, exc)
         return {}
 
@@ -124,10 +131,17 @@ def failed(job: BenchJob, reason: str, device: DeviceInfo | None = None) -> Meas
 
 
 class Sweep:
-    def __init__(self, spec: SweepSpec, store: ResultStore, cache: ArtifactCache,
-                 opener: TransportOpener = open_device, runner_factory: RunnerFactory | None = None,
-                 callbacks: SweepCallbacks | None = None, reconnect_attempts: int = 3,
-                 reconnect_delay_s: float = 2.0):
+    def __init__(
+        self,
+        spec: SweepSpec,
+        store: ResultStore,
+        cache: ArtifactCache,
+        opener: TransportOpener = open_device,
+        runner_factory: RunnerFactory | None = None,
+        callbacks: SweepCallbacks | None = None,
+        reconnect_attempts: int = 3,
+        reconnect_delay_s: float = 2.0,
+    ):
         self.spec = spec
         self.store = store
         self.cache = cache
@@ -138,10 +152,10 @@ class Sweep:
         self.reconnect_delay_s = reconnect_delay_s
         self._results: list[Measurement] = []
         self._results_lock = threading.Lock()
-        self._transports: dict[str, Transport] = {}    # open per device, closed on interrupt
-        self._stop = threading.Event()                 # set on Ctrl-C or a store failure: devices end
-        self._store_error: StoreError | None = None    # the first write that failed
-        self._crash: BaseException | None = None       # an unexpected error in a device thread
+        self._transports: dict[str, Transport] = {}  # open per device, closed on interrupt
+        self._stop = threading.Event()  # set on Ctrl-C or a store failure: devices end
+        self._store_error: StoreError | None = None  # the first write that failed
+        self._crash: BaseException | None = None  # an unexpected error in a device thread
 
     def pending(self) -> tuple[list[BenchJob], int]:
         jobs = self.spec.jobs()
@@ -156,8 +170,10 @@ class Sweep:
         by_device: dict[str, list[BenchJob]] = {}
         for job in todo:
             by_device.setdefault(job.device, []).append(job)
-        threads = [threading.Thread(target=self._device_worker, args=(dev, jobs), name=f"sweep-{dev}", daemon=True)
-                   for dev, jobs in by_device.items()]
+        threads = [
+            threading.Thread(target=self._device_worker, args=(dev, jobs), name=f"sweep-{dev}", daemon=True)
+            for dev, jobs in by_device.items()
+        ]
         for t in threads:
             t.start()
         try:
@@ -170,7 +186,7 @@ class Sweep:
             for transport in list(self._transports.values()):
                 try:
                     transport.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
             deadline = time.monotonic() + STOP_GRACE_S
             for t in threads:
@@ -178,8 +194,9 @@ class Sweep:
             raise
         if self._store_error is not None:
             committed = len(self._results)
-            raise StoreWriteError(f"{self._store_error} [{committed} row(s) of this run were committed before "
-                                  "the failure and are kept]") from self._store_error
+            raise StoreWriteError(
+                f"{self._store_error} [{committed} row(s) of this run were committed before the failure and are kept]"
+            ) from self._store_error
         if self._crash is not None:
             raise self._crash
         return SweepResult(total=total, skipped=total - len(todo), measurements=list(self._results))
@@ -206,7 +223,7 @@ class Sweep:
         for attempt in range(1, self.reconnect_attempts + 1):
             try:
                 return self.opener(device)
-            except Exception as exc:  # noqa: BLE001 - any failure to open counts as an attempt
+            except Exception as exc:
                 last = exc
                 log.warning("%s: connect attempt %d/%d failed: %s", device, attempt, self.reconnect_attempts, exc)
                 if attempt < self.reconnect_attempts:
@@ -218,13 +235,13 @@ class Sweep:
         if reconnect is not None:
             try:
                 reconnect()
-                transport.device_info()   # prove the link works again
+                transport.device_info()  # prove the link works again
                 return transport
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("%s: reconnect failed: %s", device, exc)
         try:
             transport.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         return self._connect(device)
 
@@ -240,7 +257,7 @@ class Sweep:
             self._device_jobs(device, jobs)
         except _Stopped:
             log.info("%s: stopped", device)
-        except Exception as exc:  # noqa: BLE001 - a bug must not kill the thread silently
+        except Exception as exc:
             log.exception("%s: device thread failed", device)
             with self._results_lock:
                 self._crash = self._crash or exc
@@ -252,7 +269,7 @@ class Sweep:
             info = transport.device_info()
         except _Stopped:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._give_up(device, jobs, f"device unreachable: {exc}", None)
             return
         self._transports[device] = transport
@@ -272,14 +289,20 @@ class Sweep:
                         if self._stop.is_set():
                             raise _Stopped() from exc
                         attempt += 1
-                        log.warning("%s dropped during %s (%s); reconnecting (%d/%d)", device, job.key, exc,
-                                    attempt, self.reconnect_attempts)
+                        log.warning(
+                            "%s dropped during %s (%s); reconnecting (%d/%d)",
+                            device,
+                            job.key,
+                            exc,
+                            attempt,
+                            self.reconnect_attempts,
+                        )
                         if attempt > self.reconnect_attempts:
                             self._give_up(device, jobs[i:], f"device dropped: {exc}", info)
                             return
                         try:
                             transport = self._transports[device] = self._reconnect(device, transport)
-                        except Exception as exc2:  # noqa: BLE001
+                        except Exception as exc2:
                             self._give_up(device, jobs[i:], f"device dropped and did not come back: {exc2}", info)
                             return
                 self._record(m)
@@ -287,26 +310,26 @@ class Sweep:
             self._transports.pop(device, None)
             try:
                 transport.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
     def _measure(self, transport: Transport, job: BenchJob, info: DeviceInfo) -> Measurement:
         """One row. Job-level problems become a failed Measurement; transport faults propagate."""
         try:
             artifact = self.cache.ensure(job)
-        except Exception as exc:  # noqa: BLE001 - the row records why there is nothing to measure
+        except Exception as exc:
             log.warning("export failed for %s: %s", job.key, exc)
             return failed(job, f"export failed: {type(exc).__name__}: {exc}", info)
         try:
             runner = self.runner_factory(job.target, runner_kind(transport.kind, job.runner))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return failed(job, str(exc), info)
         before = snapshot(transport)
         try:
             m = runner.run(transport, job, artifact.path)
         except TRANSPORT_FAULTS:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. device full, runner timeout, unparseable output
+        except Exception as exc:
             log.warning("%s failed on %s: %s", job.key, job.device, exc)
             m = failed(job, f"{type(exc).__name__}: {exc}", info)
         after = snapshot(transport)

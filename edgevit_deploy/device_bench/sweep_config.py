@@ -16,19 +16,21 @@ Example ``sweep.yaml``::
     runners:
       benchmark_model: ~/bin/benchmark_model_arm64
 """
+
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from ..errors import EdgeVitDeployError
 from .types import BenchJob
 
-EXTRA_TARGETS = ("torch",)   # host-only baseline next to the target table's formats
-RUNNER_CHOICES = ("default", "app", "instrument")   # how Android rows are measured ("tool" = "default")
+EXTRA_TARGETS = ("torch",)  # host-only baseline next to the target table's formats
+RUNNER_CHOICES = ("default", "app", "instrument")  # how Android rows are measured ("tool" = "default")
 
 
 class SweepConfigError(EdgeVitDeployError, ValueError):
@@ -62,15 +64,15 @@ class SweepSpec:
     threads: list[int] = field(default_factory=lambda: [1])
     delegates: list[str] = field(default_factory=lambda: ["cpu"])
     devices: list[str] = field(default_factory=lambda: ["local"])
-    img_size: int | None = None         # None: each model's default input size
+    img_size: int | None = None  # None: each model's default input size
     warmup: int = 10
     iterations: int = 50
     cooldown_s: float = 0.0
     cpu_mask: str | None = None
-    retry_failed: bool = True           # rerun rows that failed before (completed ok rows are always skipped)
+    retry_failed: bool = True  # rerun rows that failed before (completed ok rows are always skipped)
     checkpoint: str | None = None
-    runners: dict[str, Any] = field(default_factory=dict)   # RunnerConfig keys
-    runner: str = "default"             # Android: "default" (tool binaries), "app" or "instrument" (the benchmark app)
+    runners: dict[str, Any] = field(default_factory=dict)  # RunnerConfig keys
+    runner: str = "default"  # Android: "default" (tool binaries), "app" or "instrument" (the benchmark app)
 
     def __post_init__(self) -> None:
         self.models = _split(self.models)
@@ -114,21 +116,50 @@ class SweepSpec:
         from ..models import get_model_config
 
         sizes = {m: self.img_size or get_model_config(m).img_size for m in self.models}
-        return [BenchJob(model=m, target=t, precision=p, threads=n, delegate=d, device=dev, img_size=sizes[m],
-                         warmup=self.warmup, iterations=self.iterations, cpu_mask=self.cpu_mask,
-                         cooldown_s=self.cooldown_s, runner="default" if dev == "local" else self.runner)
-                for dev in self.devices for m in self.models for t in self.targets for p in self.precisions
-                for n in self.threads for d in self.delegates]
+        return [
+            BenchJob(
+                model=m,
+                target=t,
+                precision=p,
+                threads=n,
+                delegate=d,
+                device=dev,
+                img_size=sizes[m],
+                warmup=self.warmup,
+                iterations=self.iterations,
+                cpu_mask=self.cpu_mask,
+                cooldown_s=self.cooldown_s,
+                runner="default" if dev == "local" else self.runner,
+            )
+            for dev in self.devices
+            for m in self.models
+            for t in self.targets
+            for p in self.precisions
+            for n in self.threads
+            for d in self.delegates
+        ]
 
     # ------------------------------------------------------------------------------------- loading
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> SweepSpec:
-        aliases = {"precision": "precisions", "model": "models", "target": "targets", "device": "devices",
-                   "delegate": "delegates", "cooldown": "cooldown_s", "runner": "runners"}
+        aliases = {
+            "precision": "precisions",
+            "model": "models",
+            "target": "targets",
+            "device": "devices",
+            "delegate": "delegates",
+            "cooldown": "cooldown_s",
+            "runner": "runners",
+        }
         # "runner: app" chooses the Android runner; "runner:" holding a mapping is the old spelling of "runners:"
-        norm = {("runner" if k == "runner" and isinstance(v, str) else aliases.get(str(k).replace("-", "_"),
-                                                                                   str(k).replace("-", "_"))): v
-                for k, v in data.items()}
+        norm = {
+            (
+                "runner"
+                if k == "runner" and isinstance(v, str)
+                else aliases.get(str(k).replace("-", "_"), str(k).replace("-", "_"))
+            ): v
+            for k, v in data.items()
+        }
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(norm) - known)
         if unknown:
@@ -156,8 +187,7 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
-        raise SweepConfigError(f"{path} is not a text file (not UTF-8); give a YAML, TOML or JSON sweep file") \
-            from None
+        raise SweepConfigError(f"{path} is not a text file (not UTF-8); give a YAML, TOML or JSON sweep file") from None
     except OSError as exc:
         raise SweepConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     if "\0" in text:

@@ -2,6 +2,7 @@
 the store keeps measurements, the report shows them. A runner never calls subprocess itself: it asks
 its transport to run commands.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,11 +27,11 @@ class ShellResult:
 class DeviceInfo:
     """What a measurement records about the device it ran on."""
 
-    id: str                      # "local", "adb:SERIAL", "adb:HOST:PORT", "ios:UDID"
-    kind: str                    # "local" | "adb" | "ios"
+    id: str  # "local", "adb:SERIAL", "adb:HOST:PORT", "ios:UDID"
+    kind: str  # "local" | "adb" | "ios"
     model: str = ""
     soc: str = ""
-    os_version: str = ""         # Android version, iOS version, or host OS
+    os_version: str = ""  # Android version, iOS version, or host OS
     abi: str = ""
     cpu_governor: str = ""
     cpu_max_freqs_khz: list[int] = field(default_factory=list)
@@ -47,7 +48,7 @@ class Transport(Protocol):
 
     device_id: str
     kind: str
-    work_dir: str                # where artifacts and runner binaries go (/data/local/tmp/edgevit on Android)
+    work_dir: str  # where artifacts and runner binaries go (/data/local/tmp/edgevit on Android)
 
     def shell(self, command: str, timeout: float | None = None) -> ShellResult: ...
     def push(self, local: Path, remote: str) -> None: ...
@@ -63,23 +64,31 @@ class BenchJob:
     """One row of a sweep: what to measure."""
 
     model: str
-    target: str                  # "onnx" | "tflite" | "coreml"
-    precision: str               # "fp32" | "fp16" | "int8" ...
+    target: str  # "onnx" | "tflite" | "coreml"
+    precision: str  # "fp32" | "fp16" | "int8" ...
     threads: int = 1
-    delegate: str = "cpu"        # "cpu"/"xnnpack", "gpu", "nnapi", "coreml", ...
+    delegate: str = "cpu"  # "cpu"/"xnnpack", "gpu", "nnapi", "coreml", ...
     device: str = "local"
     img_size: int = 224
     warmup: int = 10
     iterations: int = 50
     cpu_mask: str | None = None  # taskset mask, e.g. "f0" for big cores
     cooldown_s: float = 0.0
-    runner: str = "default"      # "default" (the device kind's tool / host runner), "app", "instrument"
+    runner: str = "default"  # "default" (the device kind's tool / host runner), "app", "instrument"
 
     @property
     def key(self) -> tuple[str, ...]:
         """Identity of the row in the store (resumable sweeps skip completed keys)."""
-        return (self.model, self.target, self.precision, str(self.threads), self.delegate, self.device,
-                str(self.img_size), self.runner)
+        return (
+            self.model,
+            self.target,
+            self.precision,
+            str(self.threads),
+            self.delegate,
+            self.device,
+            str(self.img_size),
+            self.runner,
+        )
 
 
 @dataclass
@@ -87,9 +96,9 @@ class Measurement:
     """Everything one run records. Latencies in milliseconds, memory in MB, energy in mJ."""
 
     job: BenchJob
-    status: str                               # "ok" | "failed"
+    status: str  # "ok" | "failed"
     reason: str | None = None
-    runtime: str = ""                         # runner / runtime name and version
+    runtime: str = ""  # runner / runtime name and version
     input_shape: Sequence[int] = ()
     model_size_bytes: int | None = None
     artifact_sha256: str | None = None
@@ -105,9 +114,9 @@ class Measurement:
     min_ms: float | None = None
     trimmed_mean_ms: float | None = None
     peak_memory_mb: float | None = None
-    energy_mj: float | None = None            # per inference
+    energy_mj: float | None = None  # per inference
     power_w: float | None = None
-    energy_note: str | None = None            # why there is no usable reading, charging, ...
+    energy_note: str | None = None  # why there is no usable reading, charging, ...
     thermal_before: dict[str, Any] = field(default_factory=dict)
     thermal_after: dict[str, Any] = field(default_factory=dict)
     throttled: bool | None = None
@@ -116,8 +125,8 @@ class Measurement:
     toolkit_version: str = ""
     timestamp: str = ""
     raw_output: str = ""
-    notes: list[str] = field(default_factory=list)   # caveats: screen on, charging, throttling, delegate...
-    parity: dict[str, Any] = field(default_factory=dict)   # on-device outputs vs PyTorch (ParityReport.to_dict())
+    notes: list[str] = field(default_factory=list)  # caveats: screen on, charging, throttling, delegate...
+    parity: dict[str, Any] = field(default_factory=dict)  # on-device outputs vs PyTorch (ParityReport.to_dict())
 
 
 @runtime_checkable

@@ -6,6 +6,7 @@ resize and crop of its model's config). Every artifact is compared with the fp32
 model it was exported from, on the same images: the change in top-1, the per-image top-1 agreement and the
 images whose prediction flips. Images are decoded once per batch and shared by every source.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,8 @@ from .metrics import hits, topk_indices, wilson_interval
 
 log = logging.getLogger(__name__)
 
-TORCH_TARGET = "torch"        # the bench store's name of the PyTorch baseline
-ProgressFn = Callable[[int, int], None]   # (images done, images in the set)
+TORCH_TARGET = "torch"  # the bench store's name of the PyTorch baseline
+ProgressFn = Callable[[int, int], None]  # (images done, images in the set)
 
 
 class EvalSourceError(EdgeVitDeployError, ValueError):
@@ -49,12 +50,12 @@ class _Source:
     """One thing to evaluate, resolved: how to preprocess for it and how to run it."""
 
     source: str
-    target: str                  # "torch" or a target name
+    target: str  # "torch" or a target name
     model: str
     precision: str
-    cfg: ModelConfig             # preprocessing (input size, mean/std, resize, crop) and class count
-    sha256: str                  # the artifact file's (or, for PyTorch, the checkpoint's)
-    ref_key: tuple[Any, ...]     # which fp32 PyTorch reference it is compared with
+    cfg: ModelConfig  # preprocessing (input size, mean/std, resize, crop) and class count
+    sha256: str  # the artifact file's (or, for PyTorch, the checkpoint's)
+    ref_key: tuple[Any, ...]  # which fp32 PyTorch reference it is compared with
     runner: _Runner | None = None
     executor: str = ""
     path: Path | None = None
@@ -73,9 +74,15 @@ class Flip:
         def named(i: int) -> str:
             return names[i] if 0 <= i < len(names) else str(i)
 
-        return {"image": self.image, "label": named(self.label), "reference": named(self.reference),
-                "prediction": named(self.prediction), "label_index": self.label,
-                "reference_index": self.reference, "prediction_index": self.prediction}
+        return {
+            "image": self.image,
+            "label": named(self.label),
+            "reference": named(self.reference),
+            "prediction": named(self.prediction),
+            "label_index": self.label,
+            "reference_index": self.reference,
+            "prediction_index": self.prediction,
+        }
 
 
 @dataclass
@@ -91,9 +98,9 @@ class EvalResult:
     top1_correct: int
     top5_correct: int
     is_reference: bool = False
-    reference: str | None = None         # the source of the fp32 PyTorch reference
+    reference: str | None = None  # the source of the fp32 PyTorch reference
     reference_top1: float | None = None
-    agreement: float | None = None       # share of images with the reference's top-1
+    agreement: float | None = None  # share of images with the reference's top-1
     flips: list[Flip] = field(default_factory=list)
     seconds: float = 0.0
     class_names: tuple[str, ...] = ()
@@ -120,13 +127,28 @@ class EvalResult:
         return None if self.reference_top1 is None else self.top1 - self.reference_top1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "target": self.target, "model": self.model, "precision": self.precision,
-                "img_size": self.img_size, "sha256": self.sha256, "executor": self.executor, "n": self.n,
-                "top1": self.top1, "top5": self.top5, "top1_ci95": list(self.top1_ci),
-                "top5_ci95": list(self.top5_ci), "top1_correct": self.top1_correct,
-                "top5_correct": self.top5_correct, "is_reference": self.is_reference, "reference": self.reference,
-                "delta_top1": self.delta_top1, "agreement": self.agreement,
-                "flips": [f.to_dict(self.class_names) for f in self.flips], "seconds": round(self.seconds, 2)}
+        return {
+            "source": self.source,
+            "target": self.target,
+            "model": self.model,
+            "precision": self.precision,
+            "img_size": self.img_size,
+            "sha256": self.sha256,
+            "executor": self.executor,
+            "n": self.n,
+            "top1": self.top1,
+            "top5": self.top5,
+            "top1_ci95": list(self.top1_ci),
+            "top5_ci95": list(self.top5_ci),
+            "top1_correct": self.top1_correct,
+            "top5_correct": self.top5_correct,
+            "is_reference": self.is_reference,
+            "reference": self.reference,
+            "delta_top1": self.delta_top1,
+            "agreement": self.agreement,
+            "flips": [f.to_dict(self.class_names) for f in self.flips],
+            "seconds": round(self.seconds, 2),
+        }
 
 
 @dataclass
@@ -134,9 +156,9 @@ class EvalReport:
     dataset: str
     root: str
     layout: str
-    images_found: int              # in the folder, before --limit
-    images_selected: int           # after --limit
-    skipped: list[str]             # unreadable images (left out of every figure)
+    images_found: int  # in the folder, before --limit
+    images_selected: int  # after --limit
+    skipped: list[str]  # unreadable images (left out of every figure)
     results: list[EvalResult]
 
     @property
@@ -144,9 +166,16 @@ class EvalReport:
         return self.images_selected - len(self.skipped)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "root": self.root, "layout": self.layout,
-                "images_found": self.images_found, "images_selected": self.images_selected, "n": self.n,
-                "skipped": self.skipped, "results": [r.to_dict() for r in self.results]}
+        return {
+            "dataset": self.dataset,
+            "root": self.root,
+            "layout": self.layout,
+            "images_found": self.images_found,
+            "images_selected": self.images_selected,
+            "n": self.n,
+            "skipped": self.skipped,
+            "results": [r.to_dict() for r in self.results],
+        }
 
 
 # ------------------------------------------------------------------------------------------ sources
@@ -155,8 +184,10 @@ def _artifact_source(path: Path, model: str | None, img_size: int | None) -> tup
     from ..verify.artifact import spec_for_path
 
     if not path.exists():
-        raise EvalSourceError(f"{str(path)!r} is neither a registered model nor an existing artifact; "
-                              "run `edgevit-export --list-models` or check the path")
+        raise EvalSourceError(
+            f"{str(path)!r} is neither a registered model nor an existing artifact; "
+            "run `edgevit-export --list-models` or check the path"
+        )
     spec = spec_for_path(path)
     try:
         meta = spec.load_converter().read_metadata(path)
@@ -164,28 +195,45 @@ def _artifact_source(path: Path, model: str | None, img_size: int | None) -> tup
         raise
     except Exception as exc:  # a corrupt or truncated file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EvalSourceError(f"{path.name} cannot be read as a {spec.suffix} artifact ({first}); "
-                              "re-export it") from exc
+        raise EvalSourceError(
+            f"{path.name} cannot be read as a {spec.suffix} artifact ({first}); re-export it"
+        ) from exc
     if "edgevit_deploy.model" not in meta:
-        raise EvalSourceError(f"{str(path)!r} has no edgevit-deploy metadata (input size, mean/std, model); "
-                              "evaluate artifacts written by edgevit-export")
+        raise EvalSourceError(
+            f"{str(path)!r} has no edgevit-deploy metadata (input size, mean/std, model); "
+            "evaluate artifacts written by edgevit-export"
+        )
     parsed = ArtifactMetadata.from_strings(meta)
     if model is not None and model != parsed.model:
-        raise EvalSourceError(f"{path.name} was exported from {parsed.model!r}, not --model {model!r}; "
-                              "drop --model or evaluate it separately")
+        raise EvalSourceError(
+            f"{path.name} was exported from {parsed.model!r}, not --model {model!r}; "
+            "drop --model or evaluate it separately"
+        )
     shape = parsed.input_shape
     size = shape[1] if parsed.layout == "NHWC" else shape[-1]
     if img_size is not None and img_size != size:
-        raise InputSizeError(f"{path.name} takes {size}x{size} input, not --img-size {img_size}; "
-                             "drop --img-size (each artifact uses its own input size)")
-    cfg = replace(get_model_config(parsed.model).with_img_size(size), mean=tuple(parsed.mean),
-                  std=tuple(parsed.std), num_classes=parsed.num_classes)
+        raise InputSizeError(
+            f"{path.name} takes {size}x{size} input, not --img-size {img_size}; "
+            "drop --img-size (each artifact uses its own input size)"
+        )
+    cfg = replace(
+        get_model_config(parsed.model).with_img_size(size),
+        mean=tuple(parsed.mean),
+        std=tuple(parsed.std),
+        num_classes=parsed.num_classes,
+    )
     from ..device_bench.artifacts import sha256_of
 
-    src = _Source(source=str(path), target=str(spec.target), model=parsed.model, precision=parsed.precision,
-                  cfg=cfg, sha256=sha256_of(path),
-                  ref_key=(parsed.model, size, parsed.num_classes, parsed.checkpoint_sha256, parsed.random_init),
-                  path=path)
+    src = _Source(
+        source=str(path),
+        target=str(spec.target),
+        model=parsed.model,
+        precision=parsed.precision,
+        cfg=cfg,
+        sha256=sha256_of(path),
+        ref_key=(parsed.model, size, parsed.num_classes, parsed.checkpoint_sha256, parsed.random_init),
+        path=path,
+    )
     return src, parsed
 
 
@@ -229,8 +277,14 @@ class _TorchRunner:
             torch.set_num_threads(before)
 
 
-def _torch_source(name: str, checkpoint: str | Path | None, img_size: int | None, num_classes: int | None,
-                  random_init: str, threads: int) -> _Source:
+def _torch_source(
+    name: str,
+    checkpoint: str | Path | None,
+    img_size: int | None,
+    num_classes: int | None,
+    random_init: str,
+    threads: int,
+) -> _Source:
     from ..export_api import apply_random_init
     from ..models import create_model
 
@@ -239,8 +293,17 @@ def _torch_source(name: str, checkpoint: str | Path | None, img_size: int | None
     apply_random_init(model, cfg, model.checkpoint_sha256, random_init)
     runner = _TorchRunner(model, threads)
     key = (name, cfg.img_size, cfg.num_classes, model.checkpoint_sha256, random_init)
-    return _Source(source=name, target=TORCH_TARGET, model=name, precision="fp32", cfg=cfg,
-                   sha256=model.checkpoint_sha256, ref_key=key, runner=runner, executor=runner.executor)
+    return _Source(
+        source=name,
+        target=TORCH_TARGET,
+        model=name,
+        precision="fp32",
+        cfg=cfg,
+        sha256=model.checkpoint_sha256,
+        ref_key=key,
+        runner=runner,
+        executor=runner.executor,
+    )
 
 
 def _is_model_name(text: str) -> bool:
@@ -255,9 +318,14 @@ def _is_model_name(text: str) -> bool:
     return True
 
 
-def resolve_sources(sources: Sequence[str], model: str | None = None, checkpoint: str | Path | None = None,
-                    img_size: int | None = None, threads: int = 1,
-                    coreml_executor: str = "auto") -> tuple[list[_Source], dict[tuple[Any, ...], _Source]]:
+def resolve_sources(
+    sources: Sequence[str],
+    model: str | None = None,
+    checkpoint: str | Path | None = None,
+    img_size: int | None = None,
+    threads: int = 1,
+    coreml_executor: str = "auto",
+) -> tuple[list[_Source], dict[tuple[Any, ...], _Source]]:
     """(every source as given, the fp32 PyTorch reference of each ref_key). Fails before any image is read."""
     if not sources:
         raise EvalSourceError("nothing to evaluate; pass model names and/or artifact paths")
@@ -281,17 +349,18 @@ def resolve_sources(sources: Sequence[str], model: str | None = None, checkpoint
             raise EvalSourceError(
                 f"{src.path.name if src.path else src.source} was exported from weights with sha256 "
                 f"{parsed.checkpoint_sha256[:16]}..., not --checkpoint {checkpoint} ({ck_sha[:16]}...); "
-                "pass the checkpoint it was exported with")
+                "pass the checkpoint it was exported with"
+            )
         if src.ref_key in refs:
             continue
-        ref = _torch_source(parsed.model, checkpoint, src.cfg.img_size, parsed.num_classes, parsed.random_init,
-                            threads)
+        ref = _torch_source(parsed.model, checkpoint, src.cfg.img_size, parsed.num_classes, parsed.random_init, threads)
         if ref.sha256 != parsed.checkpoint_sha256:
             what = "random weights" if ref.sha256 == "random-init" else f"weights sha256 {ref.sha256[:16]}..."
             raise EvalSourceError(
                 f"{src.path.name if src.path else src.source} was exported from weights with sha256 "
                 f"{parsed.checkpoint_sha256[:16]}..., but {parsed.model} builds with {what}; "
-                "pass --checkpoint FILE with the checkpoint it was exported with")
+                "pass --checkpoint FILE with the checkpoint it was exported with"
+            )
         refs[src.ref_key] = ref
     out: list[_Source] = []
     for text, src in zip(sources, resolved):
@@ -301,8 +370,9 @@ def resolve_sources(sources: Sequence[str], model: str | None = None, checkpoint
             cfg = get_model_config(text)
             size = img_size or cfg.img_size
             # the model is also an artifact's reference (same weights, size, classes): build and evaluate it once
-            same = [r for k, r in refs.items() if k[0] == text and k[1:3] == (size, cfg.num_classes)
-                    and k[4] == "default"]
+            same = [
+                r for k, r in refs.items() if k[0] == text and k[1:3] == (size, cfg.num_classes) and k[4] == "default"
+            ]
             if same:
                 out.append(same[0])
                 continue
@@ -330,9 +400,17 @@ def _cfg_key(cfg: ModelConfig) -> tuple[Any, ...]:
     return (cfg.input_size, tuple(cfg.mean), tuple(cfg.std), cfg.crop_pct, cfg.interpolation)
 
 
-def evaluate(sources: Sequence[str], data: LabelledSet, model: str | None = None,
-             checkpoint: str | Path | None = None, img_size: int | None = None, batch: int = 32,
-             threads: int = 1, coreml_executor: str = "auto", progress: ProgressFn | None = None) -> EvalReport:
+def evaluate(
+    sources: Sequence[str],
+    data: LabelledSet,
+    model: str | None = None,
+    checkpoint: str | Path | None = None,
+    img_size: int | None = None,
+    batch: int = 32,
+    threads: int = 1,
+    coreml_executor: str = "auto",
+    progress: ProgressFn | None = None,
+) -> EvalReport:
     """Evaluate every source on ``data``; each artifact also against its fp32 PyTorch reference."""
     if batch < 1:
         raise UnsupportedOptionError(f"--batch {batch}: give a batch size of at least 1")
@@ -350,7 +428,7 @@ def evaluate(sources: Sequence[str], data: LabelledSet, model: str | None = None
     skipped: list[str] = []
     done = 0
     for start in range(0, len(samples), batch):
-        chunk = samples[start:start + batch]
+        chunk = samples[start : start + batch]
         images = [_read_image(s) for s in chunk]
         keep = [i for i, im in enumerate(images) if im is not None]
         skipped += [chunk[i].name for i, im in enumerate(images) if im is None]
@@ -368,22 +446,27 @@ def evaluate(sources: Sequence[str], data: LabelledSet, model: str | None = None
                     logits = np.asarray(src.runner.run(inputs[key]))
                 except EdgeVitDeployError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - a runtime failure: name the source and the images
+                except Exception as exc:
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise EvalRunError(f"{src.source} failed on {chunk[keep[0]].name} .. {chunk[keep[-1]].name} "
-                                       f"({first}); try --batch 1, or check the artifact with edgevit-verify"
-                                       ) from exc
+                    raise EvalRunError(
+                        f"{src.source} failed on {chunk[keep[0]].name} .. {chunk[keep[-1]].name} "
+                        f"({first}); try --batch 1, or check the artifact with edgevit-verify"
+                    ) from exc
                 seconds[id(src)] += time.perf_counter() - t0
                 if logits.ndim != 2 or logits.shape[0] != len(keep) or logits.shape[1] != src.cfg.num_classes:
-                    raise EvalSourceError(f"{src.source} returned logits of shape {logits.shape}, expected "
-                                          f"({len(keep)}, {src.cfg.num_classes}); re-export it")
+                    raise EvalSourceError(
+                        f"{src.source} returned logits of shape {logits.shape}, expected "
+                        f"({len(keep)}, {src.cfg.num_classes}); re-export it"
+                    )
                 preds[id(src)][rows] = topk_indices(logits, 5)
         done += len(chunk)
         if progress:
             progress(done, len(samples))
     if not readable.any():
-        raise EvalSourceError(f"none of the {len(samples)} images in {str(data.root)!r} could be read "
-                              f"(e.g. {skipped[0]}); check the files")
+        raise EvalSourceError(
+            f"none of the {len(samples)} images in {str(data.root)!r} could be read "
+            f"(e.g. {skipped[0]}); check the files"
+        )
     lab = labels[readable]
     names_cache: dict[int, tuple[str, ...]] = {}
 
@@ -392,10 +475,21 @@ def evaluate(sources: Sequence[str], data: LabelledSet, model: str | None = None
         n_cls = src.cfg.num_classes
         if n_cls not in names_cache:
             names_cache[n_cls] = tuple(class_labels(n_cls, src.cfg.labels))
-        return EvalResult(source=src.source, target=src.target, model=src.model, precision=src.precision,
-                          img_size=src.cfg.img_size, sha256=src.sha256, executor=src.executor, n=int(readable.sum()),
-                          top1_correct=int(hits(p, lab, 1).sum()), top5_correct=int(hits(p, lab, 5).sum()),
-                          is_reference=is_ref, seconds=seconds[id(src)], class_names=names_cache[n_cls])
+        return EvalResult(
+            source=src.source,
+            target=src.target,
+            model=src.model,
+            precision=src.precision,
+            img_size=src.cfg.img_size,
+            sha256=src.sha256,
+            executor=src.executor,
+            n=int(readable.sum()),
+            top1_correct=int(hits(p, lab, 1).sum()),
+            top5_correct=int(hits(p, lab, 5).sum()),
+            is_reference=is_ref,
+            seconds=seconds[id(src)],
+            class_names=names_cache[n_cls],
+        )
 
     ref_results = {key: result(ref, True) for key, ref in refs.items()}
     sample_names = [s.name for s, ok in zip(samples, readable) if ok]
@@ -411,8 +505,9 @@ def evaluate(sources: Sequence[str], data: LabelledSet, model: str | None = None
             r.reference, r.reference_top1 = ref.source, rr.top1
             mine, theirs = preds[id(src)][readable][:, 0], preds[id(ref)][readable][:, 0]
             r.agreement = float(np.mean(mine == theirs))
-            r.flips = [Flip(sample_names[i], int(lab[i]), int(theirs[i]), int(mine[i]))
-                       for i in np.flatnonzero(mine != theirs)]
+            r.flips = [
+                Flip(sample_names[i], int(lab[i]), int(theirs[i]), int(mine[i])) for i in np.flatnonzero(mine != theirs)
+            ]
         out.append(r)
     # the order asked for, each reference just before the first source compared with it
     order: list[EvalResult] = []
@@ -420,5 +515,12 @@ def evaluate(sources: Sequence[str], data: LabelledSet, model: str | None = None
         for r in (ref_results[src.ref_key], out[next(i for i, s in enumerate(everything) if s is src)]):
             if all(r is not o for o in order):
                 order.append(r)
-    return EvalReport(dataset=data.name, root=str(data.root), layout=data.layout, images_found=data.total,
-                      images_selected=len(samples), skipped=skipped, results=order)
+    return EvalReport(
+        dataset=data.name,
+        root=str(data.root),
+        layout=data.layout,
+        images_found=data.total,
+        images_selected=len(samples),
+        skipped=skipped,
+        results=order,
+    )

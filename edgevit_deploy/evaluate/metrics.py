@@ -1,4 +1,5 @@
 """Accuracy figures of a labelled set: top-k, the Wilson score interval, agreement with a reference."""
+
 from __future__ import annotations
 
 import math

@@ -7,19 +7,20 @@ out. Each photo is written whole and mirrored left-right (the label does not cha
 twice as many images as labelled photos. It tests the evaluation end to end; it measures nothing about a
 model's ImageNet accuracy (ten images: see the Wilson interval).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 #: photo -> ImageNet-1k synset id (class index, name)
 SAMPLE_LABELS: dict[str, str] = {
-    "chelsea": "n02123045",       # 281 tabby cat (Chelsea is a tabby)
-    "coffee": "n07920052",        # 967 espresso (a cup of espresso on a saucer)
-    "clock": "n04548280",         # 892 wall clock (motion-blurred)
+    "chelsea": "n02123045",  # 281 tabby cat (Chelsea is a tabby)
+    "coffee": "n07920052",  # 967 espresso (a cup of espresso on a saucer)
+    "clock": "n04548280",  # 892 wall clock (motion-blurred)
     "grace_hopper": "n03763968",  # 652 military uniform (US Navy uniform)
-    "china": "n03877845",         # 698 palace (the Summer Palace, Beijing)
+    "china": "n03877845",  # 698 palace (the Summer Palace, Beijing)
 }
 
 

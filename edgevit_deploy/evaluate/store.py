@@ -5,6 +5,7 @@ that it is (or becomes) a valid edgevit-bench store; this module then keeps its 
 ``measurements`` one. A row written again for the same key (model, target, precision, input size, weights /
 artifact sha256, set name and size) replaces the previous one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,18 +16,43 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import EdgeVitDeployError
 from ..device_bench.store import ResultStore, StoreError
+from ..errors import EdgeVitDeployError
 from .api import EvalReport
 
 log = logging.getLogger(__name__)
 
 TABLE = "accuracy"
 KEY = ("model", "target", "precision", "img_size", "sha256", "dataset", "n")
-COLUMNS = (*KEY, "source", "executor", "top1", "top5", "top1_low", "top1_high", "top5_low", "top5_high",
-           "agreement", "delta_top1", "reference", "dataset_root", "toolkit_version", "measured_at")
-_TYPES = {"img_size": "INTEGER", "n": "INTEGER", "top1": "REAL", "top5": "REAL", "top1_low": "REAL",
-          "top1_high": "REAL", "top5_low": "REAL", "top5_high": "REAL", "agreement": "REAL", "delta_top1": "REAL"}
+COLUMNS = (
+    *KEY,
+    "source",
+    "executor",
+    "top1",
+    "top5",
+    "top1_low",
+    "top1_high",
+    "top5_low",
+    "top5_high",
+    "agreement",
+    "delta_top1",
+    "reference",
+    "dataset_root",
+    "toolkit_version",
+    "measured_at",
+)
+_TYPES = {
+    "img_size": "INTEGER",
+    "n": "INTEGER",
+    "top1": "REAL",
+    "top5": "REAL",
+    "top1_low": "REAL",
+    "top1_high": "REAL",
+    "top5_low": "REAL",
+    "top5_high": "REAL",
+    "agreement": "REAL",
+    "delta_top1": "REAL",
+}
 
 
 class StoreArgumentError(EdgeVitDeployError, ValueError):
@@ -41,8 +67,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         cols = ", ".join(f"{c} {_TYPES.get(c, 'TEXT')}" for c in COLUMNS)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (rowid INTEGER PRIMARY KEY AUTOINCREMENT, {cols}, "
-                     f"UNIQUE({', '.join(KEY)}))")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (rowid INTEGER PRIMARY KEY AUTOINCREMENT, {cols}, "
+            f"UNIQUE({', '.join(KEY)}))"
+        )
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a usable SQLite store ({exc}); pass another --store PATH") from exc
     return conn
@@ -62,12 +90,31 @@ def rows_of(report: EvalReport) -> list[dict[str, Any]]:
     out = []
     for r in report.results:
         (l1, h1), (l5, h5) = r.top1_ci, r.top5_ci
-        out.append({"model": r.model, "target": r.target, "precision": r.precision, "img_size": r.img_size,
-                    "sha256": r.sha256, "dataset": report.dataset, "n": r.n, "source": r.source,
-                    "executor": r.executor, "top1": r.top1, "top5": r.top5, "top1_low": l1, "top1_high": h1,
-                    "top5_low": l5, "top5_high": h5, "agreement": r.agreement, "delta_top1": r.delta_top1,
-                    "reference": r.reference, "dataset_root": report.root, "toolkit_version": __version__,
-                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        out.append(
+            {
+                "model": r.model,
+                "target": r.target,
+                "precision": r.precision,
+                "img_size": r.img_size,
+                "sha256": r.sha256,
+                "dataset": report.dataset,
+                "n": r.n,
+                "source": r.source,
+                "executor": r.executor,
+                "top1": r.top1,
+                "top5": r.top5,
+                "top1_low": l1,
+                "top1_high": h1,
+                "top5_low": l5,
+                "top5_high": h5,
+                "agreement": r.agreement,
+                "delta_top1": r.delta_top1,
+                "reference": r.reference,
+                "dataset_root": report.root,
+                "toolkit_version": __version__,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
     return out
 
 
@@ -134,6 +181,11 @@ def with_measured_top1(rows: Iterable[dict[str, Any]], path: str | Path) -> list
         except (KeyError, TypeError, ValueError):
             key = None
         hit = best.get(key) if key else None
-        out.append({**row, "measured_top1": round(100 * float(hit["top1"]), 2) if hit else None,
-                    "measured_top1_on": f"{hit['dataset']} (n={hit['n']})" if hit else None})
+        out.append(
+            {
+                **row,
+                "measured_top1": round(100 * float(hit["top1"]), 2) if hit else None,
+                "measured_top1_on": f"{hit['dataset']} (n={hit['n']})" if hit else None,
+            }
+        )
     return out

@@ -18,6 +18,7 @@ the random weights of the convolutions and linear layers, and changes only what 
 
 Nothing depends on a model's name. The result is deterministic for a given model, input size and seed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,7 @@ log = logging.getLogger(__name__)
 
 RANDOM_INIT_CHOICES = ("default", "conditioned")
 
-_WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-                  nn.Embedding)
+_WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Embedding)
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 _SCALE_NAME = re.compile(r"gamma|scale|gain|alpha|^ls\d*$", re.IGNORECASE)
 _TINY = 1e-2  # a constant parameter of magnitude at most this (and not zero) is treated as a layer scale
@@ -72,8 +72,11 @@ def _classifiers(model: nn.Module, x: torch.Tensor, num_classes: int) -> list[nn
     """The linear / 1x1 conv layers that produce the logits: the trailing run, in execution order, of such
     layers with ``num_classes`` outputs (``head`` then ``dist_head`` for distilled models)."""
     order: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
-             for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
+        for m in model.modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+    ]
     try:
         model(x)
     finally:
@@ -90,8 +93,13 @@ def _classifiers(model: nn.Module, x: torch.Tensor, num_classes: int) -> list[nn
 
 
 @torch.no_grad()
-def well_conditioned(model: nn.Module, img_size: int | tuple[int, int], seed: int = 0, in_chans: int = 3,
-                     inputs: torch.Tensor | None = None) -> nn.Module:
+def well_conditioned(
+    model: nn.Module,
+    img_size: int | tuple[int, int],
+    seed: int = 0,
+    in_chans: int = 3,
+    inputs: torch.Tensor | None = None,
+) -> nn.Module:
     """Give ``model`` (in place, returned in eval mode) well-conditioned random weights: see the module
     docstring. ``img_size``: the input side (or (H, W)) of the seeded random batch the statistics and the
     logit scale are measured on, unless ``inputs`` (N, C, H, W; N >= 2) gives that batch."""
@@ -135,8 +143,10 @@ def well_conditioned(model: nn.Module, img_size: int | tuple[int, int], seed: in
     logits = model(x)
     heads = _classifiers(model, x, logits.shape[-1])
     if not heads:
-        raise ValueError(f"{type(model).__name__}: no linear / 1x1 conv classifier with {logits.shape[-1]} "
-                         "outputs ends the forward pass; cannot scale the logits")
+        raise ValueError(
+            f"{type(model).__name__}: no linear / 1x1 conv classifier with {logits.shape[-1]} "
+            "outputs ends the forward pass; cannot scale the logits"
+        )
     std = float(logits.float().std())
     if not (std > 0 and std == std and std != float("inf")):  # zero-initialised head (or worse): redraw it
         for head in heads:
@@ -145,12 +155,18 @@ def well_conditioned(model: nn.Module, img_size: int | tuple[int, int], seed: in
                 head.bias.zero_()
         std = float(model(x).float().std())
         if not std > 0:
-            raise ValueError(f"{type(model).__name__}: the logits do not depend on the input even with "
-                             "well-conditioned weights")
+            raise ValueError(
+                f"{type(model).__name__}: the logits do not depend on the input even with well-conditioned weights"
+            )
     for head in heads:
         head.weight.div_(std)
         if head.bias is not None:
             head.bias.div_(std)
-    log.debug("well-conditioned %s: %d layer scales, %d BatchNorms, heads scaled by 1/%.3g",
-              type(model).__name__, len(scales), len(bns), std)
+    log.debug(
+        "well-conditioned %s: %d layer scales, %d BatchNorms, heads scaled by 1/%.3g",
+        type(model).__name__,
+        len(scales),
+        len(bns),
+        std,
+    )
     return model

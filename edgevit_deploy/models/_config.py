@@ -1,4 +1,5 @@
 """Per-model default configuration: preprocessing, head and reference figures."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -56,7 +57,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "family": self.family, "input_size": list(self.input_size),
-            "mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation,
-            "crop_pct": self.crop_pct, "num_classes": self.num_classes,
+            "name": self.name,
+            "family": self.family,
+            "input_size": list(self.input_size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+            "num_classes": self.num_classes,
         }

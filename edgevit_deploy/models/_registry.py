@@ -3,6 +3,7 @@
 Names resolve in this order: a registered name; ``timm:NAME`` (any timm architecture);
 ``path/to/file.py:factory`` or ``package.module:factory`` (a user's own model).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -89,25 +90,29 @@ MAX_IMG_SIZE = 1024  # larger inputs need tens of GB for attention maps and pari
 def check_img_size(img_size: int, cfg: ModelConfig) -> None:
     div = cfg.size_divisor
     if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size <= 0:
-        raise InputSizeError(f"{cfg.name}: input size {img_size!r} must be a positive multiple of {div} "
-                             f"(at most {MAX_IMG_SIZE}); omit --img-size for the model's {cfg.img_size}.")
+        raise InputSizeError(
+            f"{cfg.name}: input size {img_size!r} must be a positive multiple of {div} "
+            f"(at most {MAX_IMG_SIZE}); omit --img-size for the model's {cfg.img_size}."
+        )
     if img_size > MAX_IMG_SIZE:
-        raise InputSizeError(f"{cfg.name}: input size {img_size} is larger than the maximum {MAX_IMG_SIZE}; "
-                             f"use a multiple of {div} up to {MAX_IMG_SIZE} (the model's own is {cfg.img_size}).")
+        raise InputSizeError(
+            f"{cfg.name}: input size {img_size} is larger than the maximum {MAX_IMG_SIZE}; "
+            f"use a multiple of {div} up to {MAX_IMG_SIZE} (the model's own is {cfg.img_size})."
+        )
     if cfg.fixed_input_size and img_size != cfg.img_size:
         raise InputSizeError(f"{cfg.name} runs only at {cfg.img_size}x{cfg.img_size}; use img_size={cfg.img_size}.")
     if img_size % div:
         lower = max(div, img_size // div * div)
         upper = min(lower + div, MAX_IMG_SIZE)
-        raise InputSizeError(
-            f"{cfg.name}: input size {img_size} is not a multiple of {div}; use {lower} or {upper}."
-        )
+        raise InputSizeError(f"{cfg.name}: input size {img_size} is not a multiple of {div}; use {lower} or {upper}.")
 
 
 def check_num_classes(num_classes: int) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise InputSizeError(f"--num-classes must be at least 1 (got {num_classes!r}); omit it for the model's "
-                             "own classifier (1000 ImageNet classes).")
+        raise InputSizeError(
+            f"--num-classes must be at least 1 (got {num_classes!r}); omit it for the model's "
+            "own classifier (1000 ImageNet classes)."
+        )
 
 
 def create_model(

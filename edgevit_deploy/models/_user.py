@@ -1,4 +1,5 @@
 """A user's own model: ``path/to/file.py:factory`` or ``package.module:factory``."""
+
 from __future__ import annotations
 
 import importlib

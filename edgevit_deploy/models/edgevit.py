@@ -8,6 +8,7 @@ checkpoint saved by their code loads with ``strict=True`` and gives the same log
 size that is a multiple of 32 works (theirs asserts one), and the sampler / local propagation are plain
 modules that :mod:`edgevit_deploy.formulations` can swap for export-friendly equivalents per target.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -18,10 +19,10 @@ import torch
 from timm.layers import DropPath
 from torch import nn
 
-from ._config import PaperRef, ModelConfig
+from ._config import ModelConfig, PaperRef
 from ._registry import register_model
 
-__all__ = ["EdgeVit", "edgevit_xxs", "edgevit_xs", "edgevit_s"]
+__all__ = ["EdgeVit", "edgevit_s", "edgevit_xs", "edgevit_xxs"]
 
 
 # --------------------------------------------------------------------------------------------- blocks
@@ -57,8 +58,15 @@ class GlobalSparseAttn(nn.Module):
     """Sparse global attention among delegate tokens (every r-th pixel), propagated back by a
     depthwise transposed conv. With ``sr_ratio == 1`` it is plain multi-head self-attention."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0, sr_ratio: int = 1):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        sr_ratio: int = 1,
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
@@ -78,7 +86,7 @@ class GlobalSparseAttn(nn.Module):
             self.norm = nn.Identity()
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        B, N, C = x.shape
+        B, _, C = x.shape
         if self.sr > 1:
             x = x.transpose(1, 2).reshape(B, C, H, W)
             x = self.sampler(x)
@@ -119,8 +127,17 @@ class LocalAgg(nn.Module):
 class SelfAttn(nn.Module):
     """Global part of the block: position encoding, sparse attention and MLP on tokens."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, sr_ratio: int = 1):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        sr_ratio: int = 1,
+    ):
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
         self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
@@ -142,8 +159,17 @@ class SelfAttn(nn.Module):
 class LGLBlock(nn.Module):
     """Local-global-local block."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0, sr_ratio: int = 1):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        sr_ratio: int = 1,
+    ):
         super().__init__()
         self.LocalAgg = LocalAgg(dim, mlp_ratio, drop, drop_path) if sr_ratio > 1 else nn.Identity()
         self.SelfAttn = SelfAttn(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path, sr_ratio)
@@ -197,11 +223,21 @@ class EdgeVit(nn.Module):
         num_heads = [d // head_dim for d in embed_dim]
         start = 0
         for i in range(4):
-            blocks = nn.ModuleList([
-                LGLBlock(embed_dim[i], num_heads[i], mlp_ratio, qkv_bias, drop_rate, attn_drop_rate,
-                         dpr[start + j], sr_ratios[i])
-                for j in range(depth[i])
-            ])
+            blocks = nn.ModuleList(
+                [
+                    LGLBlock(
+                        embed_dim[i],
+                        num_heads[i],
+                        mlp_ratio,
+                        qkv_bias,
+                        drop_rate,
+                        attn_drop_rate,
+                        dpr[start + j],
+                        sr_ratios[i],
+                    )
+                    for j in range(depth[i])
+                ]
+            )
             setattr(self, f"blocks{i + 1}", blocks)
             start += depth[i]
         self.norm = nn.BatchNorm2d(embed_dim[-1])
@@ -244,8 +280,14 @@ _PAPER = "EdgeViTs (ECCV 2022), Table 'On-device evaluation on ImageNet-1K' (Sna
 
 def _cfg(name: str, num_params: int, gmacs: float, top1: float, latency: float) -> ModelConfig:
     return ModelConfig(
-        name=name, family="edgevit", input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875,
-        num_params=num_params, gmacs=gmacs, checkpoint_filter=checkpoint_filter_fn,
+        name=name,
+        family="edgevit",
+        input_size=(3, 224, 224),
+        interpolation="bicubic",
+        crop_pct=0.875,
+        num_params=num_params,
+        gmacs=gmacs,
+        checkpoint_filter=checkpoint_filter_fn,
         paper=PaperRef(source=_PAPER, top1=top1, mobile_latency_ms=latency, latency_device="Snapdragon 888 CPU"),
     )
 

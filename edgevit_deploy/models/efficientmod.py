@@ -10,6 +10,7 @@ the authors' code so that their checkpoints load with ``strict=True``. Differenc
 (matmul / softmax) instead of ``scaled_dot_product_attention``, which is numerically the same and exports
 everywhere; the channel ``repeat`` of the context is a concatenation (same values, simpler graphs).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ from ._registry import register_model
 from .edgevit import EdgeVit
 from .edgevit import Mlp as AttMlp  # Linear / GELU / Linear with the same keys as the authors' AttMlp
 
-__all__ = ["EfficientMod", "efficientmod_xxs", "efficientmod_xs", "efficientmod_s"]
+__all__ = ["EfficientMod", "efficientmod_s", "efficientmod_xs", "efficientmod_xxs"]
 
 
 # --------------------------------------------------------------------------------------------- blocks
@@ -49,7 +50,8 @@ class ContextLayer(nn.Module):
         self.g = nn.Linear(conv_dim, in_dim)
         self.act = nn.GELU()
         self.context_list = nn.ModuleList(
-            [nn.Conv2d(conv_dim, conv_dim, context_size, padding=context_size // 2, groups=conv_dim)])
+            [nn.Conv2d(conv_dim, conv_dim, context_size, padding=context_size // 2, groups=conv_dim)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.f(x).permute(0, 3, 1, 2)
@@ -88,8 +90,15 @@ class ModMlp(nn.Module):
 class BasicBlock(nn.Module):
     """Pre-norm residual efficient-modulation block with a layer scale (``gamma_1``)."""
 
-    def __init__(self, dim: int, mlp_ratio: int, context_size: int = 7, drop: float = 0.0,
-                 drop_path: float = 0.0, layerscale_value: float = 1e-4):
+    def __init__(
+        self,
+        dim: int,
+        mlp_ratio: int,
+        context_size: int = 7,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        layerscale_value: float = 1e-4,
+    ):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.mlp = ModMlp(dim, mlp_ratio, context_size, drop)
@@ -107,7 +116,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = max(dim // num_heads, 32)
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, num_heads * self.head_dim * 3, bias=False)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(num_heads * self.head_dim, dim)
@@ -147,12 +156,22 @@ class AttentionBlock(nn.Module):
 class BasicLayer(nn.Module):
     """A stage: modulation blocks, then attention blocks, then an optional downsampling PatchEmbed."""
 
-    def __init__(self, dim: int, out_dim: int | None, mlp_ratios: Sequence[int], attention_depth: int,
-                 att_ratio: float, drop: float, drop_path: Sequence[float], context_size: int = 7):
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int | None,
+        mlp_ratios: Sequence[int],
+        attention_depth: int,
+        att_ratio: float,
+        drop: float,
+        drop_path: Sequence[float],
+        context_size: int = 7,
+    ):
         super().__init__()
         depth = len(mlp_ratios)
-        blocks: list[nn.Module] = [BasicBlock(dim, r, context_size, drop, drop_path[i])
-                                   for i, r in enumerate(mlp_ratios)]
+        blocks: list[nn.Module] = [
+            BasicBlock(dim, r, context_size, drop, drop_path[i]) for i, r in enumerate(mlp_ratios)
+        ]
         blocks += [AttentionBlock(dim, att_ratio, drop, drop_path[depth + j]) for j in range(attention_depth)]
         self.blocks = nn.ModuleList(blocks)
         self.downsample = PatchEmbed(dim, out_dim, 3, 2, 1) if out_dim is not None else None
@@ -195,8 +214,18 @@ class EfficientMod(nn.Module):
         start = 0
         for i, ratios in enumerate(mlp_ratios):
             out_dim = embed_dim[i + 1] if i < len(embed_dim) - 1 else None
-            self.layers.append(BasicLayer(embed_dim[i], out_dim, ratios, attention_depth[i], att_ratio[i],
-                                          drop_rate, dpr[start:start + n_blocks[i]], context_size))
+            self.layers.append(
+                BasicLayer(
+                    embed_dim[i],
+                    out_dim,
+                    ratios,
+                    attention_depth[i],
+                    att_ratio[i],
+                    drop_rate,
+                    dpr[start : start + n_blocks[i]],
+                    context_size,
+                )
+            )
             start += n_blocks[i]
         self.norm = nn.LayerNorm(self.num_features)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
@@ -219,20 +248,32 @@ class EfficientMod(nn.Module):
 def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The authors' checkpoints use our key names. Their distillation runs may also save a teacher head
     (``dist_head.*``), which this architecture does not have: drop it with the wrappers and non-tensors."""
-    return {k.removeprefix("module."): v for k, v in state_dict.items()
-            if isinstance(v, torch.Tensor) and not k.removeprefix("module.").startswith("dist_head.")}
+    return {
+        k.removeprefix("module."): v
+        for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and not k.removeprefix("module.").startswith("dist_head.")
+    }
 
 
 # ------------------------------------------------------------------------------------ default configs
-_PAPER = ("EfficientMod (ICLR 2024), ImageNet-1K table and the authors' README (top-1 of the released, "
-          "distilled checkpoints); GPU / desktop CPU latency only, no mobile latency")
+_PAPER = (
+    "EfficientMod (ICLR 2024), ImageNet-1K table and the authors' README (top-1 of the released, "
+    "distilled checkpoints); GPU / desktop CPU latency only, no mobile latency"
+)
 
 
-def _cfg(name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float,
-         top1: float) -> ModelConfig:
+def _cfg(
+    name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float, top1: float
+) -> ModelConfig:
     return ModelConfig(
-        name=name, family="efficientmod", input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875,
-        num_params=num_params, gmacs=gmacs, checkpoint_filter=checkpoint_filter_fn,
+        name=name,
+        family="efficientmod",
+        input_size=(3, 224, 224),
+        interpolation="bicubic",
+        crop_pct=0.875,
+        num_params=num_params,
+        gmacs=gmacs,
+        checkpoint_filter=checkpoint_filter_fn,
         paper=PaperRef(source=_PAPER, top1=top1, params_m=paper_params_m, gmacs=paper_gmacs),
     )
 

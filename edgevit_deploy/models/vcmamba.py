@@ -15,8 +15,10 @@ computes each chunk in parallel from a cumulative sum of the log decays and a ma
 and carries the state between chunks with a short loop over chunks (never over time steps).
 :func:`selective_scan_reference` is the step-by-step recurrence the tests compare it with.
 """
+
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from functools import lru_cache
@@ -32,13 +34,13 @@ from ._registry import register_model
 from .edgevit import EdgeVit
 from .mobilevig import ConvMlp, InvertedResidual, checkpoint_filter_fn
 
-__all__ = ["VCMamba", "selective_scan_chunked", "selective_scan_reference", "vcmamba_s", "vcmamba_m",
-           "vcmamba_b"]
+__all__ = ["VCMamba", "selective_scan_chunked", "selective_scan_reference", "vcmamba_b", "vcmamba_m", "vcmamba_s"]
 
 
 # ----------------------------------------------------------------------------------- selective scan
-def selective_scan_reference(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                             C: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+def selective_scan_reference(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor
+) -> torch.Tensor:
     """Mamba's selective scan, one time step at a time (the definition; slow, not for export).
 
     ``u``, ``delta``: (batch, d, L); ``A``: (d, n); ``B``, ``C``: (batch, n, L); ``D``: (d,).
@@ -55,8 +57,15 @@ def selective_scan_reference(u: torch.Tensor, delta: torch.Tensor, A: torch.Tens
     return torch.stack(ys, dim=-1) + D[:, None] * u
 
 
-def selective_scan_chunked(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                           C: torch.Tensor, D: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
+def selective_scan_chunked(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    chunk_size: int = 16,
+) -> torch.Tensor:
     """The same scan as :func:`selective_scan_reference` in parallel form, for export.
 
     Within a chunk of ``T`` steps, with ``S_i`` the cumulative sum of the log decays ``delta A``,
@@ -95,8 +104,9 @@ def _steps(t: torch.Tensor, start: int, stop: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=32)
-def snake_orders(H: int, W: int) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...],
-                                          tuple[tuple[int, ...], ...]]:
+def snake_orders(
+    H: int, W: int
+) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]:
     """PlainMamba's four continuous (snake) scan orders of an ``H x W`` grid, their inverses, and the
     direction code of every step (0 start, 1 right, 2 left, 3 up, 4 down), as in the authors' code:
     rows from the top, rows from the bottom, columns from the left, columns from the right."""
@@ -104,7 +114,7 @@ def snake_orders(H: int, W: int) -> tuple[tuple[tuple[int, ...], ...], tuple[tup
     def walk(cells: list[tuple[int, int]]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         order = tuple(i * W + j for i, j in cells)
         moves = []
-        for (i0, j0), (i1, j1) in zip(cells, cells[1:]):
+        for (i0, j0), (i1, j1) in itertools.pairwise(cells):
             moves.append(1 if j1 > j0 else 2 if j1 < j0 else 4 if i1 > i0 else 3)
         inverse = [0] * len(order)
         for pos, idx in enumerate(order):
@@ -135,8 +145,17 @@ def snake_orders(H: int, W: int) -> tuple[tuple[tuple[int, ...], ...], tuple[tup
 class PlainMamba2D(nn.Module):
     """Multi-directional selective-scan token mixer on NCHW maps (the authors' conv-projection variant)."""
 
-    def __init__(self, d_model: int, d_state: int = 16, expand: int = 2, conv_size: int = 7,
-                 dt_min: float = 0.001, dt_max: float = 0.1, dt_init_floor: float = 1e-4, chunk_size: int = 16):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        expand: int = 2,
+        conv_size: int = 7,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        chunk_size: int = 16,
+    ):
         super().__init__()
         self.d_model = d_model
         self.d_state = d_state
@@ -162,14 +181,15 @@ class PlainMamba2D(nn.Module):
     def init_dt(self) -> None:
         """Mamba's step-size init: softplus(dt_proj.bias) log-uniform in [dt_min, dt_max]."""
         dt_min, dt_max, floor = self._dt_range
-        std = self.dt_rank ** -0.5
+        std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
         dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=floor)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
 
-    def scan(self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-             D: torch.Tensor) -> torch.Tensor:
+    def scan(
+        self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor
+    ) -> torch.Tensor:
         """The selective scan (chunked parallel form; tests swap in the reference recurrence)."""
         return selective_scan_chunked(u, delta, A, B, C, D, self.chunk_size)
 
@@ -184,8 +204,9 @@ class PlainMamba2D(nn.Module):
         B, C = B.transpose(1, 2), C.transpose(1, 2)  # (b, N, L)
         orders, inverses, directions = snake_orders(H, W)
         order = torch.tensor(sum(orders, ()), dtype=torch.long, device=x.device)
-        inverse = torch.tensor([i + k * L for k, inv in enumerate(inverses) for i in inv], dtype=torch.long,
-                               device=x.device)
+        inverse = torch.tensor(
+            [i + k * L for k, inv in enumerate(inverses) for i in inv], dtype=torch.long, device=x.device
+        )
         steps = torch.tensor(sum(directions, ()), dtype=torch.long, device=x.device)
         # the four directions are batched: only u is permuted into scan order (delta, B, C stay in raster
         # order, as in the authors' code); B gets the direction offset of each scan step
@@ -204,8 +225,9 @@ class PlainMamba2D(nn.Module):
 class PlainMambaLayer(nn.Module):
     """BN, multi-directional Mamba, residual; BN, conv MLP with depthwise mid conv, residual."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0,
-                 chunk_size: int = 16):
+    def __init__(
+        self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0, chunk_size: int = 16
+    ):
         super().__init__()
         self.norm = nn.BatchNorm2d(dim)
         self.norm2 = nn.BatchNorm2d(dim)
@@ -259,9 +281,11 @@ class VCMamba(nn.Module):
         self.distillation = distillation
         self.mamba_blocks = mamba_blocks
         self.patch_embed = nn.Sequential(
-            nn.Conv2d(in_chans, embed_dims[0] // 2, 3, stride=2, padding=1), nn.BatchNorm2d(embed_dims[0] // 2),
+            nn.Conv2d(in_chans, embed_dims[0] // 2, 3, stride=2, padding=1),
+            nn.BatchNorm2d(embed_dims[0] // 2),
             nn.ReLU(),
-            nn.Conv2d(embed_dims[0] // 2, embed_dims[0], 3, stride=2, padding=1), nn.BatchNorm2d(embed_dims[0]),
+            nn.Conv2d(embed_dims[0] // 2, embed_dims[0], 3, stride=2, padding=1),
+            nn.BatchNorm2d(embed_dims[0]),
             nn.ReLU(),
         )
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_dims[-1], 7, 7))  # 224 / 32
@@ -280,8 +304,9 @@ class VCMamba(nn.Module):
             if i < len(layers) - 1:
                 network.append(Embedding(embed_dims[i], embed_dims[i + 1]))
         if not 0 < mamba_blocks <= layers[-1]:
-            raise ValueError(f"mamba_blocks must be between 1 and the last stage's depth ({layers[-1]}), "
-                             f"got {mamba_blocks}")
+            raise ValueError(
+                f"mamba_blocks must be between 1 and the last stage's depth ({layers[-1]}), got {mamba_blocks}"
+            )
         self.network = nn.ModuleList(network)
         self.first_mamba = (len(network) - 1, layers[-1] - mamba_blocks)  # (stage, block) taking pos_embed
         self.norm = nn.LayerNorm(embed_dims[-1])
@@ -331,11 +356,18 @@ class VCMamba(nn.Module):
 _PAPER = "VCMamba (ICCVW 2025), ImageNet-1K table and the authors' README; no mobile latency published"
 
 
-def _cfg(name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float,
-         top1: float) -> ModelConfig:
+def _cfg(
+    name: str, num_params: int, gmacs: float, paper_params_m: float, paper_gmacs: float, top1: float
+) -> ModelConfig:
     return ModelConfig(
-        name=name, family="vcmamba", input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.9,
-        num_params=num_params, gmacs=gmacs, checkpoint_filter=checkpoint_filter_fn,
+        name=name,
+        family="vcmamba",
+        input_size=(3, 224, 224),
+        interpolation="bicubic",
+        crop_pct=0.9,
+        num_params=num_params,
+        gmacs=gmacs,
+        checkpoint_filter=checkpoint_filter_fn,
         paper=PaperRef(source=_PAPER, top1=top1, params_m=paper_params_m, gmacs=paper_gmacs),
     )
 

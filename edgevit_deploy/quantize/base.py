@@ -1,4 +1,5 @@
 """Shared types of the quantizers: the result, the settings (``ExportOptions.quant``) and typed errors."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -65,8 +66,9 @@ class QuantSettings:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(quant) - known)
         if unknown:
-            raise QuantizationError(f"unknown quantization setting(s): {', '.join(unknown)}; "
-                                    f"known: {', '.join(sorted(known))}")
+            raise QuantizationError(
+                f"unknown quantization setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         exclude = quant.get("exclude") or ()
         if isinstance(exclude, str):
             exclude = (exclude,)
@@ -85,11 +87,13 @@ class QuantSettings:
 
     def check(self) -> None:
         if self.calib_method not in CALIB_METHODS:
-            raise QuantizationError(f"calibration method {self.calib_method!r} is not one of: "
-                                    f"{', '.join(CALIB_METHODS)}")
+            raise QuantizationError(
+                f"calibration method {self.calib_method!r} is not one of: {', '.join(CALIB_METHODS)}"
+            )
         if self.activation_dtype not in ACTIVATION_DTYPES:
-            raise QuantizationError(f"activation dtype {self.activation_dtype!r} is not one of: "
-                                    f"{', '.join(ACTIVATION_DTYPES)}")
+            raise QuantizationError(
+                f"activation dtype {self.activation_dtype!r} is not one of: {', '.join(ACTIVATION_DTYPES)}"
+            )
         if not 90.0 <= self.percentile < 100.0:
             raise QuantizationError(f"percentile {self.percentile} must be in [90, 100)")
         if self.max_float_layers < 1:
@@ -111,8 +115,10 @@ def onnx_only_settings_used(settings: QuantSettings) -> list[str]:
 def reject_onnx_only(settings: QuantSettings, target: str) -> None:
     used = onnx_only_settings_used(settings)
     if used:
-        raise QuantizationError(f"{', '.join(used)} work only with --target onnx (per-layer analysis and "
-                                f"float fallback run on the ONNX graph); not with {target}.")
+        raise QuantizationError(
+            f"{', '.join(used)} work only with --target onnx (per-layer analysis and "
+            f"float fallback run on the ONNX graph); not with {target}."
+        )
 
 
 def match_names(names: Iterable[str], patterns: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -124,7 +130,8 @@ def match_names(names: Iterable[str], patterns: Iterable[str]) -> tuple[list[str
         hits = [n for n in names if fnmatch.fnmatchcase(n, pat)]
         if not hits:
             unmatched.append(pat)
-            log.warning("--exclude %r matches no layer; it has no effect. Layer names look like %s",
-                        pat, ", ".join(names[:3]))
+            log.warning(
+                "--exclude %r matches no layer; it has no effect. Layer names look like %s", pat, ", ".join(names[:3])
+            )
         matched.extend(h for h in hits if h not in matched)
     return matched, unmatched

@@ -10,6 +10,7 @@ data; offline), with deterministic crops and flips to reach N. Six natural photo
 the clock from scikit-image; Grace Hopper from matplotlib; the temple and the flower from scikit-learn, when
 those are installed) are held out entirely for the fidelity report: never calibration images.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,19 @@ DEFAULT_HELD_OUT = 32
 BUILTIN_SOURCE = "built-in default (sample photos bundled in scikit-image / matplotlib / scikit-learn)"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"})
 # calibration photos (natural scenes, textures, microscopy: see images.py) and held-out natural photos
-BUILTIN_CALIB_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "camera",
-                        "coins", "moon", "grass", "gravel", "brick")
+BUILTIN_CALIB_PHOTOS = (
+    "astronaut",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "camera",
+    "coins",
+    "moon",
+    "grass",
+    "gravel",
+    "brick",
+)
 BUILTIN_HELD_OUT_PHOTOS = ("chelsea", "coffee", "clock", "grace_hopper", "china", "flower")
 HELD_OUT_VIEWS = 8  # the whole photo plus 7 deterministic crops / flips of it
 
@@ -56,22 +68,33 @@ class CalibrationSet:
 
     def batches(self, batch_size: int = 1):
         for i in range(0, self.count, batch_size):
-            yield self.data[i:i + batch_size]
+            yield self.data[i : i + batch_size]
 
     def provenance(self) -> dict[str, object]:
-        return {"source": self.source, "builtin_default_used": self.builtin, "count": self.count,
-                "skipped_unreadable": self.skipped, "skipped_files": self.skipped_files[:20],
-                "images": sorted(set(self.names))[:50]}
+        return {
+            "source": self.source,
+            "builtin_default_used": self.builtin,
+            "count": self.count,
+            "skipped_unreadable": self.skipped,
+            "skipped_files": self.skipped_files[:20],
+            "images": sorted(set(self.names))[:50],
+        }
 
 
 def check_calib_size(calib_size: int) -> None:
     if not isinstance(calib_size, int) or isinstance(calib_size, bool) or calib_size <= 0:
-        raise CalibrationDataError(f"--calib-size must be a positive integer (got {calib_size!r}); "
-                                   f"the default is {DEFAULT_CALIB_SIZE}.")
+        raise CalibrationDataError(
+            f"--calib-size must be a positive integer (got {calib_size!r}); the default is {DEFAULT_CALIB_SIZE}."
+        )
 
 
-def load_calibration(cfg: ModelConfig, calib_data: str | Path | None = None, calib_size: int = DEFAULT_CALIB_SIZE,
-                     seed: int = 0, held_out_size: int = DEFAULT_HELD_OUT) -> tuple[CalibrationSet, CalibrationSet]:
+def load_calibration(
+    cfg: ModelConfig,
+    calib_data: str | Path | None = None,
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    seed: int = 0,
+    held_out_size: int = DEFAULT_HELD_OUT,
+) -> tuple[CalibrationSet, CalibrationSet]:
     """(calibration set, held-out set) for ``cfg``'s input size and preprocessing."""
     check_calib_size(calib_size)
     if calib_data is None:
@@ -95,8 +118,9 @@ def _random_view(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return view
 
 
-def views_of(photos: dict[str, Image.Image], n: int, cfg: ModelConfig, seed: int,
-             whole_first: bool) -> tuple[np.ndarray, list[str]]:
+def views_of(
+    photos: dict[str, Image.Image], n: int, cfg: ModelConfig, seed: int, whole_first: bool
+) -> tuple[np.ndarray, list[str]]:
     """``n`` preprocessed views cycling through ``photos`` (each whole first if ``whole_first``, then
     seeded crops / flips): ``(array, photo name of each view)``."""
     rng = np.random.default_rng(seed)
@@ -114,8 +138,10 @@ def views_of(photos: dict[str, Image.Image], n: int, cfg: ModelConfig, seed: int
 def _builtin_photos(names: Sequence[str]) -> dict[str, Image.Image]:
     photos = sample_photos(tuple(names))
     if not photos:
-        raise CalibrationDataError("the built-in calibration photos need scikit-image "
-                                   "(pip install 'edgevit-deploy[quant]'), or pass --calib-data DIR.")
+        raise CalibrationDataError(
+            "the built-in calibration photos need scikit-image "
+            "(pip install 'edgevit-deploy[quant]'), or pass --calib-data DIR."
+        )
     return photos
 
 
@@ -173,8 +199,9 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def _read_up_to(files: Sequence[Path], n: int, cfg: ModelConfig, root: Path) -> tuple[list[np.ndarray], list[str],
-                                                                                        list[str], int]:
+def _read_up_to(
+    files: Sequence[Path], n: int, cfg: ModelConfig, root: Path
+) -> tuple[list[np.ndarray], list[str], list[str], int]:
     """Read files in order until ``n`` are readable: (arrays, names, skipped names, files consumed)."""
     arrays, names, skipped = [], [], []
     consumed = 0
@@ -200,8 +227,10 @@ def _shuffled(files: list[Path], seed: int) -> list[Path]:
 def _split(folder: Path, seed: int, held_out_size: int) -> tuple[list[Path], list[Path], str]:
     """(calibration files, held-out files, layout) of a calibration folder; raises when it has no image."""
     if not folder.exists():
-        raise CalibrationDataError(f"--calib-data {str(folder)!r} does not exist; pass a folder of images "
-                                   "(flat, or train/<class>/*.jpeg), or omit it to use the built-in photos.")
+        raise CalibrationDataError(
+            f"--calib-data {str(folder)!r} does not exist; pass a folder of images "
+            "(flat, or train/<class>/*.jpeg), or omit it to use the built-in photos."
+        )
     if not folder.is_dir():
         raise CalibrationDataError(f"--calib-data {str(folder)!r} is not a folder; pass a folder of images.")
     train, val = folder / "train", folder / "val"
@@ -213,8 +242,10 @@ def _split(folder: Path, seed: int, held_out_size: int) -> tuple[list[Path], lis
         layout = "flat (seeded split)"
     if not calib_files:
         where = train if train.is_dir() and val.is_dir() else folder
-        raise CalibrationDataError(f"--calib-data {str(where)!r} holds no image files "
-                                   f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or omit --calib-data.")
+        raise CalibrationDataError(
+            f"--calib-data {str(where)!r} holds no image files "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or omit --calib-data."
+        )
     if not held_files:  # flat folder: hold out the first images of the shuffle, calibrate on the rest
         n_held = min(held_out_size, len(calib_files) // 5)
         held_files, calib_files = calib_files[:n_held], calib_files[n_held:]
@@ -222,9 +253,11 @@ def _split(folder: Path, seed: int, held_out_size: int) -> tuple[list[Path], lis
 
 
 def _none_readable(folder: Path, n: int) -> CalibrationDataError:
-    return CalibrationDataError(f"--calib-data {str(folder)!r}: none of its {n} image files could be read (corrupt, "
-                                "not an image, or over PIL's decompression-bomb pixel limit); add valid JPEG/PNG "
-                                "files or omit --calib-data.")
+    return CalibrationDataError(
+        f"--calib-data {str(folder)!r}: none of its {n} image files could be read (corrupt, "
+        "not an image, or over PIL's decompression-bomb pixel limit); add valid JPEG/PNG "
+        "files or omit --calib-data."
+    )
 
 
 def check_calib_folder(folder: Path, seed: int = 0, held_out_size: int = DEFAULT_HELD_OUT) -> None:
@@ -235,26 +268,43 @@ def check_calib_folder(folder: Path, seed: int = 0, held_out_size: int = DEFAULT
         raise _none_readable(Path(folder), len(calib_files))
 
 
-def folder_calibration(cfg: ModelConfig, folder: Path, calib_size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
-                       held_out_size: int = DEFAULT_HELD_OUT) -> tuple[CalibrationSet, CalibrationSet]:
+def folder_calibration(
+    cfg: ModelConfig,
+    folder: Path,
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    seed: int = 0,
+    held_out_size: int = DEFAULT_HELD_OUT,
+) -> tuple[CalibrationSet, CalibrationSet]:
     check_calib_size(calib_size)
     calib_files, held_files, layout = _split(folder, seed, held_out_size)
     arrays, names, skipped, _ = _read_up_to(calib_files, calib_size, cfg, folder)
     if not arrays:
         raise _none_readable(folder, len(skipped))
     if len(arrays) < calib_size:
-        log.warning("--calib-data %s has %d readable calibration images, fewer than --calib-size %d",
-                    folder, len(arrays), calib_size)
+        log.warning(
+            "--calib-data %s has %d readable calibration images, fewer than --calib-size %d",
+            folder,
+            len(arrays),
+            calib_size,
+        )
     if skipped:
         log.warning("skipped %d unreadable image(s) in %s", len(skipped), folder)
-    calib = CalibrationSet(np.stack(arrays).astype(np.float32), f"{folder} ({layout})", names,
-                           skipped=len(skipped), skipped_files=skipped)
+    calib = CalibrationSet(
+        np.stack(arrays).astype(np.float32), f"{folder} ({layout})", names, skipped=len(skipped), skipped_files=skipped
+    )
     h_arrays, h_names, h_skipped, _ = _read_up_to(held_files, held_out_size, cfg, folder)
     if h_arrays:
-        held = CalibrationSet(np.stack(h_arrays).astype(np.float32), f"{folder} (held out)", h_names,
-                              skipped=len(h_skipped), skipped_files=h_skipped)
+        held = CalibrationSet(
+            np.stack(h_arrays).astype(np.float32),
+            f"{folder} (held out)",
+            h_names,
+            skipped=len(h_skipped),
+            skipped_files=h_skipped,
+        )
     else:
-        log.warning("%s has too few readable images to hold any out; the fidelity report uses the built-in "
-                    "held-out photos", folder)
+        log.warning(
+            "%s has too few readable images to hold any out; the fidelity report uses the built-in held-out photos",
+            folder,
+        )
         held = builtin_held_out(cfg, seed)
     return calib, held

@@ -12,6 +12,7 @@ cannot be used with torch 2.14: coremltools 9 imports ``torch.ao.quantization.qu
 ``w8``: ``linear_quantize_weights`` (int8, per-channel, symmetric) on the float program.
 ``palettize4`` / ``palettize6``: ``palettize_weights`` (k-means LUT, 4 or 6 bits; needs scikit-learn).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,12 @@ from .pt2e import calibrate_pt2e, litert_quantizer
 
 log = logging.getLogger(__name__)
 
-_DEPLOYMENT = {QuantMode.INT8: "iOS17", QuantMode.W8: "iOS16", QuantMode.PALETTIZE4: "iOS16",
-               QuantMode.PALETTIZE6: "iOS16"}
+_DEPLOYMENT = {
+    QuantMode.INT8: "iOS17",
+    QuantMode.W8: "iOS16",
+    QuantMode.PALETTIZE4: "iOS16",
+    QuantMode.PALETTIZE6: "iOS16",
+}
 _ORDER = ("iOS15", "iOS16", "iOS17", "iOS18")
 
 
@@ -42,59 +47,98 @@ def _deployment(requested: str, needed: str) -> str:
     return needed
 
 
-def _convert(module: nn.Module, example: torch.Tensor, options: ExportOptions, metadata: ArtifactMetadata,
-             needed: str, work: Path):
+def _convert(
+    module: nn.Module,
+    example: torch.Tensor,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    needed: str,
+    work: Path,
+):
     """The float (or PT2E-quantized) module through the Core ML converter, loaded back for compression."""
     ct = require("coremltools", "coreml")
     from ..converters.coreml import CoremlConverter
 
     precision = options.precision if options.precision in (Precision.FP16, Precision.FP32) else Precision.FP16
-    opts = replace(options, quantize=None, quant={}, precision=precision,
-                   minimum_deployment_target=_deployment(options.minimum_deployment_target, needed))
+    opts = replace(
+        options,
+        quantize=None,
+        quant={},
+        precision=precision,
+        minimum_deployment_target=_deployment(options.minimum_deployment_target, needed),
+    )
     path = CoremlConverter().convert(module, example, work / "float.mlpackage", opts, metadata)
     return ct.models.MLModel(str(path), skip_model_load=True)
 
 
-def _w8a8(model: nn.Module, example: torch.Tensor, options: ExportOptions, metadata: ArtifactMetadata,
-          calib: CalibrationSet, work: Path):
+def _w8a8(
+    model: nn.Module,
+    example: torch.Tensor,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    calib: CalibrationSet,
+    work: Path,
+):
     quantized = calibrate_pt2e(model, example, litert_quantizer(dynamic=False), calib.data, fold_quantize=True)
     mlmodel = _convert(quantized, example, options, metadata, _DEPLOYMENT[QuantMode.INT8], work)
-    details = {"method": "PT2E calibration in PyTorch (PT2EQuantizer, symmetric per-channel) -> ct.convert",
-               "weights": "int8 per-channel (constexpr_affine_dequantize)",
-               "activations": "int8 (quantize / dequantize)", "calibration_images": calib.count}
+    details = {
+        "method": "PT2E calibration in PyTorch (PT2EQuantizer, symmetric per-channel) -> ct.convert",
+        "weights": "int8 per-channel (constexpr_affine_dequantize)",
+        "activations": "int8 (quantize / dequantize)",
+        "calibration_images": calib.count,
+    }
     return mlmodel, details
 
 
-def _compress_weights(model: nn.Module, example: torch.Tensor, options: ExportOptions, metadata: ArtifactMetadata,
-                      mode: QuantMode, work: Path):
+def _compress_weights(
+    model: nn.Module,
+    example: torch.Tensor,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    mode: QuantMode,
+    work: Path,
+):
     cto = require("coremltools.optimize.coreml", "coreml")
     mlmodel = _convert(model, example, options, metadata, _DEPLOYMENT[mode], work)
     if mode is QuantMode.W8:
-        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
-            mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+        config = cto.OptimizationConfig(
+            global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
+        )
         return cto.linear_quantize_weights(mlmodel, config), {
-            "method": "coremltools.optimize.coreml.linear_quantize_weights", "weights": "int8 per-channel",
-            "activations": "float"}
+            "method": "coremltools.optimize.coreml.linear_quantize_weights",
+            "weights": "int8 per-channel",
+            "activations": "float",
+        }
     nbits = 4 if mode is QuantMode.PALETTIZE4 else 6
     try:
         import sklearn  # noqa: F401  (coremltools' k-means)
     except ImportError as exc:
-        raise QuantizationError(f"--quantize {mode} clusters weights with k-means, which needs scikit-learn: "
-                                "pip install scikit-learn") from exc
+        raise QuantizationError(
+            f"--quantize {mode} clusters weights with k-means, which needs scikit-learn: pip install scikit-learn"
+        ) from exc
     config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=nbits))
     return cto.palettize_weights(mlmodel, config), {
-        "method": "coremltools.optimize.coreml.palettize_weights", "weights": f"{nbits}-bit k-means LUT",
-        "activations": "float"}
+        "method": "coremltools.optimize.coreml.palettize_weights",
+        "weights": f"{nbits}-bit k-means LUT",
+        "activations": "float",
+    }
 
 
-def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-             metadata: ArtifactMetadata, calib: CalibrationSet) -> QuantResult:
+def quantize(
+    model: nn.Module,
+    example: torch.Tensor,
+    out_path: Path,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    calib: CalibrationSet,
+) -> QuantResult:
     settings = QuantSettings.from_options(options.quant)
     reject_onnx_only(settings, "coreml")
     mode = QuantMode(options.quantize)
     if mode not in _DEPLOYMENT:
-        raise QuantizationError(f"coreml has no quantization mode {mode}; it has: "
-                                f"{', '.join(str(m) for m in _DEPLOYMENT)}")
+        raise QuantizationError(
+            f"coreml has no quantization mode {mode}; it has: {', '.join(str(m) for m in _DEPLOYMENT)}"
+        )
     if options.image_input:
         raise QuantizationError("--image-input with --quantize is not supported yet; quantize the tensor-input model")
     from ..converters.coreml import set_metadata

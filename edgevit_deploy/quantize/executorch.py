@@ -5,6 +5,7 @@ PT2E calibration (:func:`.pt2e.calibrate_pt2e`) runs the CalibrationSet through 
 converted graph is exported again and lowered to the XNNPACK delegate like the float program. Inputs and
 outputs stay float32 (the quantize / dequantize at the edges run inside the program).
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,14 @@ def xnnpack_quantizer() -> Any:
     return ClampAwareXnnpackQuantizer().set_global(mod.get_symmetric_quantization_config(is_per_channel=True))
 
 
-def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-             metadata: ArtifactMetadata, calib: CalibrationSet) -> QuantResult:
+def quantize(
+    model: nn.Module,
+    example: torch.Tensor,
+    out_path: Path,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    calib: CalibrationSet,
+) -> QuantResult:
     settings = QuantSettings.from_options(options.quant)
     reject_onnx_only(settings, "executorch")
     if settings.int8_io:
@@ -67,8 +74,10 @@ def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: E
     outside = lower_to_pte(program, Path(out_path), backend, meta)
     details: dict[str, Any] = {
         "method": "ExecuTorch PT2E (XNNPACKQuantizer, symmetric per-channel)",
-        "weights": "int8 per-channel", "activations": "int8 (static, calibrated)",
-        "calibration_images": int(len(calib.data)), "io": "float32",
+        "weights": "int8 per-channel",
+        "activations": "int8 (static, calibrated)",
+        "calibration_images": len(calib.data),
+        "io": "float32",
         "non_delegated_ops": outside,
     }
     return QuantResult(Path(out_path), str(mode), details)

@@ -10,6 +10,7 @@ minmax / percentile / entropy calibrator. The activation ranges are computed onc
 SQNR; the nodes around the worst ones are kept in float (1, 2, 4, ... of them) until the output SQNR
 against the float model, on calibration images, reaches the target.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,7 +56,7 @@ class _Reader:
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.i >= len(self.data):
             return None
-        x = self.data[self.i:self.i + 1]
+        x = self.data[self.i : self.i + 1]
         self.i += 1
         return {self.input_name: np.ascontiguousarray(x, dtype=np.float32)}
 
@@ -68,8 +69,9 @@ class _Reader:
             yield item
 
 
-def export_float(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-                 metadata: ArtifactMetadata) -> Path:
+def export_float(
+    model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions, metadata: ArtifactMetadata
+) -> Path:
     from ..converters.onnx import OnnxConverter
 
     fp32 = replace(options, quantize=None, quant={}, precision=Precision.FP32)
@@ -109,8 +111,11 @@ class StaticQuantizer:
 
     @property
     def method(self):
-        return {"minmax": self.q.CalibrationMethod.MinMax, "percentile": self.q.CalibrationMethod.Percentile,
-                "entropy": self.q.CalibrationMethod.Entropy}[self.settings.calib_method]
+        return {
+            "minmax": self.q.CalibrationMethod.MinMax,
+            "percentile": self.q.CalibrationMethod.Percentile,
+            "entropy": self.q.CalibrationMethod.Entropy,
+        }[self.settings.calib_method]
 
     @property
     def activation_type(self):
@@ -134,10 +139,17 @@ class StaticQuantizer:
             extra["CalibPercentile"] = self.settings.percentile
         reader = None if self.cache.is_file() else _Reader(self.input_name, self.calib.data)
         self.q.quantize_static(
-            str(self.float_path), str(out_path), calibration_data_reader=reader,
-            quant_format=self.q.QuantFormat.QDQ, per_channel=True, reduce_range=self.reduce_range,
-            activation_type=self.activation_type, weight_type=self.weight_type,
-            nodes_to_exclude=list(exclude_nodes), calibrate_method=self.method, extra_options=extra,
+            str(self.float_path),
+            str(out_path),
+            calibration_data_reader=reader,
+            quant_format=self.q.QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=self.reduce_range,
+            activation_type=self.activation_type,
+            weight_type=self.weight_type,
+            nodes_to_exclude=list(exclude_nodes),
+            calibrate_method=self.method,
+            extra_options=extra,
             calibration_cache_path=str(self.cache),
         )
         return out_path
@@ -160,15 +172,22 @@ def _new_nodes_only(ranking: list[dict[str, Any]], base_exclude: list[str]) -> l
     return out
 
 
-def search_float_layers(sq: StaticQuantizer, ranking: list[dict[str, Any]], base_exclude: list[str],
-                        target_db: float, work: Path, out_path: Path) -> dict[str, Any]:
+def search_float_layers(
+    sq: StaticQuantizer,
+    ranking: list[dict[str, Any]],
+    base_exclude: list[str],
+    target_db: float,
+    work: Path,
+    out_path: Path,
+) -> dict[str, Any]:
     """Keep the nodes around the worst-ranked activations in float until the output SQNR meets
     ``target_db``: 1, 2, 4... activations, at most ``settings.max_float_layers``."""
     ranking = _new_nodes_only(ranking, base_exclude)
     x = sq.calib.data[:SEARCH_SAMPLES]
     ref = _run(sq.float_path, x)
-    steps: list[dict[str, Any]] = [{"float_layers": 0, "excluded_nodes": list(base_exclude),
-                                    "sqnr_db": sqnr_db(ref, _run(out_path, x))}]
+    steps: list[dict[str, Any]] = [
+        {"float_layers": 0, "excluded_nodes": list(base_exclude), "sqnr_db": sqnr_db(ref, _run(out_path, x))}
+    ]
     best = steps[0]
     k = 1
     limit = min(sq.settings.max_float_layers, len(ranking))
@@ -177,8 +196,12 @@ def search_float_layers(sq: StaticQuantizer, ranking: list[dict[str, Any]], base
         nodes = list(dict.fromkeys(base_exclude + [n for r in layers for n in r["nodes"]]))
         trial = work / f"trial_{k}.onnx"
         sq.quantize(trial, nodes)
-        step = {"float_layers": k, "layers": [r["layer"] for r in layers], "excluded_nodes": nodes,
-                "sqnr_db": sqnr_db(ref, _run(trial, x))}
+        step = {
+            "float_layers": k,
+            "layers": [r["layer"] for r in layers],
+            "excluded_nodes": nodes,
+            "sqnr_db": sqnr_db(ref, _run(trial, x)),
+        }
         steps.append(step)
         log.info("target-SQNR search: %d layer(s) in float -> %.2f dB", k, step["sqnr_db"])
         if step["sqnr_db"] > best["sqnr_db"]:
@@ -187,13 +210,25 @@ def search_float_layers(sq: StaticQuantizer, ranking: list[dict[str, Any]], base
         if k == limit:
             break
         k = min(k * 2, limit)
-    return {"target_sqnr_db": target_db, "met": best["sqnr_db"] >= target_db, "steps": steps,
-            "kept_in_float_layers": best.get("layers", []), "kept_in_float_nodes": best["excluded_nodes"],
-            "search_sqnr_db": best["sqnr_db"], "search_samples": int(len(x))}
+    return {
+        "target_sqnr_db": target_db,
+        "met": best["sqnr_db"] >= target_db,
+        "steps": steps,
+        "kept_in_float_layers": best.get("layers", []),
+        "kept_in_float_nodes": best["excluded_nodes"],
+        "search_sqnr_db": best["sqnr_db"],
+        "search_samples": len(x),
+    }
 
 
-def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-             metadata: ArtifactMetadata, calib: CalibrationSet) -> QuantResult:
+def quantize(
+    model: nn.Module,
+    example: torch.Tensor,
+    out_path: Path,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    calib: CalibrationSet,
+) -> QuantResult:
     settings = QuantSettings.from_options(options.quant)
     mode = QuantMode(options.quantize)
     if mode not in (QuantMode.INT8, QuantMode.INT8_DYNAMIC):
@@ -206,8 +241,9 @@ def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: E
     # quantized, analysed and stamped under a temporary name, then renamed: never half a file under out_path
     with tempfile.TemporaryDirectory(prefix="edgevit-onnx-quant-") as tmp, atomic_path(out_path) as staged:
         work = Path(tmp)
-        float_path = preprocess(export_float(model, example, work / "float.onnx", options, metadata),
-                                work / "float_pre.onnx")
+        float_path = preprocess(
+            export_float(model, example, work / "float.onnx", options, metadata), work / "float_pre.onnx"
+        )
         if mode is QuantMode.INT8_DYNAMIC:
             details = _dynamic(float_path, staged, settings)
         else:
@@ -226,26 +262,45 @@ DYNAMIC_OP_TYPES = ("MatMul", "Gemm")
 def _dynamic(float_path: Path, out_path: Path, settings: QuantSettings) -> dict[str, Any]:
     q = require("onnxruntime.quantization", "onnx")
     excluded, unmatched = match_names(node_names(float_path), settings.exclude)
-    q.quantize_dynamic(str(float_path), str(out_path), per_channel=True, reduce_range=REDUCE_RANGE,
-                       weight_type=q.QuantType.QInt8, nodes_to_exclude=excluded,
-                       op_types_to_quantize=list(DYNAMIC_OP_TYPES))
-    return {"method": "onnxruntime quantize_dynamic", "weights": "int8 per-channel (7-bit range)",
-            "quantized_op_types": list(DYNAMIC_OP_TYPES),
-            "activations": "quantized at run time (uint8); convolutions stay float",
-            "excluded_nodes": excluded, "exclude_unmatched": unmatched}
+    q.quantize_dynamic(
+        str(float_path),
+        str(out_path),
+        per_channel=True,
+        reduce_range=REDUCE_RANGE,
+        weight_type=q.QuantType.QInt8,
+        nodes_to_exclude=excluded,
+        op_types_to_quantize=list(DYNAMIC_OP_TYPES),
+    )
+    return {
+        "method": "onnxruntime quantize_dynamic",
+        "weights": "int8 per-channel (7-bit range)",
+        "quantized_op_types": list(DYNAMIC_OP_TYPES),
+        "activations": "quantized at run time (uint8); convolutions stay float",
+        "excluded_nodes": excluded,
+        "exclude_unmatched": unmatched,
+    }
 
 
-def _static(float_path: Path, out_path: Path, settings: QuantSettings, calib: CalibrationSet,
-            work: Path) -> dict[str, Any]:
+def _static(
+    float_path: Path, out_path: Path, settings: QuantSettings, calib: CalibrationSet, work: Path
+) -> dict[str, Any]:
     sq = StaticQuantizer(float_path, calib, settings, work)
     excluded, unmatched = match_names(sq.nodes, settings.exclude)
     sq.quantize(out_path, excluded)
     details: dict[str, Any] = {
-        "method": "onnxruntime quantize_static (QDQ)", "calibration_method": settings.calib_method,
-        "weights": ("int8 per-channel (symmetric, 7-bit range)" if settings.activation_dtype == "int8"
-                    else "uint8 per-channel (8-bit, U8U8)"), "activation_dtype": settings.activation_dtype,
-        "calibration_images": calib.count, "excluded_nodes": excluded, "exclude_unmatched": unmatched,
-        "kept_in_float_layers": [], "kept_in_float_nodes": list(excluded),
+        "method": "onnxruntime quantize_static (QDQ)",
+        "calibration_method": settings.calib_method,
+        "weights": (
+            "int8 per-channel (symmetric, 7-bit range)"
+            if settings.activation_dtype == "int8"
+            else "uint8 per-channel (8-bit, U8U8)"
+        ),
+        "activation_dtype": settings.activation_dtype,
+        "calibration_images": calib.count,
+        "excluded_nodes": excluded,
+        "exclude_unmatched": unmatched,
+        "kept_in_float_layers": [],
+        "kept_in_float_nodes": list(excluded),
     }
     if settings.analyze or settings.target_sqnr is not None:
         from .onnx_analysis import analyze
@@ -254,10 +309,17 @@ def _static(float_path: Path, out_path: Path, settings: QuantSettings, calib: Ca
         details["analysis"] = analysis
         if settings.target_sqnr is not None:
             search = search_float_layers(sq, analysis["layers"], excluded, settings.target_sqnr, work, out_path)
-            details.update(kept_in_float_layers=search["kept_in_float_layers"],
-                           kept_in_float_nodes=search["kept_in_float_nodes"], target_sqnr=search)
+            details.update(
+                kept_in_float_layers=search["kept_in_float_layers"],
+                kept_in_float_nodes=search["kept_in_float_nodes"],
+                target_sqnr=search,
+            )
             if not search["met"]:
-                log.warning("--target-sqnr %.1f dB not met with %d layers in float (best %.2f dB); raise "
-                            "max_float_layers or lower the target", settings.target_sqnr,
-                            len(search["kept_in_float_layers"]), search["search_sqnr_db"])
+                log.warning(
+                    "--target-sqnr %.1f dB not met with %d layers in float (best %.2f dB); raise "
+                    "max_float_layers or lower the target",
+                    settings.target_sqnr,
+                    len(search["kept_in_float_layers"]),
+                    search["search_sqnr_db"],
+                )
     return details

@@ -2,7 +2,8 @@
 
 Both models are augmented to output every intermediate tensor (``modify_model_output_intermediate_tensors``);
 each activation of the QDQ model is matched with its value before quantize/dequantize and with its float
-twin (``create_activation_matching``), and weights with their float originals (dequantized here: see :func:`_weight_matching`).
+twin (``create_activation_matching``), and weights with their float originals (dequantized here, see
+:func:`_weight_matching`).
 SQNRs are accumulated image by image (signal and noise energy summed, which equals onnxruntime's
 ``compute_signal_to_quantization_noice_ratio`` on the concatenation) so that memory stays one image deep.
 
@@ -19,6 +20,7 @@ quantization range do the clipping, so in the QDQ model the tensor of that name 
 output before its QuantizeLinear. Its "quantization error" is then measured against the clipped value (the
 float op applied), or the clipping itself would count as noise (a ReLU6 output would show ~0 dB).
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,10 +34,24 @@ from .._lazy import require
 
 log = logging.getLogger(__name__)
 
-_KINDS = {"LayerNormalization": "layernorm", "Softmax": "softmax", "Gelu": "gelu", "BatchNormalization": "batchnorm",
-          "Conv": "conv", "MatMul": "matmul", "Gemm": "linear", "ConvTranspose": "conv_transpose",
-          "Relu": "relu", "Clip": "relu6", "Add": "add", "Mul": "mul", "Sigmoid": "sigmoid",
-          "AveragePool": "pool", "GlobalAveragePool": "pool", "ReduceMean": "reduce_mean"}
+_KINDS = {
+    "LayerNormalization": "layernorm",
+    "Softmax": "softmax",
+    "Gelu": "gelu",
+    "BatchNormalization": "batchnorm",
+    "Conv": "conv",
+    "MatMul": "matmul",
+    "Gemm": "linear",
+    "ConvTranspose": "conv_transpose",
+    "Relu": "relu",
+    "Clip": "relu6",
+    "Add": "add",
+    "Mul": "mul",
+    "Sigmoid": "sigmoid",
+    "AveragePool": "pool",
+    "GlobalAveragePool": "pool",
+    "ReduceMean": "reduce_mean",
+}
 
 
 def _graph_index(model) -> tuple[dict[str, Any], dict[str, list[Any]]]:
@@ -86,15 +102,16 @@ class _Accum:
         self.lo, self.hi = np.inf, -np.inf
         self.p999: list[float] = []
 
-    def add(self, pre: np.ndarray, post: np.ndarray, flt: np.ndarray | None,
-            fused: tuple[float, float] | None = None) -> None:
+    def add(
+        self, pre: np.ndarray, post: np.ndarray, flt: np.ndarray | None, fused: tuple[float, float] | None = None
+    ) -> None:
         pre64, post64 = pre.astype(np.float64).ravel(), post.astype(np.float64).ravel()
         if fused is not None:  # the float Relu / Clip that the QDQ model folded into the quantization range
             pre64 = np.clip(pre64, *fused)
-        self.pre_signal += float(np.sum(pre64 ** 2))
+        self.pre_signal += float(np.sum(pre64**2))
         self.qdq_noise += float(np.sum((pre64 - post64) ** 2))
         ref = pre64 if flt is None else flt.astype(np.float64).ravel()
-        self.signal += float(np.sum(ref ** 2))
+        self.signal += float(np.sum(ref**2))
         if flt is not None:
             self.xmodel_noise += float(np.sum((ref - post64) ** 2))
         self.lo, self.hi = min(self.lo, float(ref.min())), max(self.hi, float(ref.max()))
@@ -107,10 +124,14 @@ class _Accum:
 
     def row(self) -> dict[str, float]:
         p999 = float(np.mean(self.p999)) if self.p999 else 0.0
-        return {"sqnr_db": self._db(self.pre_signal, self.qdq_noise),
-                "xmodel_sqnr_db": self._db(self.signal, self.xmodel_noise),
-                "min": self.lo, "max": self.hi, "abs_p999": p999,
-                "outlier_ratio": float(max(abs(self.lo), abs(self.hi)) / p999) if p999 > 0 else 1.0}
+        return {
+            "sqnr_db": self._db(self.pre_signal, self.qdq_noise),
+            "xmodel_sqnr_db": self._db(self.signal, self.xmodel_noise),
+            "min": self.lo,
+            "max": self.hi,
+            "abs_p999": p999,
+            "outlier_ratio": float(max(abs(self.lo), abs(self.hi)) / p999) if p999 > 0 else 1.0,
+        }
 
 
 def _constant(model, name: str) -> float | None:
@@ -155,8 +176,11 @@ def _activations(sess, name: str, x: np.ndarray) -> dict[str, list[np.ndarray]]:
     from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX
 
     outs = sess.run(None, {name: x})
-    return {o.name[:-len(_TENSOR_SAVE_POSTFIX)]: [v] for o, v in zip(sess.get_outputs(), outs)
-            if o.name.endswith(_TENSOR_SAVE_POSTFIX)}
+    return {
+        o.name[: -len(_TENSOR_SAVE_POSTFIX)]: [v]
+        for o, v in zip(sess.get_outputs(), outs)
+        if o.name.endswith(_TENSOR_SAVE_POSTFIX)
+    }
 
 
 def analyze(float_path: Path, qdq_path: Path, data: np.ndarray, work: Path) -> dict[str, Any]:
@@ -175,30 +199,40 @@ def analyze(float_path: Path, qdq_path: Path, data: np.ndarray, work: Path) -> d
     in_name = s_float.get_inputs()[0].name
     acc: dict[str, _Accum] = {}
     for i in range(len(data)):
-        x = np.ascontiguousarray(data[i:i + 1], dtype=np.float32)
+        x = np.ascontiguousarray(data[i : i + 1], dtype=np.float32)
         matching = dbg.create_activation_matching(_activations(s_qdq, in_name, x), _activations(s_float, in_name, x))
         for name, m in matching.items():
             flt = m.get("float")
-            acc.setdefault(name, _Accum()).add(m["pre_qdq"][0], m["post_qdq"][0], flt[0] if flt else None,
-                                               fused.get(name))
+            acc.setdefault(name, _Accum()).add(
+                m["pre_qdq"][0], m["post_qdq"][0], flt[0] if flt else None, fused.get(name)
+            )
     layers = []
     for name, a in acc.items():
         node = producers.get(name)
-        row: dict[str, Any] = {"layer": name, "op_type": node.op_type if node is not None else "input",
-                               "kind": _kind(node, producers), **a.row()}
+        row: dict[str, Any] = {
+            "layer": name,
+            "op_type": node.op_type if node is not None else "input",
+            "kind": _kind(node, producers),
+            **a.row(),
+        }
         if name in qparams:
             scale, zp, dtype = qparams[name]
             info = np.iinfo(np.dtype(dtype))
             crosses_zero = row["min"] < 0 < row["max"]
-            row.update(scale=scale, zero_point=zp, activation_dtype=dtype,
-                       zero_point_at_limit=crosses_zero and zp in (info.min, info.max))
+            row.update(
+                scale=scale,
+                zero_point=zp,
+                activation_dtype=dtype,
+                zero_point_at_limit=crosses_zero and zp in (info.min, info.max),
+            )
         row["fused_activation"] = name in fused
-        row["nodes"] = list(dict.fromkeys(
-            ([node.name] if node is not None else []) + [c.name for c in consumers.get(name, [])]))
+        row["nodes"] = list(
+            dict.fromkeys(([node.name] if node is not None else []) + [c.name for c in consumers.get(name, [])])
+        )
         layers.append(row)
     layers.sort(key=lambda r: r["sqnr_db"])
     weight_rows = sorted(weight_errors(float_path, qdq_path), key=lambda r: r["sqnr_db"])
-    return {"layers": layers, "weights": weight_rows, "summary": summarize(layers), "samples": int(len(data))}
+    return {"layers": layers, "weights": weight_rows, "summary": summarize(layers), "samples": len(data)}
 
 
 def weight_errors(float_path: Path, qdq_path: Path) -> list[dict[str, Any]]:
@@ -209,8 +243,13 @@ def weight_errors(float_path: Path, qdq_path: Path) -> list[dict[str, Any]]:
     for name, (flt, deq) in _weight_matching(float_path, qdq_path).items():
         if flt.ndim == 0 or flt.shape != deq.shape or not np.any(flt):
             continue
-        rows.append({"weight": name, "sqnr_db": float(dbg.compute_signal_to_quantization_noice_ratio(flt, deq)),
-                     "shape": list(flt.shape)})
+        rows.append(
+            {
+                "weight": name,
+                "sqnr_db": float(dbg.compute_signal_to_quantization_noice_ratio(flt, deq)),
+                "shape": list(flt.shape),
+            }
+        )
     return rows
 
 
@@ -234,8 +273,11 @@ def _weight_matching(float_path: Path, qdq_path: Path) -> dict[str, tuple[np.nda
             continue
         q = numpy_helper.to_array(inits[node.input[0]]).astype(np.int64)
         scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
-        zp = (numpy_helper.to_array(inits[node.input[2]]).astype(np.int64)
-              if len(node.input) > 2 and node.input[2] in inits else np.zeros_like(scale, dtype=np.int64))
+        zp = (
+            numpy_helper.to_array(inits[node.input[2]]).astype(np.int64)
+            if len(node.input) > 2 and node.input[2] in inits
+            else np.zeros_like(scale, dtype=np.int64)
+        )
         if scale.size > 1:  # per channel along ``axis``
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
             shape = [1] * q.ndim

@@ -7,6 +7,7 @@
 Every bad input (a mode the target lacks, ONNX-only settings elsewhere, a missing or empty calibration
 folder, ``calib_size <= 0``) is rejected before any slow step.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -39,14 +40,28 @@ def check_request(spec: TargetSpec, options: ExportOptions, calib_size: int) -> 
     return settings
 
 
-def run_quantizer(spec: TargetSpec, model: nn.Module, example: torch.Tensor, out_path: Path,
-                  options: ExportOptions, metadata: ArtifactMetadata, calib: CalibrationSet) -> QuantResult:
+def run_quantizer(
+    spec: TargetSpec,
+    model: nn.Module,
+    example: torch.Tensor,
+    out_path: Path,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    calib: CalibrationSet,
+) -> QuantResult:
     """The target's quantizer module (named by the target table) on one model."""
     return importlib.import_module(spec.quantizer).quantize(model, example, out_path, options, metadata, calib)
 
 
-def export_float_twin(spec: TargetSpec, model: nn.Module, example: torch.Tensor, options: ExportOptions,
-                      metadata: ArtifactMetadata, out_dir: Path, name: str) -> Path:
+def export_float_twin(
+    spec: TargetSpec,
+    model: nn.Module,
+    example: torch.Tensor,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    out_dir: Path,
+    name: str,
+) -> Path:
     """The float artifact of the same target (its default precision): the size / latency baseline."""
     fopts = replace(options, quantize=None, quant={}, precision=spec.default_precision)
     path = Path(out_dir) / spec.artifact_name(name, fopts)
@@ -54,12 +69,22 @@ def export_float_twin(spec: TargetSpec, model: nn.Module, example: torch.Tensor,
     return spec.load_converter().convert(model, example, path, fopts, fmeta)
 
 
-def quantize_and_report(model: nn.Module, cfg: ModelConfig, spec: TargetSpec, options: ExportOptions,
-                        out_dir: str | Path, metadata: ArtifactMetadata, calib_data: str | Path | None = None,
-                        calib_size: int = 128, seed: int = 0, float_artifact: Path | None = None,
-                        coreml_executor: str = "auto", latency_runs: int = 20,
-                        pretrained: bool | None = None,
-                        reference: nn.Module | None = None) -> tuple[Path, FidelityReport]:
+def quantize_and_report(
+    model: nn.Module,
+    cfg: ModelConfig,
+    spec: TargetSpec,
+    options: ExportOptions,
+    out_dir: str | Path,
+    metadata: ArtifactMetadata,
+    calib_data: str | Path | None = None,
+    calib_size: int = 128,
+    seed: int = 0,
+    float_artifact: Path | None = None,
+    coreml_executor: str = "auto",
+    latency_runs: int = 20,
+    pretrained: bool | None = None,
+    reference: nn.Module | None = None,
+) -> tuple[Path, FidelityReport]:
     """Quantize ``model`` (eval mode, already rewritten for the target) and measure it against fp32.
 
     ``reference``: the fp32 PyTorch model the report compares with (default ``model``; the export
@@ -82,6 +107,16 @@ def quantize_and_report(model: nn.Module, cfg: ModelConfig, spec: TargetSpec, op
     if pretrained is None:
         sha = getattr(reference, "checkpoint_sha256", None) or getattr(model, "checkpoint_sha256", "random-init")
         pretrained = sha != "random-init"
-    report = build_report(reference, cfg, spec, result, float_artifact, calib, held, pretrained,
-                          coreml_executor=coreml_executor, latency_runs=latency_runs)
+    report = build_report(
+        reference,
+        cfg,
+        spec,
+        result,
+        float_artifact,
+        calib,
+        held,
+        pretrained,
+        coreml_executor=coreml_executor,
+        latency_runs=latency_runs,
+    )
     return result.path, report

@@ -7,6 +7,7 @@ front and a DEQUANTIZE op behind (:mod:`.tflite_io`) so that the model takes and
 the fp32 artifact (the int8 I/O form is for pipelines that feed camera bytes directly).
 ``int8-dynamic``: dynamic range: int8 weights, activations quantized at run time (``is_dynamic=True``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,14 @@ from .pt2e import calibrate_pt2e, litert_quantizer
 log = logging.getLogger(__name__)
 
 
-def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: ExportOptions,
-             metadata: ArtifactMetadata, calib: CalibrationSet) -> QuantResult:
+def quantize(
+    model: nn.Module,
+    example: torch.Tensor,
+    out_path: Path,
+    options: ExportOptions,
+    metadata: ArtifactMetadata,
+    calib: CalibrationSet,
+) -> QuantResult:
     settings = QuantSettings.from_options(options.quant)
     reject_onnx_only(settings, "tflite")
     mode = QuantMode(options.quantize)
@@ -56,7 +63,8 @@ def quantize(model: nn.Module, example: torch.Tensor, out_path: Path, options: E
             raise ConversionError("tflite", f"int8 conversion failed: {first}") from exc
         details: dict[str, Any] = {
             "method": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
-            "weights": "int8 per-channel", "calibration_images": int(len(data)),
+            "weights": "int8 per-channel",
+            "calibration_images": len(data),
             "activations": "int8 (quantized at run time)" if dynamic else "int8 (static, calibrated)",
         }
         if not dynamic:

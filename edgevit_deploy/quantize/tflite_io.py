@@ -4,6 +4,7 @@ litert-torch's PT2E conversion gives int8 input and output tensors. This rewrite
 the model takes and returns float32 (what TFLite's ``inference_input_type=float32`` produces): the
 int8 tensors stay inside, fed by a QUANTIZE op and read by a DEQUANTIZE op.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,7 +62,9 @@ def float_io(path: Path) -> bool:
     for pos, idx in enumerate(list(sub.inputs)):
         if sub.tensors[idx].type in integer:
             new = _float_twin(model, schema, sub, idx, "_float")
-            sub.operators.insert(0, _op(schema, _opcode_index(model, schema, schema.BuiltinOperator.QUANTIZE), new, idx))
+            sub.operators.insert(
+                0, _op(schema, _opcode_index(model, schema, schema.BuiltinOperator.QUANTIZE), new, idx)
+            )
             sub.inputs[pos] = new
             remap[idx] = new
             changed = True
@@ -87,5 +90,7 @@ def io_dtypes(path: Path) -> dict[str, str]:
     schema = require("ai_edge_litert.schema_py_generated", "tflite")
     model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
     sub = model.subgraphs[0]
-    return {"input": _TYPE_NAMES.get(sub.tensors[sub.inputs[0]].type, "?"),
-            "output": _TYPE_NAMES.get(sub.tensors[sub.outputs[0]].type, "?")}
+    return {
+        "input": _TYPE_NAMES.get(sub.tensors[sub.inputs[0]].type, "?"),
+        "output": _TYPE_NAMES.get(sub.tensors[sub.outputs[0]].type, "?"),
+    }

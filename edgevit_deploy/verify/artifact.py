@@ -6,6 +6,7 @@ The artifact's metadata may *suggest* a variant, input size and weights; the com
 naming another model or checkpoint than the command line, fails the report with the reason, unless
 ``allow_metadata_mismatch`` (then the report still lists it).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,13 +59,16 @@ def read_artifact(path: Path) -> tuple[TargetSpec, ArtifactContents, dict[str, s
         try:
             parsed = ArtifactMetadata.from_strings(meta)
         except (KeyError, ValueError) as exc:
-            raise ArtifactReadError(f"{path}: its edgevit_deploy metadata is malformed ({exc!r}); re-export it, "
-                                    "or pass --img-size and --precision") from None
+            raise ArtifactReadError(
+                f"{path}: its edgevit_deploy metadata is malformed ({exc!r}); re-export it, "
+                "or pass --img-size and --precision"
+            ) from None
     return spec, contents, meta, parsed
 
 
-def model_for_artifact(model_name: str, parsed: ArtifactMetadata | None, checkpoint: str | Path | None = None,
-                       img_size: int | None = None) -> Any:
+def model_for_artifact(
+    model_name: str, parsed: ArtifactMetadata | None, checkpoint: str | Path | None = None, img_size: int | None = None
+) -> Any:
     """The PyTorch model an artifact was exported from: input size, classes and random-init weights from the
     metadata the toolkit wrote into it (``parsed``), the rest from the command line."""
     if img_size is None and parsed is not None:
@@ -79,17 +83,22 @@ def model_for_artifact(model_name: str, parsed: ArtifactMetadata | None, checkpo
     return model
 
 
-def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | None = None,
-                    img_size: int | None = None, coreml_executor: str = "auto",
-                    precision: str | None = None, flags: ThresholdFlags | None = None,
-                    allow_metadata_mismatch: bool = False,
-                    read: tuple[TargetSpec, ArtifactContents, dict[str, str], ArtifactMetadata | None] | None = None,
-                    ) -> VerifiedArtifact:
+def verify_artifact(
+    path: str | Path,
+    model_name: str,
+    checkpoint: str | Path | None = None,
+    img_size: int | None = None,
+    coreml_executor: str = "auto",
+    precision: str | None = None,
+    flags: ThresholdFlags | None = None,
+    allow_metadata_mismatch: bool = False,
+    read: tuple[TargetSpec, ArtifactContents, dict[str, str], ArtifactMetadata | None] | None = None,
+) -> VerifiedArtifact:
     """Check ``path`` against ``model_name`` under the acceptance policy. ``read``: :func:`read_artifact`'s
     result when the caller already read the file (the CLI reads every file before any slow step)."""
     path = Path(path)
     flags = (flags or ThresholdFlags()).validate()
-    requested = Variant.parse(precision) if precision is not None else None   # bad input before any slow step
+    requested = Variant.parse(precision) if precision is not None else None  # bad input before any slow step
     spec, contents, meta, parsed = read if read is not None else read_artifact(path)
     model = model_for_artifact(model_name, parsed, checkpoint, img_size)
 
@@ -104,33 +113,41 @@ def verify_artifact(path: str | Path, model_name: str, checkpoint: str | Path | 
     mismatches: list[str] = []
     judged = claimed
     if looser_than_contents(claimed, contents.allowed):
-        mismatches.append(f"{source} claims {claimed}, but the artifact holds {contents.evidence}, which only a "
-                          f"{'/'.join(sorted(map(str, contents.allowed)))} artifact has: {claimed}'s bars would be "
-                          "looser than its contents allow")
+        mismatches.append(
+            f"{source} claims {claimed}, but the artifact holds {contents.evidence}, which only a "
+            f"{'/'.join(sorted(map(str, contents.allowed)))} artifact has: {claimed}'s bars would be "
+            "looser than its contents allow"
+        )
         if not allow_metadata_mismatch:
-            judged = contents.loosest   # the laxest bars the contents allow, still stricter than the claim
+            judged = contents.loosest  # the laxest bars the contents allow, still stricter than the claim
     from ..export_api import artifact_size
 
     # where the contents alone cannot tell float from quantized (a .pte's delegate payloads), the weight size can
     undecided = Variant.FP32 in contents.allowed and claimed in contents.allowed
-    size_claim = (weight_size_mismatch(claimed, artifact_size(path), sum(p.numel() for p in model.parameters()))
-                  if undecided else None)
+    size_claim = (
+        weight_size_mismatch(claimed, artifact_size(path), sum(p.numel() for p in model.parameters()))
+        if undecided
+        else None
+    )
     if size_claim is not None:
         mismatches.append(f"{source}: {size_claim}")
         if not allow_metadata_mismatch:
-            judged = Variant.FP32   # the weights are float-sized: held to float bars
+            judged = Variant.FP32  # the weights are float-sized: held to float bars
     if parsed is not None:
         if parsed.model != model_name:
             mismatches.append(f"the metadata names model {parsed.model!r}, the command line --model {model_name!r}")
         sha = getattr(model, "checkpoint_sha256", "random-init")
         if parsed.checkpoint_sha256 != sha:
-            mismatches.append(f"the metadata names checkpoint sha256 {parsed.checkpoint_sha256[:16]}, the "
-                              f"command line's weights are {sha[:16]}"
-                              + ("" if checkpoint is not None else " (no --checkpoint given)"))
+            mismatches.append(
+                f"the metadata names checkpoint sha256 {parsed.checkpoint_sha256[:16]}, the "
+                f"command line's weights are {sha[:16]}"
+                + ("" if checkpoint is not None else " (no --checkpoint given)")
+            )
 
     policy = AcceptancePolicy(judged, pretrained=has_trained_weights(model), flags=flags)
-    parity = check_parity(model, model.deploy_cfg, path, spec, str(judged), coreml_executor=coreml_executor,
-                          policy=policy)
+    parity = check_parity(
+        model, model.deploy_cfg, path, spec, str(judged), coreml_executor=coreml_executor, policy=policy
+    )
     apply_mismatches(parity, mismatches, allow_metadata_mismatch)
 
     return VerifiedArtifact(path, str(spec.target), str(judged), artifact_size(path), parity, meta, contents)

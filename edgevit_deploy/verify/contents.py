@@ -6,6 +6,7 @@ file up front: a missing, empty, truncated or foreign file raises :class:`~edgev
 consistent with: no quantize ops and float32 weights can only be ``fp32``; a QDQ graph is ``int8``; and so on.
 ``edgevit-verify`` fails an artifact whose claimed variant (metadata or ``--precision``) is looser than that.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -20,8 +21,8 @@ from .policy import Variant
 
 @dataclass(frozen=True)
 class ArtifactContents:
-    allowed: frozenset[Variant]   # the variants the file's weights and ops are consistent with
-    evidence: str                 # what showed it, in words: "no quantize ops, float32 weights"
+    allowed: frozenset[Variant]  # the variants the file's weights and ops are consistent with
+    evidence: str  # what showed it, in words: "no quantize ops, float32 weights"
 
     @property
     def strictest(self) -> Variant:
@@ -52,8 +53,16 @@ def _need_file(path: Path, what: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ ONNX
 _ONNX_DYNAMIC = {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul"}
-_ONNX_STATIC = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul",
-                "QGemm", "QAttention"}
+_ONNX_STATIC = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "QLinearAdd",
+    "QLinearMul",
+    "QGemm",
+    "QAttention",
+}
 
 
 def onnx_contents(path: Path) -> ArtifactContents:
@@ -63,11 +72,13 @@ def onnx_contents(path: Path) -> ArtifactContents:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ArtifactReadError(f"{path} is not a valid ONNX model (protobuf parse error: {_one_line(exc)}); "
-                                "re-export it") from None
+        raise ArtifactReadError(
+            f"{path} is not a valid ONNX model (protobuf parse error: {_one_line(exc)}); re-export it"
+        ) from None
     if not proto.graph.node or not proto.graph.output:
-        raise ArtifactReadError(f"{path} is not a usable ONNX model (its graph has no nodes or no outputs); "
-                                "re-export it")
+        raise ArtifactReadError(
+            f"{path} is not a usable ONNX model (its graph has no nodes or no outputs); re-export it"
+        )
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
@@ -79,8 +90,9 @@ def onnx_contents(path: Path) -> ArtifactContents:
     if dynamic:
         return ArtifactContents(frozenset({Variant.INT8_DYNAMIC}), f"dynamic quantization ops ({', '.join(dynamic)})")
     if static:
-        return ArtifactContents(frozenset({Variant.INT8}),
-                                f"quantize / dequantize ops ({', '.join(f'{ops[o]} {o}' for o in static)})")
+        return ArtifactContents(
+            frozenset({Variant.INT8}), f"quantize / dequantize ops ({', '.join(f'{ops[o]} {o}' for o in static)})"
+        )
     if dtypes.get("FLOAT16"):
         return ArtifactContents(frozenset({Variant.FP16}), f"no quantize ops, {dtypes['FLOAT16']} float16 weights")
     return ArtifactContents(frozenset({Variant.FP32}), "no quantize ops, float32 weights")
@@ -104,7 +116,7 @@ def tflite_contents(path: Path) -> ArtifactContents:
     try:
         ops = interp._get_ops_details()  # op outputs are activations; other tensors are weights or inputs
         activations = {int(i) for op in ops for i in op["outputs"]}
-    except Exception:   # an interpreter without the op listing: tell int8 weights from activations no more
+    except Exception:  # an interpreter without the op listing: tell int8 weights from activations no more
         activations = None
     int_acts = activations is not None and any(kind.get(i) == "int8" for i in activations)
     int_any = any(k == "int8" for k in kind.values())
@@ -149,17 +161,24 @@ def coreml_contents(path: Path) -> ArtifactContents:
     except MilExecutorError as exc:
         raise ArtifactReadError(_one_line(exc) + "; re-export it") from None
     except Exception as exc:
-        raise ArtifactReadError(f"{path} is not a readable Core ML ML Program ({_one_line(exc)}); "
-                                "re-export it") from None
+        raise ArtifactReadError(
+            f"{path} is not a readable Core ML ML Program ({_one_line(exc)}); re-export it"
+        ) from None
     ops = package.function.operations
     types = Counter(op.op_type for op in ops)
     lut = [op for op in ops if op.op_type.startswith(_MIL_LUT)]
     if lut:
         bits = {_lut_bits(op) for op in lut}
-        allowed = {Variant.PALETTIZE4} if bits == {4} else {Variant.PALETTIZE6} if bits == {6} else {
-            Variant.PALETTIZE4, Variant.PALETTIZE6}
-        return ArtifactContents(frozenset(allowed), f"{len(lut)} palettized weights ({sorted(b for b in bits if b)} "
-                                                     "bit look-up tables)")
+        allowed = (
+            {Variant.PALETTIZE4}
+            if bits == {4}
+            else {Variant.PALETTIZE6}
+            if bits == {6}
+            else {Variant.PALETTIZE4, Variant.PALETTIZE6}
+        )
+        return ArtifactContents(
+            frozenset(allowed), f"{len(lut)} palettized weights ({sorted(b for b in bits if b)} bit look-up tables)"
+        )
     affine = sum(types[t] for t in _MIL_AFFINE)
     act_quant = sum(types[t] for t in _MIL_ACT_QUANT)
     if act_quant:
@@ -195,8 +214,9 @@ def executorch_contents(path: Path) -> ArtifactContents:
         raise ArtifactReadError(f"{path} is not a valid ExecuTorch program ({_one_line(exc)}); re-export it") from None
     if not program.execution_plan:
         raise ArtifactReadError(f"{path} holds no method to run; re-export it")
-    return ArtifactContents(frozenset({Variant.FP32, Variant.INT8}),
-                            "an ExecuTorch program (delegate payloads not decoded)")
+    return ArtifactContents(
+        frozenset({Variant.FP32, Variant.INT8}), "an ExecuTorch program (delegate payloads not decoded)"
+    )
 
 
 def weight_size_mismatch(claimed: Variant, size_bytes: int, num_params: int) -> str | None:
@@ -205,6 +225,8 @@ def weight_size_mismatch(claimed: Variant, size_bytes: int, num_params: int) -> 
     weights cannot be 8-bit. Models under 1 MB of weights are not judged (graph structure dominates their size)."""
     float_bytes = 4 * num_params
     if claimed.quantized and float_bytes >= 1_000_000 and size_bytes >= 0.6 * float_bytes:
-        return (f"{claimed} claimed, but the file holds {size_bytes / 1e6:.1f} MB for {num_params:,} parameters "
-                f"(float32 weights are {float_bytes / 1e6:.1f} MB; {claimed} artifacts are at most ~0.3x that)")
+        return (
+            f"{claimed} claimed, but the file holds {size_bytes / 1e6:.1f} MB for {num_params:,} parameters "
+            f"(float32 weights are {float_bytes / 1e6:.1f} MB; {claimed} artifacts are at most ~0.3x that)"
+        )
     return None

@@ -4,6 +4,7 @@ executor (any OS), or both compared with each other (macOS).
 Every session takes the model's normalised NCHW float32 batch and returns ``(N, classes)`` float32
 scores; its ``executor`` attribute says what produced them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,13 +33,13 @@ class CoremlNativeSession:
         inp = desc.input[0]
         self.input_name = inp.name
         self.is_image = inp.type.WhichOneof("Type") == "imageType"
-        self.color_layout = (inp.type.imageType.ColorSpace.Name(inp.type.imageType.colorSpace)
-                             if self.is_image else None)
+        self.color_layout = inp.type.imageType.ColorSpace.Name(inp.type.imageType.colorSpace) if self.is_image else None
         self.scores_name = desc.predictedProbabilitiesName or desc.output[0].name
         meta = dict(desc.metadata.userDefined)
         self.mean, self.std = mean_std_from_metadata(meta)
-        self.labels = (class_labels(int(meta.get("edgevit_deploy.num_classes", "1000")))
-                       if desc.predictedProbabilitiesName else [])
+        self.labels = (
+            class_labels(int(meta.get("edgevit_deploy.num_classes", "1000"))) if desc.predictedProbabilitiesName else []
+        )
         self.executor = f"coreml-native (coremltools {ct.__version__})"
 
     def _feed(self, x: np.ndarray):
@@ -61,7 +62,7 @@ class CoremlNativeSession:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
-        return np.concatenate([self._run_one(x[i:i + 1]) for i in range(x.shape[0])], axis=0)
+        return np.concatenate([self._run_one(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
 
 
 class CoremlReferenceSession:
@@ -91,7 +92,7 @@ class CoremlBothSession:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         native = self.native.run(x)
-        ref = self.reference.run(x, uint8_pixels=self.native.is_image)   # same 8-bit pixels as native
+        ref = self.reference.run(x, uint8_pixels=self.native.is_image)  # same 8-bit pixels as native
         self.last_comparison = validate_outputs(native, ref, self.thresholds, executor=self.reference.executor)
         if not self.last_comparison.passed:
             log.warning("Core ML native and reference executors disagree: %s", self.last_comparison.reason)

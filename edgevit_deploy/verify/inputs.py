@@ -1,4 +1,5 @@
 """The fixed batch the parity check runs: seeded random tensors plus natural photographs."""
+
 from __future__ import annotations
 
 import numpy as np

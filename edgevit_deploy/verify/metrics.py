@@ -1,4 +1,5 @@
 """Output comparison metrics (numpy only)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     ref = reference.astype(np.float64)
     noise = np.sum((ref - candidate.astype(np.float64)) ** 2)
-    signal = np.sum(ref ** 2)
+    signal = np.sum(ref**2)
     if noise == 0:
         return float("inf")
     return float(10 * np.log10(signal / noise)) if signal > 0 else float("-inf")

@@ -1,4 +1,5 @@
 """Run an artifact in its host runtime on the policy's batch and compare with PyTorch."""
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,7 @@ def reference_outputs(model: nn.Module, inputs: np.ndarray, batch: int = 8) -> n
     outs = []
     with torch.no_grad():
         for i in range(0, inputs.shape[0], batch):
-            outs.append(model(torch.from_numpy(inputs[i:i + batch])).float().numpy())
+            outs.append(model(torch.from_numpy(inputs[i : i + batch])).float().numpy())
     return np.concatenate(outs, axis=0)
 
 
@@ -56,9 +57,17 @@ def stamp(report: ParityReport, policy: AcceptancePolicy) -> ParityReport:
     return report
 
 
-def check_parity(model: nn.Module, cfg: ModelConfig, path: Path, spec: TargetSpec, precision: str,
-                 coreml_executor: str = "auto", inputs: np.ndarray | None = None, threads: int = 1,
-                 policy: AcceptancePolicy | None = None) -> ParityReport:
+def check_parity(
+    model: nn.Module,
+    cfg: ModelConfig,
+    path: Path,
+    spec: TargetSpec,
+    precision: str,
+    coreml_executor: str = "auto",
+    inputs: np.ndarray | None = None,
+    threads: int = 1,
+    policy: AcceptancePolicy | None = None,
+) -> ParityReport:
     """The parity report of one artifact under the acceptance policy of ``precision`` (validated: an unknown
     name raises UnsupportedOptionError). Never raises for a failed check or a broken artifact: the report
     says it. ``policy``: the policy itself (with the user's flags), instead of ``precision``'s."""

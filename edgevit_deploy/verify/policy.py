@@ -10,6 +10,7 @@ fp32 and fp16 are the float parity bars of the parity batch; the quantized modes
 what ``benchmarks/quant_fidelity.py`` measured (docs/quantization.md), judged on the held-out views, with a
 held-out top-1 agreement floor when the model has trained weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -46,15 +47,20 @@ class Variant(str, Enum):
             return cls(text)
         except ValueError:
             raise UnsupportedOptionError(
-                f"{source} {str(value)!r} is not a known precision; use one of: "
-                f"{', '.join(v.value for v in cls)}") from None
+                f"{source} {str(value)!r} is not a known precision; use one of: {', '.join(v.value for v in cls)}"
+            ) from None
 
 
 # how strict each variant's bars are (higher: stricter). A claim is "looser than the contents" when its rank is
 # below that of every variant the contents allow.
 STRICTNESS: dict[Variant, int] = {
-    Variant.FP32: 6, Variant.FP16: 5, Variant.W8: 4, Variant.INT8_DYNAMIC: 3, Variant.PALETTIZE6: 3,
-    Variant.INT8: 2, Variant.PALETTIZE4: 1,
+    Variant.FP32: 6,
+    Variant.FP16: 5,
+    Variant.W8: 4,
+    Variant.INT8_DYNAMIC: 3,
+    Variant.PALETTIZE6: 3,
+    Variant.INT8: 2,
+    Variant.PALETTIZE4: 1,
 }
 
 # Float bars: the parity batch (seeded noise + photographs) against PyTorch.
@@ -78,7 +84,10 @@ BARS: dict[Variant, Thresholds] = {
 # fp32 near-ties): measured 91.7 % (int8, every target), 89.6 % (TFLite int8-dynamic), 93.8 % (w8), 85.4 %
 # (palettize6). The tests also require >= 90 % on the natural photos (tests/test_quant_lite0.py).
 PRETRAINED_TOP1: dict[Variant, float] = {
-    Variant.INT8: 0.85, Variant.INT8_DYNAMIC: 0.85, Variant.W8: 0.90, Variant.PALETTIZE6: 0.80,
+    Variant.INT8: 0.85,
+    Variant.INT8_DYNAMIC: 0.85,
+    Variant.W8: 0.90,
+    Variant.PALETTIZE6: 0.80,
 }
 
 
@@ -107,8 +116,12 @@ class ThresholdFlags:
 
 
 # flag -> (Thresholds field, True when a larger value is stricter)
-_FLAG_FIELDS = {"max_abs": ("max_abs", False), "min_cosine": ("cosine", True), "min_sqnr": ("sqnr_db", True),
-                "min_top1": ("top1_agreement", True)}
+_FLAG_FIELDS = {
+    "max_abs": ("max_abs", False),
+    "min_cosine": ("cosine", True),
+    "min_sqnr": ("sqnr_db", True),
+    "min_top1": ("top1_agreement", True),
+}
 
 
 @dataclass(frozen=True)
@@ -122,8 +135,9 @@ class AcceptancePolicy:
     flags: ThresholdFlags = field(default_factory=ThresholdFlags)
 
     @classmethod
-    def for_variant(cls, variant: str | Enum, pretrained: bool = False,
-                    flags: ThresholdFlags | None = None) -> AcceptancePolicy:
+    def for_variant(
+        cls, variant: str | Enum, pretrained: bool = False, flags: ThresholdFlags | None = None
+    ) -> AcceptancePolicy:
         return cls(Variant.parse(variant), pretrained, (flags or ThresholdFlags()).validate())
 
     @property
@@ -153,10 +167,9 @@ class AcceptancePolicy:
         for flag, (name, larger_is_stricter) in _FLAG_FIELDS.items():
             value, bar = getattr(self.flags, flag), getattr(base, name)
             if value is None or bar is None:
-                continue   # no flag, or the policy has no such check: any value only adds one
+                continue  # no flag, or the policy has no such check: any value only adds one
             if (value < bar) if larger_is_stricter else (value > bar):
-                out.append(f"--{flag.replace('_', '-')} {value:g} is looser than the {self.variant} policy's "
-                           f"{bar:g}")
+                out.append(f"--{flag.replace('_', '-')} {value:g} is looser than the {self.variant} policy's {bar:g}")
         return out
 
     @property
@@ -166,8 +179,13 @@ class AcceptancePolicy:
         return self.variant.quantized
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": str(self.variant), "pretrained": self.pretrained, "policy": asdict(self.base),
-                "applied": asdict(self.thresholds), "loosened": self.loosened}
+        return {
+            "variant": str(self.variant),
+            "pretrained": self.pretrained,
+            "policy": asdict(self.base),
+            "applied": asdict(self.thresholds),
+            "loosened": self.loosened,
+        }
 
 
 def looser_than_contents(claimed: Variant, allowed: frozenset[Variant]) -> bool:

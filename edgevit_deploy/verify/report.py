@@ -1,4 +1,5 @@
 """Parity report types."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -26,8 +27,8 @@ class Thresholds:
 class ParityReport:
     executed: bool
     passed: bool
-    executor: str | None = None            # what produced the target's numbers (onnxruntime, LiteRT, ...)
-    reason: str | None = None              # why it was not executed, or why it failed
+    executor: str | None = None  # what produced the target's numbers (onnxruntime, LiteRT, ...)
+    reason: str | None = None  # why it was not executed, or why it failed
     max_abs: float | None = None
     mean_abs: float | None = None
     cosine: float | None = None
@@ -36,9 +37,9 @@ class ParityReport:
     top5_agreement: float | None = None
     num_inputs: int = 0
     failures: list[str] = field(default_factory=list)
-    thresholds: dict[str, Any] = field(default_factory=dict)   # the bars applied
-    variant: str | None = None             # the variant whose policy set the bars (fp32, int8, ...)
-    loosened: list[str] = field(default_factory=list)        # user flags looser than the policy (applied)
+    thresholds: dict[str, Any] = field(default_factory=dict)  # the bars applied
+    variant: str | None = None  # the variant whose policy set the bars (fp32, int8, ...)
+    loosened: list[str] = field(default_factory=list)  # user flags looser than the policy (applied)
     metadata_mismatch: list[str] = field(default_factory=list)  # metadata vs contents / command line
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ A crash, a runtime that rejects the file, or an op the runtime cannot run are *f
 "Not executed" is kept for a runtime that cannot exist on this host: its Python module is not installed, or
 Core ML's native ``MLModel.predict`` off macOS when the reference executor was not chosen.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,12 +48,14 @@ class RunOutcome:
             raise ValueError("the artifact ran; compare its outputs with validate_outputs")
         if not self.executed:
             return ParityReport.not_executed(str(self.reason), executor=self.executor)
-        return ParityReport(executed=True, passed=False, executor=self.executor, reason=self.reason,
-                            failures=[str(self.reason)])
+        return ParityReport(
+            executed=True, passed=False, executor=self.executor, reason=self.reason, failures=[str(self.reason)]
+        )
 
 
-def run_artifact(spec: TargetSpec, path: Path, x: np.ndarray, threads: int = 1,
-                 coreml_executor: str = "auto") -> RunOutcome:
+def run_artifact(
+    spec: TargetSpec, path: Path, x: np.ndarray, threads: int = 1, coreml_executor: str = "auto"
+) -> RunOutcome:
     """Run ``path`` in ``spec``'s host runtime on the normalised NCHW batch ``x``. Never raises for a broken
     artifact: the outcome says what happened."""
     runtime = spec.load_host_runtime()
@@ -72,6 +75,10 @@ def run_artifact(spec: TargetSpec, path: Path, x: np.ndarray, threads: int = 1,
     except EdgeVitDeployError as exc:  # an op that crashed while running (MilOpExecutionError), ...
         return RunOutcome(None, getattr(session, "executor", runtime.name), executed=True, reason=_first_line(exc))
     except Exception as exc:  # the runtime rejected the artifact or crashed on it: a failure, not a skip
-        return RunOutcome(None, getattr(session, "executor", runtime.name), executed=True,
-                          reason=f"the runtime failed to run the artifact: {_first_line(exc)}")
+        return RunOutcome(
+            None,
+            getattr(session, "executor", runtime.name),
+            executed=True,
+            reason=f"the runtime failed to run the artifact: {_first_line(exc)}",
+        )
     return RunOutcome(np.asarray(out, dtype=np.float32), session.executor, executed=True, session=session)

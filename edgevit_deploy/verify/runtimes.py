@@ -4,6 +4,7 @@ Every session takes the *normalised* NCHW float32 batch PyTorch takes, and retur
 float32 logits; layout changes (NHWC), int8 input/output quantization, image inputs (mean/std folded
 into the model) and fixed batch sizes are handled inside the session, from the artifact itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ from .contents import ArtifactContents, coreml_contents, executorch_contents, on
 
 @runtime_checkable
 class HostSession(Protocol):
-    executor: str   # what runs it: "onnxruntime 1.x", "LiteRT 2.x", "coreml-native", "coreml-reference"
+    executor: str  # what runs it: "onnxruntime 1.x", "LiteRT 2.x", "coreml-native", "coreml-reference"
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -44,7 +45,7 @@ def _per_sample(run_one, x: np.ndarray, batch: int) -> np.ndarray:
     if x.shape[0] == batch:
         return run_one(x)
     if batch == 1:
-        return np.concatenate([run_one(x[i:i + 1]) for i in range(x.shape[0])], axis=0)
+        return np.concatenate([run_one(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
     raise ValueError(f"the artifact has a fixed batch of {batch}; got {x.shape[0]} inputs")
 
 
@@ -64,7 +65,7 @@ class _OnnxSession:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        one = lambda b: self.sess.run(None, {self.input_name: b})[0]  # noqa: E731
+        one = lambda b: self.sess.run(None, {self.input_name: b})[0]
         if self.batch is None:
             return np.asarray(one(x), dtype=np.float32)
         return np.asarray(_per_sample(one, x, self.batch), dtype=np.float32)
@@ -164,7 +165,8 @@ class CoremlHost(_ImportableHost):
         if executor in ("native", "both") and not coreml_native_available():
             raise RuntimeUnavailableError(
                 f"--coreml-executor {executor} needs macOS (MLModel.predict); on {platform.system()} use "
-                "--coreml-executor reference (or auto).")
+                "--coreml-executor reference (or auto)."
+            )
         if executor == "both":
             return CoremlBothSession(path, threads)
         if executor == "native" or (executor == "auto" and coreml_native_available()):
@@ -221,7 +223,8 @@ class _ExecuTorchSession:
             if missing:
                 raise RuntimeUnavailableError(
                     f"the program is delegated to {', '.join(missing)}, which this ExecuTorch runtime "
-                    f"({platform.system()}) does not have; Core ML-delegated programs run on macOS / iOS") from exc
+                    f"({platform.system()}) does not have; Core ML-delegated programs run on macOS / iOS"
+                ) from exc
             raise
         meta = program.metadata("forward")
         info = meta.input_tensor_meta(0)

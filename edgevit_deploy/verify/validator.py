@@ -4,6 +4,7 @@ Like optimum's ``validate_model_outputs``: every check is run and every failure 
 typed :class:`~edgevit_deploy.errors.ParityError` is raised (or the report is returned with
 ``passed=False`` when ``raise_on_failure`` is off).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,9 +30,15 @@ def validate_outputs(
     failures: list[str] = []
     if reference.shape != candidate.shape:
         failures.append(f"output shape {tuple(candidate.shape)} differs from PyTorch's {tuple(reference.shape)}")
-        report = ParityReport(executed=True, passed=False, executor=executor, failures=failures,
-                              reason=failures[0], num_inputs=int(reference.shape[0]),
-                              thresholds=asdict(thresholds))
+        report = ParityReport(
+            executed=True,
+            passed=False,
+            executor=executor,
+            failures=failures,
+            reason=failures[0],
+            num_inputs=int(reference.shape[0]),
+            thresholds=asdict(thresholds),
+        )
         if raise_on_failure:
             raise ParityError(failures, report)
         return report
@@ -40,18 +47,26 @@ def validate_outputs(
         failures.append(f"{int(np.sum(~np.isfinite(cand)))} non-finite values in the output")
     diff = np.abs(reference.astype(np.float64) - cand.astype(np.float64))
     report = ParityReport(
-        executed=True, passed=True, executor=executor, num_inputs=int(reference.shape[0]),
-        max_abs=float(np.nanmax(diff)), mean_abs=float(np.nanmean(diff)),
-        cosine=cosine(reference, cand), sqnr_db=sqnr_db(reference, cand),
-        top1_agreement=topk_agreement(reference, cand, 1), top5_agreement=topk_agreement(reference, cand, 5),
+        executed=True,
+        passed=True,
+        executor=executor,
+        num_inputs=int(reference.shape[0]),
+        max_abs=float(np.nanmax(diff)),
+        mean_abs=float(np.nanmean(diff)),
+        cosine=cosine(reference, cand),
+        sqnr_db=sqnr_db(reference, cand),
+        top1_agreement=topk_agreement(reference, cand, 1),
+        top5_agreement=topk_agreement(reference, cand, 5),
         thresholds=asdict(thresholds),
     )
     t = thresholds
     spread = float(np.std(reference.astype(np.float64)))
     if spread < DEGENERATE_STD:
-        failures.append(f"PyTorch's own output is degenerate (std {spread:.1e}): any artifact would match it, so "
-                        "the check proves nothing; verify with trained weights (--checkpoint), or check the "
-                        "structure with well-conditioned random weights (--random-init conditioned)")
+        failures.append(
+            f"PyTorch's own output is degenerate (std {spread:.1e}): any artifact would match it, so "
+            "the check proves nothing; verify with trained weights (--checkpoint), or check the "
+            "structure with well-conditioned random weights (--random-init conditioned)"
+        )
     if t.max_abs is not None:
         # absolute on logits of order 1 (EdgeViT's); scaled with the logits when they are larger
         limit = t.max_abs * max(1.0, float(np.max(np.abs(reference))))

@@ -1,5 +1,6 @@
 """Host side of the device job protocol: one benchmark row (:class:`~..types.BenchJob`) plus its artifact
 and the fixed parity inputs -> a job folder ready to push (``jobs/<job_id>/``)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,9 @@ def app_runtime(target: str) -> str:
     """The app runtime of ``target`` from the target table; UnsupportedOptionError when it has none."""
     spec = get_spec(target)
     if not spec.app_runtime:
-        raise UnsupportedOptionError(f"the benchmark app has no runtime for target {target!r} (it runs "
-                                     "tflite and onnx artifacts)")
+        raise UnsupportedOptionError(
+            f"the benchmark app has no runtime for target {target!r} (it runs tflite and onnx artifacts)"
+        )
     return spec.app_runtime
 
 
@@ -36,27 +38,37 @@ def job_id_for(job: BenchJob, artifact_sha256: str) -> str:
     return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def build_job(job: BenchJob, artifact_path: Path, artifact_sha256: str, inputs: np.ndarray,
-              timeout_s: float) -> P.Job:
+def build_job(job: BenchJob, artifact_path: Path, artifact_sha256: str, inputs: np.ndarray, timeout_s: float) -> P.Job:
     """The protocol job of ``job``; ``inputs`` is the parity batch ``(N, C, H, W)`` (one npy per sample)."""
     runtime = app_runtime(job.target)
     table = COMPUTE_UNITS if runtime == "coreml" else DELEGATES
     if job.delegate not in table:
         what = "Core ML compute units" if runtime == "coreml" else "delegate"
-        raise UnsupportedOptionError(f"the benchmark app has no {what} {job.delegate!r}; choose one of "
-                                     f"{', '.join(table)}")
+        raise UnsupportedOptionError(
+            f"the benchmark app has no {what} {job.delegate!r}; choose one of {', '.join(table)}"
+        )
     sample_shape = [1, *inputs.shape[1:]]
     model_file = f"model{get_spec(job.target).suffix}"
-    return P.Job(job_id=job_id_for(job, artifact_sha256),
-                 model=P.ModelRef(name=job.model, file=model_file, sha256=artifact_sha256,
-                                  format=job.target, precision=job.precision, input_shape=sample_shape),
-                 runtime=P.RuntimeRef(name=runtime, delegate=table[job.delegate], threads=job.threads),
-                 inputs=[P.Tensor(name="input", file=f"inputs/x{i}.npy", shape=sample_shape)
-                         for i in range(inputs.shape[0])],
-                 warmup=job.warmup, iterations=job.iterations, timeout_s=float(timeout_s), save_outputs=True,
-                 created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return P.Job(
+        job_id=job_id_for(job, artifact_sha256),
+        model=P.ModelRef(
+            name=job.model,
+            file=model_file,
+            sha256=artifact_sha256,
+            format=job.target,
+            precision=job.precision,
+            input_shape=sample_shape,
+        ),
+        runtime=P.RuntimeRef(name=runtime, delegate=table[job.delegate], threads=job.threads),
+        inputs=[P.Tensor(name="input", file=f"inputs/x{i}.npy", shape=sample_shape) for i in range(inputs.shape[0])],
+        warmup=job.warmup,
+        iterations=job.iterations,
+        timeout_s=float(timeout_s),
+        save_outputs=True,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
 
 
 def stage_job(staging: Path, job: P.Job, artifact_path: Path, inputs: np.ndarray) -> Path:
     """Write the job folder under ``staging`` (a host copy of the app's files dir)."""
-    return P.write_job(staging, job, Path(artifact_path), [inputs[i:i + 1] for i in range(inputs.shape[0])])
+    return P.write_job(staging, job, Path(artifact_path), [inputs[i : i + 1] for i in range(inputs.shape[0])])

@@ -23,13 +23,14 @@ implementation is :mod:`.reference_app`):
   Validation here checks the schema AND what a schema cannot (job id matches the file, the output
   files exist with the shapes the result claims, an ok result has as many latencies as the job asked).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ class ProtocolError(EdgeVitDeployError, ValueError):
 
 
 # ------------------------------------------------------------------------------------------ schema
-@lru_cache(maxsize=None)
+@cache
 def schema(name: str) -> dict[str, Any]:
     """The JSON Schema ``name`` ("job", "result", "status") shipped in the package."""
     if name not in SCHEMAS:
@@ -82,8 +83,9 @@ def validate(doc: Any, name: str, where: str = "") -> None:
     if errors:
         parts = [f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message[:160]}" for e in errors[:5]]
         more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        raise ProtocolError(f"{where or name}: not a protocol-{PROTOCOL_VERSION} {name} file: "
-                            + "; ".join(parts) + more)
+        raise ProtocolError(
+            f"{where or name}: not a protocol-{PROTOCOL_VERSION} {name} file: " + "; ".join(parts) + more
+        )
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -159,15 +161,15 @@ class ModelRef:
     name: str
     file: str
     sha256: str
-    format: str          # "tflite" | "onnx" | "pte" | "coreml"
+    format: str  # "tflite" | "onnx" | "pte" | "coreml"
     precision: str
     input_shape: list[int]
 
 
 @dataclass
 class RuntimeRef:
-    name: str            # "litert" | "onnxruntime" | "executorch" | "coreml"
-    delegate: str        # "cpu" | "xnnpack" | "gpu" | "nnapi"; Core ML: "cpu_only" | "cpu_and_gpu" | ... | "all"
+    name: str  # "litert" | "onnxruntime" | "executorch" | "coreml"
+    delegate: str  # "cpu" | "xnnpack" | "gpu" | "nnapi"; Core ML: "cpu_only" | "cpu_and_gpu" | ... | "all"
     threads: int = 1
 
 
@@ -192,22 +194,30 @@ class Job:
     @classmethod
     def from_dict(cls, doc: dict[str, Any], where: str = "") -> Job:
         validate(doc, "job", where=where)
-        return cls(job_id=doc["job_id"], model=ModelRef(**doc["model"]), runtime=RuntimeRef(**doc["runtime"]),
-                   inputs=[Tensor(**t) for t in doc["inputs"]], warmup=doc["warmup"], iterations=doc["iterations"],
-                   timeout_s=float(doc["timeout_s"]), save_outputs=doc["save_outputs"], created_at=doc["created_at"],
-                   protocol=doc["protocol"])
+        return cls(
+            job_id=doc["job_id"],
+            model=ModelRef(**doc["model"]),
+            runtime=RuntimeRef(**doc["runtime"]),
+            inputs=[Tensor(**t) for t in doc["inputs"]],
+            warmup=doc["warmup"],
+            iterations=doc["iterations"],
+            timeout_s=float(doc["timeout_s"]),
+            save_outputs=doc["save_outputs"],
+            created_at=doc["created_at"],
+            protocol=doc["protocol"],
+        )
 
 
 @dataclass
 class Thermal:
-    status: int | None = None      # PowerManager.THERMAL_STATUS_* (0 none .. 6 shutdown)
+    status: int | None = None  # PowerManager.THERMAL_STATUS_* (0 none .. 6 shutdown)
     headroom: float | None = None  # PowerManager.getThermalHeadroom(10) (1.0 = throttling starts)
 
 
 @dataclass
 class Result:
     job_id: str
-    status: str                               # "ok" | "failed"
+    status: str  # "ok" | "failed"
     error: str | None
     device: dict[str, str]
     runtime: dict[str, Any]
@@ -218,12 +228,12 @@ class Result:
     peak_memory_mb: float | None = None
     thermal_before: Thermal = field(default_factory=Thermal)
     thermal_after: Thermal = field(default_factory=Thermal)
-    power_samples: list[list[float]] = field(default_factory=list)   # [t_ms, current_uA, voltage_uV]
+    power_samples: list[list[float]] = field(default_factory=list)  # [t_ms, current_uA, voltage_uV]
     outputs: list[Tensor] = field(default_factory=list)
-    output_inputs: list[int] = field(default_factory=list)   # outputs[k] is the output of inputs[output_inputs[k]]
+    output_inputs: list[int] = field(default_factory=list)  # outputs[k] is the output of inputs[output_inputs[k]]
     started_at: str = ""
     finished_at: str = ""
-    compile_ms: float | None = None           # Core ML's on-device compilation (iOS); absent on Android
+    compile_ms: float | None = None  # Core ML's on-device compilation (iOS); absent on Android
     protocol: int = PROTOCOL_VERSION
 
     @property
@@ -241,24 +251,35 @@ class Result:
     def from_dict(cls, doc: dict[str, Any], where: str = "") -> Result:
         validate(doc, "result", where=where)
         outs = doc["outputs"]
-        return cls(job_id=doc["job_id"], status=doc["status"], error=doc["error"], device=dict(doc["device"]),
-                   runtime=dict(doc["runtime"]), load_ms=doc["load_ms"], first_ms=doc["first_ms"],
-                   warmup=doc["warmup"], latencies_ms=[float(v) for v in doc["latencies_ms"]],
-                   peak_memory_mb=doc["peak_memory_mb"], thermal_before=Thermal(**doc["thermal_before"]),
-                   thermal_after=Thermal(**doc["thermal_after"]),
-                   power_samples=[[float(v) for v in s] for s in doc["power_samples"]],
-                   outputs=[Tensor(name=o["name"], file=o["file"], shape=list(o["shape"]), dtype=o["dtype"])
-                            for o in outs],
-                   output_inputs=[int(o["input"]) for o in outs], started_at=doc["started_at"],
-                   finished_at=doc["finished_at"], compile_ms=doc.get("compile_ms"), protocol=doc["protocol"])
+        return cls(
+            job_id=doc["job_id"],
+            status=doc["status"],
+            error=doc["error"],
+            device=dict(doc["device"]),
+            runtime=dict(doc["runtime"]),
+            load_ms=doc["load_ms"],
+            first_ms=doc["first_ms"],
+            warmup=doc["warmup"],
+            latencies_ms=[float(v) for v in doc["latencies_ms"]],
+            peak_memory_mb=doc["peak_memory_mb"],
+            thermal_before=Thermal(**doc["thermal_before"]),
+            thermal_after=Thermal(**doc["thermal_after"]),
+            power_samples=[[float(v) for v in s] for s in doc["power_samples"]],
+            outputs=[Tensor(name=o["name"], file=o["file"], shape=list(o["shape"]), dtype=o["dtype"]) for o in outs],
+            output_inputs=[int(o["input"]) for o in outs],
+            started_at=doc["started_at"],
+            finished_at=doc["finished_at"],
+            compile_ms=doc.get("compile_ms"),
+            protocol=doc["protocol"],
+        )
 
 
 @dataclass
 class Status:
-    state: str            # "running" | "done"
+    state: str  # "running" | "done"
     seq: int
     job_id: str | None
-    phase: str            # "start" | "load" | "warmup" | "timing" | "outputs" | "idle"
+    phase: str  # "start" | "load" | "warmup" | "timing" | "outputs" | "idle"
     iteration: int
     updated_at: str
     app_version: str
@@ -268,8 +289,13 @@ class Status:
     @classmethod
     def from_dict(cls, doc: dict[str, Any], where: str = "") -> Status:
         validate(doc, "status", where=where)
-        return cls(**{k: doc[k] for k in ("state", "seq", "job_id", "phase", "iteration", "updated_at",
-                                          "app_version", "protocol")}, done_jobs=list(doc.get("done_jobs", [])))
+        return cls(
+            **{
+                k: doc[k]
+                for k in ("state", "seq", "job_id", "phase", "iteration", "updated_at", "app_version", "protocol")
+            },
+            done_jobs=list(doc.get("done_jobs", [])),
+        )
 
 
 # ------------------------------------------------------------------------------------------ layout
@@ -290,8 +316,11 @@ def pending_jobs(files_dir: Path) -> list[str]:
     root = Path(files_dir) / JOBS_DIR
     if not root.is_dir():
         return []
-    return [p.name for p in sorted(root.iterdir())
-            if (p / JOB_FILE).is_file() and not result_path(files_dir, p.name).exists()]
+    return [
+        p.name
+        for p in sorted(root.iterdir())
+        if (p / JOB_FILE).is_file() and not result_path(files_dir, p.name).exists()
+    ]
 
 
 def write_job(folder: Path, job: Job, model_path: Path, inputs: list[np.ndarray]) -> Path:
@@ -304,7 +333,7 @@ def write_job(folder: Path, job: Job, model_path: Path, inputs: list[np.ndarray]
     doc = job.to_dict()
     out = job_dir(folder, job.job_id)
     out.mkdir(parents=True, exist_ok=True)
-    if Path(model_path).is_dir():   # a Core ML .mlpackage is a folder
+    if Path(model_path).is_dir():  # a Core ML .mlpackage is a folder
         shutil.rmtree(out / job.model.file, ignore_errors=True)
         shutil.copytree(model_path, out / job.model.file)
     else:
@@ -339,11 +368,13 @@ def read_result(files_dir: Path, job: Job) -> Result:
         raise ProtocolError(f"{path}: job_id {result.job_id!r} differs from the job's {job.job_id!r}")
     if result.ok:
         if len(result.latencies_ms) != job.iterations:
-            raise ProtocolError(f"{path}: {len(result.latencies_ms)} latencies for a job of {job.iterations} "
-                                "iterations")
+            raise ProtocolError(
+                f"{path}: {len(result.latencies_ms)} latencies for a job of {job.iterations} iterations"
+            )
         if job.save_outputs and sorted(result.output_inputs) != list(range(len(job.inputs))):
-            raise ProtocolError(f"{path}: outputs for inputs {sorted(result.output_inputs)}, the job has "
-                                f"{len(job.inputs)} inputs")
+            raise ProtocolError(
+                f"{path}: outputs for inputs {sorted(result.output_inputs)}, the job has {len(job.inputs)} inputs"
+            )
         for out in result.outputs:
             expected_prefix = f"{RESULTS_DIR}/{job.job_id}/"
             if not out.file.startswith(expected_prefix):

@@ -13,6 +13,7 @@ Fault knobs for tests (``EDGEVIT_APP_FAULT``): ``crash:<phase>`` (the process di
 ``oom:<phase>`` (killed by SIGKILL, as the low-memory killer does), ``perturb`` (the saved outputs are
 changed, as a delegate that silently computes something else would).
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,9 @@ class HostModelRunner:
         if not specs:
             raise RuntimeError(f"no host runtime for app runtime {runtime.name!r}")
         if runtime.delegate not in self.CPU_DELEGATES:
-            raise DelegateError(f"delegate {runtime.delegate!r} cannot be applied: the reference app runs on "
-                                "the host CPU only")
+            raise DelegateError(
+                f"delegate {runtime.delegate!r} cannot be applied: the reference app runs on the host CPU only"
+            )
         host = specs[0].load_host_runtime()
         reason = host.unavailable_reason()
         if reason:
@@ -131,9 +133,17 @@ class Heartbeat:
     def beat(self, state: str = "running") -> None:
         with self._lock:
             self.seq += 1
-            doc = {"protocol": P.PROTOCOL_VERSION, "state": state, "seq": self.seq, "job_id": self.job_id,
-                   "phase": self.phase, "iteration": self.iteration, "updated_at": utc_now(),
-                   "app_version": self.app_version, "done_jobs": list(self.done_jobs)}
+            doc = {
+                "protocol": P.PROTOCOL_VERSION,
+                "state": state,
+                "seq": self.seq,
+                "job_id": self.job_id,
+                "phase": self.phase,
+                "iteration": self.iteration,
+                "updated_at": utc_now(),
+                "app_version": self.app_version,
+                "done_jobs": list(self.done_jobs),
+            }
             P.atomic_write_json(self.files_dir / P.STATUS_FILE, doc)
 
     def stop(self, state: str = "done") -> None:
@@ -213,8 +223,9 @@ def _fault_point(phase: str, heartbeat: Heartbeat) -> None:
             time.sleep(3600)
 
 
-def timing_loop(runner: ModelRunner, x: np.ndarray, warmup: int, iterations: int, deadline: float,
-                heartbeat: Heartbeat) -> tuple[float, list[float]]:
+def timing_loop(
+    runner: ModelRunner, x: np.ndarray, warmup: int, iterations: int, deadline: float, heartbeat: Heartbeat
+) -> tuple[float, list[float]]:
     """bench-core's ``TimingLoop.run``: the first inference (timed apart), ``warmup`` untimed runs, then
     ``iterations`` timed ones; ``TimeoutError`` when the monotonic ``deadline`` passes."""
     t0 = time.perf_counter()
@@ -241,6 +252,7 @@ def timing_loop(runner: ModelRunner, x: np.ndarray, warmup: int, iterations: int
 
 def device_info() -> dict[str, str]:
     """What the Android app reads from ``Build``; here from ``getprop`` when there is one (the stand-in's)."""
+
     def prop(name: str) -> str:
         try:
             out = subprocess.run(["getprop", name], capture_output=True, text=True, timeout=10)
@@ -249,18 +261,28 @@ def device_info() -> dict[str, str]:
             return ""
 
     release = prop("ro.build.version.release")
-    return {"model": prop("ro.product.model") or os.uname().nodename, "manufacturer": prop("ro.product.manufacturer"),
-            "os": f"Android {release}" if release else f"{os.uname().sysname} {os.uname().release}",
-            "abi": prop("ro.product.cpu.abi") or os.uname().machine, "app_version": P.APP_VERSION}
+    return {
+        "model": prop("ro.product.model") or os.uname().nodename,
+        "manufacturer": prop("ro.product.manufacturer"),
+        "os": f"Android {release}" if release else f"{os.uname().sysname} {os.uname().release}",
+        "abi": prop("ro.product.cpu.abi") or os.uname().machine,
+        "app_version": P.APP_VERSION,
+    }
 
 
 def _peak_memory_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # kB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
-def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunner], heartbeat: Heartbeat,
-            supply_dir: Path | None = None, device: Callable[[], dict[str, str]] | None = None,
-            thermal: Callable[[], P.Thermal] = P.Thermal) -> P.Result:
+def run_job(
+    files_dir: Path,
+    job_id: str,
+    runner_factory: Callable[[], ModelRunner],
+    heartbeat: Heartbeat,
+    supply_dir: Path | None = None,
+    device: Callable[[], dict[str, str]] | None = None,
+    thermal: Callable[[], P.Thermal] = P.Thermal,
+) -> P.Result:
     """bench-core's ``JobRunner.runJob``: load, time, save outputs, then write the result atomically.
     Every failure (bad job, load error, delegate refused, timeout) is a failed result with its reason.
 
@@ -271,14 +293,20 @@ def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunn
     folder = P.job_dir(files_dir, job_id)
     started = utc_now()
     heartbeat.update(job_id=job_id, phase="load", iteration=0)
-    base: dict[str, Any] = {"job_id": job_id, "device": (device or device_info)(), "started_at": started,
-                            "thermal_before": thermal(), "thermal_after": P.Thermal()}
+    base: dict[str, Any] = {
+        "job_id": job_id,
+        "device": (device or device_info)(),
+        "started_at": started,
+        "thermal_before": thermal(),
+        "thermal_after": P.Thermal(),
+    }
     runtime_doc = {"name": "", "version": "", "delegate": "", "threads": 1}
     try:
         job = P.read_job(folder)
     except (P.ProtocolError, OSError) as exc:
-        result = P.Result(status="failed", error=f"unreadable job: {exc}", runtime=runtime_doc,
-                          finished_at=utc_now(), **base)
+        result = P.Result(
+            status="failed", error=f"unreadable job: {exc}", runtime=runtime_doc, finished_at=utc_now(), **base
+        )
         P.atomic_write_json(P.result_path(files_dir, job_id), result.to_dict())
         return result
     runtime_doc.update(name=job.runtime.name, delegate=job.runtime.delegate, threads=job.runtime.threads)
@@ -323,15 +351,27 @@ def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunn
                 outputs.append(P.Tensor(name="output", file=rel, shape=list(y.shape)))
                 output_inputs.append(i)
         status, error = "ok", None
-    except Exception as exc:  # noqa: BLE001 - the result records why the job failed
+    except Exception as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         latencies, outputs, output_inputs = [], [], []
     finally:
         runner.close()
-    result = P.Result(status=status, error=error, runtime=runtime_doc, load_ms=load_ms, first_ms=first_ms,
-                      warmup=job.warmup, latencies_ms=latencies, peak_memory_mb=_peak_memory_mb(),
-                      power_samples=samples, outputs=outputs, output_inputs=output_inputs,
-                      finished_at=utc_now(), compile_ms=compile_ms, **base)
+    result = P.Result(
+        status=status,
+        error=error,
+        runtime=runtime_doc,
+        load_ms=load_ms,
+        first_ms=first_ms,
+        warmup=job.warmup,
+        latencies_ms=latencies,
+        peak_memory_mb=_peak_memory_mb(),
+        power_samples=samples,
+        outputs=outputs,
+        output_inputs=output_inputs,
+        finished_at=utc_now(),
+        compile_ms=compile_ms,
+        **base,
+    )
     result.thermal_after = thermal()
     kind, _ = _fault()
     if kind == "corrupt":
@@ -342,15 +382,19 @@ def run_job(files_dir: Path, job_id: str, runner_factory: Callable[[], ModelRunn
     return result
 
 
-def run_pending(files_dir: Path, runner_factory: Callable[[], ModelRunner] = HostModelRunner,
-                supply_dir: Path | None = None, heartbeat: Heartbeat | None = None,
-                **platform: Any) -> list[P.Result]:
+def run_pending(
+    files_dir: Path,
+    runner_factory: Callable[[], ModelRunner] = HostModelRunner,
+    supply_dir: Path | None = None,
+    heartbeat: Heartbeat | None = None,
+    **platform: Any,
+) -> list[P.Result]:
     """bench-core's ``JobRunner.runPending``: every job without a result, in name order, then ``done``."""
     files_dir = Path(files_dir)
     beat = heartbeat or Heartbeat(files_dir).start()
     results = []
     try:
-        while True:   # jobs pushed while the app works are run too (every job ends with a result file)
+        while True:  # jobs pushed while the app works are run too (every job ends with a result file)
             pending = P.pending_jobs(files_dir)
             if not pending:
                 break

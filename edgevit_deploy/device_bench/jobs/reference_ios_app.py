@@ -16,6 +16,7 @@ The stand-in devicectl's ``device process launch`` runs it over the sandboxed ``
 
 Fault knobs: ``EDGEVIT_APP_FAULT`` as in :mod:`.reference_app`.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,13 @@ def device_info(device_json: Path | None = None) -> dict[str, str]:
     if device_json is not None and Path(device_json).is_file():
         doc = json.loads(Path(device_json).read_text())
     hw, props = doc.get("hardwareProperties") or {}, doc.get("deviceProperties") or {}
-    return {"model": str(hw.get("productType", os.uname().machine)), "manufacturer": "Apple",
-            "os": f"iOS {props.get('osVersionNumber', '?')}", "abi": "arm64", "app_version": P.APP_VERSION}
+    return {
+        "model": str(hw.get("productType", os.uname().machine)),
+        "manufacturer": "Apple",
+        "os": f"iOS {props.get('osVersionNumber', '?')}",
+        "abi": "arm64",
+        "app_version": P.APP_VERSION,
+    }
 
 
 def thermal(thermal_file: Path | None = None) -> P.Thermal:
@@ -109,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.documents.is_dir():
         print(f"error: Documents folder {args.documents} does not exist", file=sys.stderr)
         return 2
-    results = run_pending(args.documents, runner_factory=CoremlModelRunner,
-                          device=lambda: device_info(args.device_json), thermal=lambda: thermal(args.thermal_file))
+    results = run_pending(
+        args.documents,
+        runner_factory=CoremlModelRunner,
+        device=lambda: device_info(args.device_json),
+        thermal=lambda: thermal(args.thermal_file),
+    )
     log.info("%d jobs run, %d ok", len(results), sum(r.ok for r in results))
     return 0
 

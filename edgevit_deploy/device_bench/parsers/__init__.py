@@ -3,6 +3,7 @@
 Every parser returns a :class:`ParsedRun` and never raises: garbage, truncated output or a failed
 delegate give ``ok=False`` with the reason.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ class ParsedRun:
     tool: str
     ok: bool = False
     reason: str | None = None
-    variant: str = ""                         # which output format was recognised
+    variant: str = ""  # which output format was recognised
     init_ms: float | None = None
     first_ms: float | None = None
     warmup_count: int | None = None
@@ -43,7 +44,7 @@ class ParsedRun:
     init_memory_mb: float | None = None
     model_size_mb: float | None = None
     cpu_usage_pct: float | None = None
-    delegated_nodes: tuple[int, int] | None = None   # (delegated, total) when the tool says
+    delegated_nodes: tuple[int, int] | None = None  # (delegated, total) when the tool says
     warnings: list[str] = field(default_factory=list)
 
     def fail(self, reason: str) -> ParsedRun:
@@ -64,10 +65,20 @@ class ParsedRun:
 
     def measurement_fields(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~edgevit_deploy.device_bench.types.Measurement`."""
-        return {"init_ms": self.init_ms, "first_ms": self.first_ms, "warmup_count": self.warmup_count,
-                "latencies_ms": list(self.latencies_ms), "mean_ms": self.mean_ms, "median_ms": self.median_ms,
-                "p90_ms": self.p90_ms, "p99_ms": self.p99_ms, "std_ms": self.std_ms, "min_ms": self.min_ms,
-                "trimmed_mean_ms": self.trimmed_mean_ms, "peak_memory_mb": self.peak_memory_mb}
+        return {
+            "init_ms": self.init_ms,
+            "first_ms": self.first_ms,
+            "warmup_count": self.warmup_count,
+            "latencies_ms": list(self.latencies_ms),
+            "mean_ms": self.mean_ms,
+            "median_ms": self.median_ms,
+            "p90_ms": self.p90_ms,
+            "p99_ms": self.p99_ms,
+            "std_ms": self.std_ms,
+            "min_ms": self.min_ms,
+            "trimmed_mean_ms": self.trimmed_mean_ms,
+            "peak_memory_mb": self.peak_memory_mb,
+        }
 
 
 def to_float(text: str | None) -> float | None:
@@ -90,8 +101,8 @@ def to_int(text: str | None) -> int | None:
 
 def last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     found = None
-    for found in pattern.finditer(text):
-        pass
+    for match in pattern.finditer(text):
+        found = match
     return found
 
 

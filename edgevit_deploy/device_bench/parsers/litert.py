@@ -15,6 +15,7 @@ Recognised lines (with or without an "INFO: " / logcat "I tflite  : " prefix):
   delegate``, ``Benchmarking failed``, a delegate that took 0 nodes ("Though .. delegate is explicitly
   applied, the model graph will not be executed by the delegate").
 """
+
 from __future__ import annotations
 
 import re
@@ -26,27 +27,36 @@ _US = 1e-3  # µs -> ms
 
 _STAT = re.compile(
     rf"(?P<prefix>(?:Timings \(microseconds\)|Memory \(bytes\)):\s*)?\bcount=(?P<count>\d+)"
-    rf"(?P<rest>(?:\s+\w+=(?:{NUMBER}|nan|-?inf))*)", re.IGNORECASE)
+    rf"(?P<rest>(?:\s+\w+=(?:{NUMBER}|nan|-?inf))*)",
+    re.IGNORECASE,
+)
 _KV = re.compile(rf"(\w+)=({NUMBER})")
 _SUMMARY = re.compile(
     rf"Inference timings in us:\s*Init:\s*(?P<init>{NUMBER}),\s*First inference:\s*(?P<first>{NUMBER}),"
-    rf"\s*Warmup \(avg\):\s*(?P<warmup>{NUMBER}),\s*Inference \(avg\):\s*(?P<avg>{NUMBER})")
+    rf"\s*Warmup \(avg\):\s*(?P<warmup>{NUMBER}),\s*Inference \(avg\):\s*(?P<avg>{NUMBER})"
+)
 _OLD_SUMMARY = re.compile(
     rf"Average inference timings in us:\s*Warmup:\s*(?P<warmup>{NUMBER}),\s*Init:\s*(?P<init>{NUMBER}),"
-    rf"\s*(?:Inference|no stats):\s*(?P<avg>{NUMBER})")
+    rf"\s*(?:Inference|no stats):\s*(?P<avg>{NUMBER})"
+)
 _PEAK_MEM = re.compile(rf"Peak memory footprint \(MB\):\s*init=(?P<init>{NUMBER})\s+overall=(?P<overall>{NUMBER})")
 _DELTA_MEM = re.compile(
     rf"Memory footprint delta from the start of the tool \(MB\):\s*init=(?P<init>{NUMBER})\s+"
-    rf"overall=(?P<overall>{NUMBER})")
+    rf"overall=(?P<overall>{NUMBER})"
+)
 _PERIODIC_MEM = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring:\s*(?P<mb>{NUMBER})")
 _MODEL_SIZE = re.compile(rf"The input model file size \(MB\):\s*(?P<mb>{NUMBER})")
 _SESSION = re.compile(rf"Initialized session in\s*(?P<ms>{NUMBER})\s*ms")
 _REPLACING = re.compile(r"Replacing (?P<n>\d+) out of (?P<total>\d+) node\(s\) with delegate")
 _DELEGATED = re.compile(r"(?P<n>\d+) nodes delegated out of (?P<total>\d+) nodes")
-_FAILED = re.compile(r"(Failed to (?:apply|create) [\w\- ]*delegate[^\n]*|Error applying the delegate[^\n]*"
-                     r"|Benchmarking failed[^\n]*)", re.IGNORECASE)
-_NOT_EXECUTED = re.compile(r"will not be executed by the delegate|Though \w+ delegate is explicitly applied",
-                           re.IGNORECASE)
+_FAILED = re.compile(
+    r"(Failed to (?:apply|create) [\w\- ]*delegate[^\n]*|Error applying the delegate[^\n]*"
+    r"|Benchmarking failed[^\n]*)",
+    re.IGNORECASE,
+)
+_NOT_EXECUTED = re.compile(
+    r"will not be executed by the delegate|Though \w+ delegate is explicitly applied", re.IGNORECASE
+)
 _ERROR_MARKERS = ("error", "failed", "not supported", "abort", "segmentation fault", "cannot", "not found")
 
 
@@ -86,8 +96,10 @@ def _parse(text: str, run: ParsedRun) -> ParsedRun:
         extra = f" ({'; '.join(detail)})" if detail else ""
         return run.fail(f"delegate failed: {failed.group(1).strip()}{extra}")
     if _NOT_EXECUTED.search(text) or (run.delegated_nodes is not None and run.delegated_nodes[0] == 0):
-        return run.fail("the delegate took 0 nodes: the model would run on the CPU, not on the requested "
-                        "delegate (ops unsupported by it)")
+        return run.fail(
+            "the delegate took 0 nodes: the model would run on the CPU, not on the requested "
+            "delegate (ops unsupported by it)"
+        )
 
     stats = _stat_lines(text)
     summary = last_match(_SUMMARY, text)
@@ -108,8 +120,7 @@ def _parse(text: str, run: ParsedRun) -> ParsedRun:
         why = f": {'; '.join(lines)}" if lines else ""
         if not text.strip():
             return run.fail(f"{TOOL} printed nothing (binary missing, wrong ABI, or killed?)")
-        return run.fail(f"no 'Inference timings' summary in {TOOL} output (truncated, crashed or not "
-                        f"{TOOL}?){why}")
+        return run.fail(f"no 'Inference timings' summary in {TOOL} output (truncated, crashed or not {TOOL}?){why}")
 
     if stats:
         regular = stats[-1]

@@ -14,6 +14,7 @@
 Per-iteration latencies come from the result file (``onnxruntime_perf_test ... model result_file``):
 ``model,seconds,peak_bytes,cpu,run`` (older) or ``model,submission_s,total_s,peak_bytes,cpu,run`` (newer).
 """
+
 from __future__ import annotations
 
 import re
@@ -28,13 +29,27 @@ _AVG = re.compile(rf"Average (?:inference )?time cost(?: total)?:\s*(?P<v>{NUMBE
 _REQUESTS = re.compile(r"(?:Total inference requests|Total iterations|^\s*Runs)\s*:\s*(?P<v>\d+)", re.M)
 _CPU = re.compile(rf"Avg CPU usage:\s*(?P<v>{NUMBER})")
 _PEAK = re.compile(r"Peak working set size:\s*(?P<v>\d+)")
-_LATENCY = re.compile(rf"\b(?P<which>Min|Max|P50|P75|P90|P95|P99|P999) Latency(?::| is)\s*(?P<v>{NUMBER})"
-                      r"\s*(?P<unit>sec|s|se|ms)?\b")
-_ERROR_MARKERS = ("[e:onnxruntime", "exception", "failed to create", "not supported in this build", "error:",
-                  "ort_runtime_exception", "invalid argument", "no such file", "fail")
-_EP_FAILED = re.compile(r"(Failed to (?:create|add|register)[^\n]*(?:EP|Execution Provider|provider)[^\n]*"
-                        r"|[\w ]*(?:EP|execution provider)[^\n]*not (?:supported|available|enabled)[^\n]*"
-                        r"|\w+ is not supported in this build[^\n]*)", re.IGNORECASE)
+_LATENCY = re.compile(
+    rf"\b(?P<which>Min|Max|P50|P75|P90|P95|P99|P999) Latency(?::| is)\s*(?P<v>{NUMBER})"
+    r"\s*(?P<unit>sec|s|se|ms)?\b"
+)
+_ERROR_MARKERS = (
+    "[e:onnxruntime",
+    "exception",
+    "failed to create",
+    "not supported in this build",
+    "error:",
+    "ort_runtime_exception",
+    "invalid argument",
+    "no such file",
+    "fail",
+)
+_EP_FAILED = re.compile(
+    r"(Failed to (?:create|add|register)[^\n]*(?:EP|Execution Provider|provider)[^\n]*"
+    r"|[\w ]*(?:EP|execution provider)[^\n]*not (?:supported|available|enabled)[^\n]*"
+    r"|\w+ is not supported in this build[^\n]*)",
+    re.IGNORECASE,
+)
 
 
 def parse(text: str, result_file: str | None = None, model_path: str | None = None) -> ParsedRun:
@@ -81,8 +96,15 @@ def _parse(text: str, run: ParsedRun, result_file: str | None, model_path: str |
         run.peak_memory_mb = None if peak_bytes is None else peak_bytes / (1024.0 * 1024.0)
     for m in _LATENCY.finditer(text):
         value = _seconds_to_ms(m.group("v"), m.group("unit"))
-        field = {"Min": "min_ms", "Max": "max_ms", "P50": "median_ms", "P90": "p90_ms", "P95": "p95_ms",
-                 "P99": "p99_ms", "P999": "p999_ms"}.get(m.group("which"))
+        field = {
+            "Min": "min_ms",
+            "Max": "max_ms",
+            "P50": "median_ms",
+            "P90": "p90_ms",
+            "P95": "p95_ms",
+            "P99": "p99_ms",
+            "P999": "p999_ms",
+        }.get(m.group("which"))
         if field and value is not None:
             setattr(run, field, value)
     if result_file:
@@ -105,7 +127,7 @@ def parse_result_file(text: str, model_path: str | None = None) -> list[float]:
         if not line:
             continue
         if model_path and line.startswith(model_path + ","):
-            cols = line[len(model_path) + 1:].split(",")
+            cols = line[len(model_path) + 1 :].split(",")
         else:
             cols = line.split(",")[1:]
         # old: seconds, peak, cpu, run   new: submission_s, total_s, peak, cpu, run

@@ -1,4 +1,5 @@
 """A self-contained HTML report: tables and PNG plots inlined as base64 (no external files or scripts)."""
+
 from __future__ import annotations
 
 import base64
@@ -49,10 +50,15 @@ def _devices(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         info = r.get("device_info") or {}
         if r["device"] not in seen and info:
-            seen[r["device"]] = {"device": r["device"], "model": info.get("model"), "soc": info.get("soc"),
-                                 "os": info.get("os_version"), "abi": info.get("abi"),
-                                 "governor": info.get("cpu_governor"),
-                                 "max_freqs_khz": ",".join(map(str, sorted(set(info.get("cpu_max_freqs_khz") or []))))}
+            seen[r["device"]] = {
+                "device": r["device"],
+                "model": info.get("model"),
+                "soc": info.get("soc"),
+                "os": info.get("os_version"),
+                "abi": info.get("abi"),
+                "governor": info.get("cpu_governor"),
+                "max_freqs_khz": ",".join(map(str, sorted(set(info.get("cpu_max_freqs_khz") or [])))),
+            }
     return list(seen.values())
 
 
@@ -60,22 +66,30 @@ def render(rows: Sequence[Mapping[str, Any]], plots: Mapping[str, Path], store: 
     cols = [c for c in SUMMARY_COLUMNS if c not in ("reason",)]
     ok = [r for r in rows if r.get("status") == "ok"]
     bad = [r for r in rows if r.get("status") != "ok"]
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgevit-bench report</title>"
-             f"<style>{_CSS}</style></head><body>",
-             "<h1>edgevit-bench report</h1>",
-             f"<p class='muted'>{len(rows)} rows ({len(ok)} ok, {len(bad)} failed) from {html.escape(store)}; "
-             f"edgevit-deploy {__version__}; generated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}</p>",
-             "<h2>Measurements</h2>", _table(ok, cols)]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgevit-bench report</title>"
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>edgevit-bench report</h1>",
+        f"<p class='muted'>{len(rows)} rows ({len(ok)} ok, {len(bad)} failed) from {html.escape(store)}; "
+        f"edgevit-deploy {__version__}; generated {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}</p>",
+        "<h2>Measurements</h2>",
+        _table(ok, cols),
+    ]
     if bad:
-        parts += ["<h2>Failed rows</h2>",
-                  _table(bad, ["model", "target", "precision", "threads", "delegate", "device", "reason"])]
+        parts += [
+            "<h2>Failed rows</h2>",
+            _table(bad, ["model", "target", "precision", "threads", "delegate", "device", "reason"]),
+        ]
     devices = _devices(rows)
     if devices:
         parts += ["<h2>Devices</h2>", _table(devices, list(devices[0]))]
     parts.append("<h2>Plots</h2>")
     parts += [_img(p, name) for name, p in plots.items()]
     ref = paper_table()
-    parts += ["<h2>Reference: published on-device rows</h2>", f"<p class='muted'>{html.escape(ref['source'])}</p>",
-              _table(ref["rows"], ["model", "top1", "cpu_ms", "energy_mj", "power_w", "efficiency"]),
-              "</body></html>"]
+    parts += [
+        "<h2>Reference: published on-device rows</h2>",
+        f"<p class='muted'>{html.escape(ref['source'])}</p>",
+        _table(ref["rows"], ["model", "top1", "cpu_ms", "energy_mj", "power_w", "efficiency"]),
+        "</body></html>",
+    ]
     return "\n".join(parts)

@@ -1,5 +1,6 @@
 """PNG plots (matplotlib, Agg): latency per model and format, latency vs parameters, and accuracy vs
 latency / energy Pareto fronts with the EdgeViT paper's published rows beside the measured ones."""
+
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,7 @@ from .reference import paper_table, param_count, published_top1
 from .rows import label
 
 log = logging.getLogger(__name__)
+
 
 def _plt() -> Any:
     mpl = require("matplotlib", "bench")
@@ -55,7 +57,7 @@ def latency_per_model(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_xticks(range(len(models)), models, rotation=20, ha="right")
     medians = [r["median_ms"] for r in ok if r["median_ms"] > 0]
     if medians and max(medians) / min(medians) > 20:
-        ax.set_yscale("log")               # one slow configuration would flatten all the others
+        ax.set_yscale("log")  # one slow configuration would flatten all the others
     ax.set_ylabel("latency, ms (median; whiskers min..p90)")
     ax.set_title("Latency per model and format")
     ax.legend(fontsize="small")
@@ -89,28 +91,37 @@ def top1_of(row: dict[str, Any]) -> float | None:
     return published_top1(row["model"])
 
 
-def _pareto_plot(rows: Sequence[dict[str, Any]], path: Path, metric: str, paper_key: str, xlabel: str,
-                 title: str) -> Path:
+def _pareto_plot(
+    rows: Sequence[dict[str, Any]], path: Path, metric: str, paper_key: str, xlabel: str, title: str
+) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.8))
     paper = [r for r in paper_table()["rows"] if r.get(paper_key) is not None]
     px = [(float(r[paper_key]), float(r["top1"]), r["model"]) for r in paper]
-    ax.scatter([p[0] for p in px], [p[1] for p in px], marker="s", color="0.6",
-               label="EdgeViT paper (Snapdragon 888 CPU)")
+    ax.scatter(
+        [p[0] for p in px], [p[1] for p in px], marker="s", color="0.6", label="EdgeViT paper (Snapdragon 888 CPU)"
+    )
     for x, y, m in px:
         ax.annotate(m, (x, y), fontsize=6, color="0.4", xytext=(2, 2), textcoords="offset points")
     front = pareto_front([(x, y) for x, y, _ in px])
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.6", linestyle="--")
-    measured = [(float(r[metric]), top1_of(r), r) for r in rows
-                if r.get("status") == "ok" and r.get(metric) is not None]
+    measured = [
+        (float(r[metric]), top1_of(r), r) for r in rows if r.get("status") == "ok" and r.get(metric) is not None
+    ]
     measured = [(x, y, r) for x, y, r in measured if y is not None]
     for name in sorted({label(r, True) for _, _, r in measured}):
         pts = [(x, y, r) for x, y, r in measured if label(r, True) == name]
         dots = ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=f"measured: {name}")
         mine = [(x, y) for x, y, r in pts if r.get("measured_top1") is not None]
         if mine:  # top-1 measured by edgevit-eval: a star around the dot
-            ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker="*", s=140, facecolors="none",
-                       edgecolors=dots.get_facecolor()[:1])
+            ax.scatter(
+                [p[0] for p in mine],
+                [p[1] for p in mine],
+                marker="*",
+                s=140,
+                facecolors="none",
+                edgecolors=dots.get_facecolor()[:1],
+            )
         for x, y, r in pts:
             note = f" (top-1 measured on {r['measured_top1_on']})" if r.get("measured_top1") is not None else ""
             ax.annotate(r["model"] + note, (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
@@ -118,25 +129,32 @@ def _pareto_plot(rows: Sequence[dict[str, Any]], path: Path, metric: str, paper_
         mfront = pareto_front([(x, y) for x, y, _ in measured])
         ax.step([p[0] for p in mfront], [p[1] for p in mfront], where="post", color="C3", linewidth=1)
     else:
-        title += "\n(no measured rows with a published top-1" + \
-                 (" and an energy reading" if metric == "energy_mj" else "") + ")"
+        title += (
+            "\n(no measured rows with a published top-1"
+            + (" and an energy reading" if metric == "energy_mj" else "")
+            + ")"
+        )
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("ImageNet-1K top-1, % (published; starred: measured)"
-                  if any(r.get("measured_top1") is not None for _, _, r in measured) else
-                  "published ImageNet-1K top-1, %")
+    ax.set_ylabel(
+        "ImageNet-1K top-1, % (published; starred: measured)"
+        if any(r.get("measured_top1") is not None for _, _, r in measured)
+        else "published ImageNet-1K top-1, %"
+    )
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize="x-small", loc="lower right")
     return _save(fig, plt, path)
 
 
 def pareto_accuracy_latency(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    return _pareto_plot(rows, path, "median_ms", "cpu_ms", "latency, ms (median)",
-                        "Accuracy vs latency (Pareto fronts)")
+    return _pareto_plot(
+        rows, path, "median_ms", "cpu_ms", "latency, ms (median)", "Accuracy vs latency (Pareto fronts)"
+    )
 
 
 def pareto_accuracy_energy(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    return _pareto_plot(rows, path, "energy_mj", "energy_mj", "energy per inference, mJ",
-                        "Accuracy vs energy (Pareto fronts)")
+    return _pareto_plot(
+        rows, path, "energy_mj", "energy_mj", "energy per inference, mJ", "Accuracy vs energy (Pareto fronts)"
+    )
 
 
 def _save(fig: Any, plt: Any, path: Path) -> Path:
@@ -153,5 +171,9 @@ def write_all(rows: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     return {name: make(rows, Path(out_dir) / f"{name}.png") for name, make in PLOTS.items()}
 
 
-PLOTS = {"latency_per_model": latency_per_model, "latency_vs_params": latency_vs_params,
-         "pareto_accuracy_latency": pareto_accuracy_latency, "pareto_accuracy_energy": pareto_accuracy_energy}
+PLOTS = {
+    "latency_per_model": latency_per_model,
+    "latency_vs_params": latency_vs_params,
+    "pareto_accuracy_latency": pareto_accuracy_latency,
+    "pareto_accuracy_energy": pareto_accuracy_energy,
+}

@@ -1,5 +1,6 @@
 """Reference data beside the measurements: the EdgeViT paper's published on-device rows, published
 top-1 accuracies and parameter counts of the measured models."""
+
 from __future__ import annotations
 
 import functools
@@ -29,7 +30,7 @@ def published_top1(model: str) -> float | None:
         cfg = get_model_config(model)
         if cfg.paper and cfg.paper.top1 is not None:
             return float(cfg.paper.top1)
-    except Exception:  # noqa: BLE001 - unknown names simply have no published figure
+    except Exception:
         pass
     for row in paper_table()["rows"]:
         if row.get("timm_name") and row["timm_name"] == _arch(model):
@@ -45,6 +46,6 @@ def param_count(model: str) -> int | None:
 
         recorded = get_model_config(model).num_params
         return int(recorded) if recorded else count_params(create_model(model))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.info("no parameter count for %s: %s", model, exc)
         return None

@@ -1,4 +1,5 @@
 """Rows of the store as flat records: the summary columns, CSV and JSON."""
+
 from __future__ import annotations
 
 import csv
@@ -9,10 +10,34 @@ from pathlib import Path
 from typing import Any
 
 #: what every JSON / CSV row carries first (the issue's minimum, then the useful rest)
-SUMMARY_COLUMNS = ["model", "target", "precision", "threads", "delegate", "device", "img_size", "status",
-                   "median_ms", "mean_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "trimmed_mean_ms", "init_ms",
-                   "first_ms", "peak_memory_mb", "model_size_bytes", "energy_mj", "power_w", "throttled",
-                   "published_top1", "efficiency", "runtime", "reason"]
+SUMMARY_COLUMNS = [
+    "model",
+    "target",
+    "precision",
+    "threads",
+    "delegate",
+    "device",
+    "img_size",
+    "status",
+    "median_ms",
+    "mean_ms",
+    "p90_ms",
+    "p99_ms",
+    "std_ms",
+    "min_ms",
+    "trimmed_mean_ms",
+    "init_ms",
+    "first_ms",
+    "peak_memory_mb",
+    "model_size_bytes",
+    "energy_mj",
+    "power_w",
+    "throttled",
+    "published_top1",
+    "efficiency",
+    "runtime",
+    "reason",
+]
 #: left out of exports: the runner's raw stdout (kept in the store for debugging)
 EXCLUDED = {"raw_output"}
 
@@ -29,8 +54,11 @@ def with_efficiency(row: dict[str, Any]) -> dict[str, Any]:
 
     top1 = published_top1(str(row["model"]))
     energy = row.get("energy_mj")
-    return {**row, "published_top1": top1,
-            "efficiency": round(top1 / energy, 4) if top1 is not None and energy else None}
+    return {
+        **row,
+        "published_top1": top1,
+        "efficiency": round(top1 / energy, 4) if top1 is not None and energy else None,
+    }
 
 
 def export_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
 """The terminal table (rich)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ def _mb(v: Any, scale: float = 1.0) -> str:
 
 
 def busy_note(row: dict[str, Any]) -> str:
-    """"busy (load X on N cores)" when the host's 1-minute load exceeded its core count before the run:
+    """ "busy (load X on N cores)" when the host's 1-minute load exceeded its core count before the run:
     its timings then measure the other work as much as the model."""
     load = (row.get("thermal_before") or {}).get("loadavg_1m")
     cores = ((row.get("device_info") or {}).get("extra") or {}).get("cpu_count")
@@ -37,21 +38,50 @@ def parity_cell(parity: dict[str, Any] | None) -> str:
 
 def rich_table(rows: Sequence[dict[str, Any]], title: str = "edgevit-bench results") -> Table:
     table = Table(title=title, show_lines=False)
-    for name, justify in (("model", "left"), ("target", "left"), ("prec", "left"), ("thr", "right"),
-                          ("delegate", "left"), ("device", "left"), ("img", "right"), ("runner", "left"),
-                          ("status", "left"), ("parity", "left"),
-                          ("median ms", "right"), ("p90 ms", "right"), ("mean ms", "right"), ("init ms", "right"),
-                          ("peak MB", "right"), ("size MB", "right"), ("mJ/inf", "right"), ("note", "left")):
+    for name, justify in (
+        ("model", "left"),
+        ("target", "left"),
+        ("prec", "left"),
+        ("thr", "right"),
+        ("delegate", "left"),
+        ("device", "left"),
+        ("img", "right"),
+        ("runner", "left"),
+        ("status", "left"),
+        ("parity", "left"),
+        ("median ms", "right"),
+        ("p90 ms", "right"),
+        ("mean ms", "right"),
+        ("init ms", "right"),
+        ("peak MB", "right"),
+        ("size MB", "right"),
+        ("mJ/inf", "right"),
+        ("note", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         ok = r.get("status") == "ok"
         note = "" if ok else (r.get("reason") or "")[:80]
         if ok:
             note = ", ".join(n for n in ("throttled" if r.get("throttled") else "", busy_note(r)) if n)
-        table.add_row(str(r["model"]), str(r["target"]), str(r["precision"]), str(r["threads"]), str(r["delegate"]),
-                      str(r["device"]), str(r["img_size"]), str(r.get("runner") or "default"),
-                      "[green]ok[/]" if ok else f"[red]{r.get('status')}[/]", parity_cell(r.get("parity")),
-                      _ms(r.get("median_ms")), _ms(r.get("p90_ms")), _ms(r.get("mean_ms")), _ms(r.get("init_ms")),
-                      _mb(r.get("peak_memory_mb")), _mb(r.get("model_size_bytes"), 1e6), _ms(r.get("energy_mj")),
-                      note)
+        table.add_row(
+            str(r["model"]),
+            str(r["target"]),
+            str(r["precision"]),
+            str(r["threads"]),
+            str(r["delegate"]),
+            str(r["device"]),
+            str(r["img_size"]),
+            str(r.get("runner") or "default"),
+            "[green]ok[/]" if ok else f"[red]{r.get('status')}[/]",
+            parity_cell(r.get("parity")),
+            _ms(r.get("median_ms")),
+            _ms(r.get("p90_ms")),
+            _ms(r.get("mean_ms")),
+            _ms(r.get("init_ms")),
+            _mb(r.get("peak_memory_mb")),
+            _mb(r.get("model_size_bytes"), 1e6),
+            _ms(r.get("energy_mj")),
+            note,
+        )
     return table

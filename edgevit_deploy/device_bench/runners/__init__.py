@@ -5,6 +5,7 @@ probe the device, sample energy, run with a timeout and an optional taskset mask
 ``get_runner(target, device_kind, config)`` is what the sweep calls. The table below is the only
 place that maps (target, device kind) to a runner class; runner modules are imported lazily.
 """
+
 from __future__ import annotations
 
 import abc
@@ -42,20 +43,20 @@ class RunnerConfig:
     benchmark_model: Path | None = None
     onnxruntime_perf_test: Path | None = None
     extra_flags: dict[str, list[str]] = field(default_factory=dict)
-    timeout_s: float | None = None      # seconds for one run on a device (default 600)
+    timeout_s: float | None = None  # seconds for one run on a device (default 600)
     energy: bool = False
     energy_idle_s: float = 5.0
-    energy_idle_max_age_s: float = 600.0   # an idle baseline is reused for this long per device
-    current_unit: str = "auto"          # "auto" | "uA" | "mA"  (power_supply current_now)
-    voltage_unit: str = "auto"          # "auto" | "uV" | "mV"
-    discharge_sign: str = "auto"        # "auto" | "negative" | "positive"
-    top1: float | None = None           # known top-1 accuracy (%) for the efficiency metric
-    libraries: list[Path] = field(default_factory=list)   # shared libraries the tools need (pushed, LD_LIBRARY_PATH)
-    android_app: Path | None = None     # the benchmark app's APK: installed when missing or outdated (runner app)
-    heartbeat_timeout_s: float = 60.0   # runner app: no new heartbeat for this long = the app hung or died
-    launch_timeout_s: float = 60.0      # runner app: no first heartbeat for this long = the app never started
-    checkpoint: str | None = None       # runner app: the weights the artifacts were exported with (parity reference)
-    ios_app: Path | None = None         # the iOS app (.ipa or .app): installed on an iPhone when missing or outdated
+    energy_idle_max_age_s: float = 600.0  # an idle baseline is reused for this long per device
+    current_unit: str = "auto"  # "auto" | "uA" | "mA"  (power_supply current_now)
+    voltage_unit: str = "auto"  # "auto" | "uV" | "mV"
+    discharge_sign: str = "auto"  # "auto" | "negative" | "positive"
+    top1: float | None = None  # known top-1 accuracy (%) for the efficiency metric
+    libraries: list[Path] = field(default_factory=list)  # shared libraries the tools need (pushed, LD_LIBRARY_PATH)
+    android_app: Path | None = None  # the benchmark app's APK: installed when missing or outdated (runner app)
+    heartbeat_timeout_s: float = 60.0  # runner app: no new heartbeat for this long = the app hung or died
+    launch_timeout_s: float = 60.0  # runner app: no first heartbeat for this long = the app never started
+    checkpoint: str | None = None  # runner app: the weights the artifacts were exported with (parity reference)
+    ios_app: Path | None = None  # the iOS app (.ipa or .app): installed on an iPhone when missing or outdated
 
     def __post_init__(self) -> None:
         if self.benchmark_model is not None:
@@ -64,8 +65,11 @@ class RunnerConfig:
             self.onnxruntime_perf_test = Path(self.onnxruntime_perf_test).expanduser()
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise RunnerConfigError(f"timeout_s must be positive, got {self.timeout_s}")
-        for key, allowed in (("current_unit", ("auto", "uA", "mA")), ("voltage_unit", ("auto", "uV", "mV")),
-                             ("discharge_sign", ("auto", "negative", "positive"))):
+        for key, allowed in (
+            ("current_unit", ("auto", "uA", "mA")),
+            ("voltage_unit", ("auto", "uV", "mV")),
+            ("discharge_sign", ("auto", "negative", "positive")),
+        ):
             if getattr(self, key) not in allowed:
                 raise RunnerConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         self.extra_flags = {k: [str(a) for a in v] for k, v in self.extra_flags.items()}
@@ -73,8 +77,9 @@ class RunnerConfig:
         if self.android_app is not None:
             self.android_app = Path(self.android_app).expanduser()
             if not self.android_app.is_file():
-                raise RunnerConfigError(f"android_app {self.android_app} does not exist "
-                                        "(build it: android_app/README.md)")
+                raise RunnerConfigError(
+                    f"android_app {self.android_app} does not exist (build it: android_app/README.md)"
+                )
         if self.ios_app is not None:
             self.ios_app = Path(self.ios_app).expanduser()
             if not self.ios_app.exists():
@@ -97,8 +102,10 @@ class RunnerConfig:
     @classmethod
     def from_env(cls, **overrides: Any) -> RunnerConfig:
         """Tool paths from $EDGEVIT_BENCHMARK_MODEL / $EDGEVIT_ORT_PERF_TEST unless given explicitly."""
-        values: dict[str, Any] = {"benchmark_model": os.environ.get(ENV_BENCHMARK_MODEL) or None,
-                                  "onnxruntime_perf_test": os.environ.get(ENV_ORT_PERF_TEST) or None}
+        values: dict[str, Any] = {
+            "benchmark_model": os.environ.get(ENV_BENCHMARK_MODEL) or None,
+            "onnxruntime_perf_test": os.environ.get(ENV_ORT_PERF_TEST) or None,
+        }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values)
 
@@ -179,9 +186,11 @@ class AndroidToolRunner(abc.ABC):
         path = getattr(self.config, self.tool, None)
         env = {"benchmark_model": ENV_BENCHMARK_MODEL, "onnxruntime_perf_test": ENV_ORT_PERF_TEST}[self.tool]
         if path is None:
-            raise RunnerConfigError(f"no {self.tool} binary configured: pass --{self.tool.replace('_', '-')} "
-                                    f"PATH, set ${env}, or `{self.tool}:` in the sweep file's runners table "
-                                    "(see docs/android.md for where to get an arm64 build)")
+            raise RunnerConfigError(
+                f"no {self.tool} binary configured: pass --{self.tool.replace('_', '-')} "
+                f"PATH, set ${env}, or `{self.tool}:` in the sweep file's runners table "
+                "(see docs/android.md for where to get an arm64 build)"
+            )
         path = Path(path)
         if not path.is_file():
             raise RunnerConfigError(f"{self.tool} binary {path} does not exist (check ${env} / the flag)")
@@ -197,8 +206,9 @@ class AndroidToolRunner(abc.ABC):
         remote = push_once(transport, tool)
         res = transport.shell(f"chmod 755 {shell.quote(remote)}", timeout=60)
         if not res.ok:
-            raise RunnerConfigError(f"{transport.device_id}: cannot make {remote} executable: "
-                                    f"{(res.stdout + res.stderr).strip()[:300]}")
+            raise RunnerConfigError(
+                f"{transport.device_id}: cannot make {remote} executable: {(res.stdout + res.stderr).strip()[:300]}"
+            )
         return remote
 
     def install_libraries(self, transport: Transport) -> list[str]:
@@ -227,8 +237,9 @@ class AndroidToolRunner(abc.ABC):
             return Measurement(status="failed", reason=reason, **{**base, **extra})
 
         if job.delegate not in self.delegates:
-            return failed(f"{self.name} has no delegate {job.delegate!r}; choose one of "
-                          f"{', '.join(sorted(self.delegates))}")
+            return failed(
+                f"{self.name} has no delegate {job.delegate!r}; choose one of {', '.join(sorted(self.delegates))}"
+            )
         try:
             if job.cpu_mask and job.cpu_mask != BIG_CORES:
                 shell.validate_mask(job.cpu_mask)
@@ -260,16 +271,19 @@ class AndroidToolRunner(abc.ABC):
         self._probe_after(transport, snap_before, base, notes)
 
         if result.timed_out:
-            return failed(f"{self.name} timed out after {timeout:g} s (raise the runner timeout, or lower the "
-                          "iterations)", notes=notes)
+            return failed(
+                f"{self.name} timed out after {timeout:g} s (raise the runner timeout, or lower the iterations)",
+                notes=notes,
+            )
         parsed = self.parse(transport, result, model_path, scratch)
         base["runtime"] = f"{self.name} ({parsed.variant or 'unrecognised output'})"
         notes.extend(parsed.warnings)
         if not parsed.ok:
             return failed(f"{parsed.reason} [exit {result.exit_code}]", notes=notes)
         if result.exit_code != 0:
-            return failed(f"{self.name} exited with {result.exit_code} although its output parsed; not trusting it",
-                          notes=notes)
+            return failed(
+                f"{self.name} exited with {result.exit_code} although its output parsed; not trusting it", notes=notes
+            )
         fields = parsed.measurement_fields()
         charging = bool(snap_before and snap_before.battery.charging)
         energy_fields = sampler.finish(fields.get("median_ms") or fields.get("mean_ms"), charging, notes)
@@ -286,8 +300,11 @@ class AndroidToolRunner(abc.ABC):
             notes.append(f"device probe failed: {exc}")
             return None
         notes.extend(android.idle_warnings(snap))
-        base.update(device=android.device_info_from(transport.device_id, props, snap),
-                    thermal_before=android.snapshot_dict(snap), battery_level=snap.battery.level)
+        base.update(
+            device=android.device_info_from(transport.device_id, props, snap),
+            thermal_before=android.snapshot_dict(snap),
+            battery_level=snap.battery.level,
+        )
         return snap
 
     @staticmethod
@@ -308,7 +325,7 @@ class AndroidToolRunner(abc.ABC):
 
 
 DEFAULT_DEVICE_TIMEOUT_S = 600.0
-BIG_CORES = "big"   # cpu_mask value: pin to the cores with the highest max frequency
+BIG_CORES = "big"  # cpu_mask value: pin to the cores with the highest max frequency
 
 
 def _big_core_mask(snap: Any) -> str | None:
@@ -317,14 +334,20 @@ def _big_core_mask(snap: Any) -> str | None:
     return android.big_core_mask(snap.cpus) if snap is not None else None
 
 
-_IDLE_CACHE: dict[str, tuple[float, Any]] = {}   # device id -> (monotonic time, idle PowerReading)
+_IDLE_CACHE: dict[str, tuple[float, Any]] = {}  # device id -> (monotonic time, idle PowerReading)
 
 
 class _EnergySampler:
     """Battery sampling around one run (a no-op when energy is off or the device has no gauge)."""
 
-    def __init__(self, config: RunnerConfig, transport: Transport | None = None, supply: Any = None,
-                 idle: Any = None, log_path: str = ""):
+    def __init__(
+        self,
+        config: RunnerConfig,
+        transport: Transport | None = None,
+        supply: Any = None,
+        idle: Any = None,
+        log_path: str = "",
+    ):
         self.config = config
         self.transport = transport
         self.supply = supply
@@ -355,8 +378,9 @@ class _EnergySampler:
     def energy_config(config: RunnerConfig) -> Any:
         from .. import energy
 
-        return energy.EnergyConfig(config.current_unit, config.voltage_unit, config.discharge_sign,
-                                   idle_s=config.energy_idle_s)
+        return energy.EnergyConfig(
+            config.current_unit, config.voltage_unit, config.discharge_sign, idle_s=config.energy_idle_s
+        )
 
     def wrap(self, command: str) -> str:
         from .. import energy

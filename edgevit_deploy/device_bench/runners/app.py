@@ -9,6 +9,7 @@ validator on the outputs against PyTorch on the same inputs (the row's ``parity`
 ``InstrumentRunner`` (``--runner instrument``) starts the app's instrumentation test with ``am instrument -w``
 instead, as device farms do. Runners never call subprocess: everything goes through the Transport.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,16 +75,22 @@ def ensure_app(transport: Transport, config: RunnerConfig, instrument: bool = Fa
     if version != P.APP_VERSION:
         have = f"version {version} is installed" if version else "it is not installed"
         if config.android_app is None:
-            raise AppProblem(f"the benchmark app {P.APP_PACKAGE} {P.APP_VERSION} is needed but {have}: build it "
-                             "(android_app/README.md) and pass --android-app PATH.apk")
+            raise AppProblem(
+                f"the benchmark app {P.APP_PACKAGE} {P.APP_VERSION} is needed but {have}: build it "
+                "(android_app/README.md) and pass --android-app PATH.apk"
+            )
         install_app(transport, config.android_app)
         version = installed_version(transport)
         if version != P.APP_VERSION:
-            raise AppProblem(f"{config.android_app} installed version {version}, this toolkit speaks protocol "
-                             f"{P.PROTOCOL_VERSION} with app {P.APP_VERSION}: rebuild the APK from this checkout")
+            raise AppProblem(
+                f"{config.android_app} installed version {version}, this toolkit speaks protocol "
+                f"{P.PROTOCOL_VERSION} with app {P.APP_VERSION}: rebuild the APK from this checkout"
+            )
     if instrument and not has_instrumentation(transport):
-        raise AppProblem(f"the instrumentation {P.APP_INSTRUMENTATION} is not installed: install the test APK "
-                         "(cd android_app && ./gradlew installReleaseAndroidTest, see android_app/README.md)")
+        raise AppProblem(
+            f"the instrumentation {P.APP_INSTRUMENTATION} is not installed: install the test APK "
+            "(cd android_app && ./gradlew installReleaseAndroidTest, see android_app/README.md)"
+        )
     return version
 
 
@@ -131,15 +138,18 @@ class AppRunner:
 
     def _push_job(self, transport: Transport, staged: Path, job: P.Job) -> None:
         remote = f"{self.files_dir}/{P.JOBS_DIR}/{job.job_id}"
-        made = transport.shell(f"rm -rf {self._q(remote)} && mkdir -p {self._q(remote + '/inputs')} "
-                               f"{self._q(self.files_dir + '/' + P.RESULTS_DIR)}", timeout=60)
+        made = transport.shell(
+            f"rm -rf {self._q(remote)} && mkdir -p {self._q(remote + '/inputs')} "
+            f"{self._q(self.files_dir + '/' + P.RESULTS_DIR)}",
+            timeout=60,
+        )
         if not made.ok:
             raise AppProblem(f"cannot create {remote} on the device: {(made.stdout + made.stderr).strip()[:300]}")
         local = P.job_dir(staged, job.job_id)
         files = [p for p in sorted(local.rglob("*")) if p.is_file() and p.name != P.JOB_FILE]
         for f in files:
             transport.push(f, f"{remote}/{f.relative_to(local).as_posix()}")
-        transport.push(local / P.JOB_FILE, f"{remote}/{P.JOB_FILE}")   # last: the app only sees complete jobs
+        transport.push(local / P.JOB_FILE, f"{remote}/{P.JOB_FILE}")  # last: the app only sees complete jobs
 
     def _start(self, transport: Transport, timeout: float) -> str | None:
         """Start the app (or run its instrumentation to the end); a failure reason, or None."""
@@ -162,10 +172,12 @@ class AppRunner:
         """(heartbeat, result present, app process alive) in one shell round trip."""
         status_path = self._q(f"{self.files_dir}/{P.STATUS_FILE}")
         result_path = self._q(f"{self.files_dir}/{P.RESULTS_DIR}/{job_id}.json")
-        res = transport.shell(f"cat {status_path} 2>/dev/null; echo; "
-                              f"test -e {result_path} && echo {_RESULT_MARK}; "
-                              f"pidof {shlex.quote(P.APP_PACKAGE)} >/dev/null 2>&1 && echo {_ALIVE_MARK}; true",
-                              timeout=60)
+        res = transport.shell(
+            f"cat {status_path} 2>/dev/null; echo; "
+            f"test -e {result_path} && echo {_RESULT_MARK}; "
+            f"pidof {shlex.quote(P.APP_PACKAGE)} >/dev/null 2>&1 && echo {_ALIVE_MARK}; true",
+            timeout=60,
+        )
         text = res.stdout
         has_result, alive = _RESULT_MARK in text, _ALIVE_MARK in text
         body = text.split(_RESULT_MARK)[0].split(_ALIVE_MARK)[0].strip()
@@ -193,16 +205,23 @@ class AppRunner:
                 return None
             if status is not None and status.seq != last_seq:
                 last_seq, last_status, last_change = status.seq, status, now
-            where = (f"job {last_status.job_id or '-'}, phase {last_status.phase}, iteration {last_status.iteration}"
-                     if last_status else "before its first heartbeat")
+            where = (
+                f"job {last_status.job_id or '-'}, phase {last_status.phase}, iteration {last_status.iteration}"
+                if last_status
+                else "before its first heartbeat"
+            )
             if last_status is not None and last_status.state == "done" and not alive:
-                return (f"the app finished without a result for job {job.job_id} (last heartbeat: {where}); "
-                        f"{self.crash_hint}")
+                return (
+                    f"the app finished without a result for job {job.job_id} (last heartbeat: {where}); "
+                    f"{self.crash_hint}"
+                )
             if last_status is not None and not alive:
                 dead_polls += 1
-                if dead_polls >= 2:   # two polls apart: not the moment between a result and the process exit
-                    return (f"the app process died without a result ({where}): it crashed or was killed by the "
-                            f"{self.killer}; {self.crash_hint}")
+                if dead_polls >= 2:  # two polls apart: not the moment between a result and the process exit
+                    return (
+                        f"the app process died without a result ({where}): it crashed or was killed by the "
+                        f"{self.killer}; {self.crash_hint}"
+                    )
             else:
                 dead_polls = 0
             if last_status is None and now - start > cfg.launch_timeout_s:
@@ -241,9 +260,9 @@ class AppRunner:
             return Measurement(status="failed", reason=reason, **{**base, **extra})
 
         try:
-            model, inputs, reference = _reference(artifact.path, job, self.config)
+            _model, inputs, reference = _reference(artifact.path, job, self.config)
             pjob = builder.build_job(job, artifact.path, artifact.sha256, inputs, timeout_s=timeout)
-        except Exception as exc:  # noqa: BLE001 - unsupported target / delegate, model that does not build
+        except Exception as exc:
             return failed(f"{type(exc).__name__}: {exc}")
         try:
             if transport.device_id not in self._checked:
@@ -259,8 +278,9 @@ class AppRunner:
             if has_result:
                 log.info("%s: job %s already has a result on the device (resumed)", transport.device_id, pjob.job_id)
             elif alive and status is not None and status.job_id == pjob.job_id and not self.instrument:
-                log.info("%s: the app is still running job %s (resumed): following it", transport.device_id,
-                         pjob.job_id)
+                log.info(
+                    "%s: the app is still running job %s (resumed): following it", transport.device_id, pjob.job_id
+                )
                 problem = self._follow(transport, pjob)
                 if problem is not None:
                     self._stop(transport)
@@ -289,39 +309,79 @@ class AppRunner:
             self._cleanup(transport, pjob.job_id)
             return self._measurement(job, base, result, raw, tmp_path / "files", reference, mode)
 
-    def _measurement(self, job: BenchJob, base: dict[str, Any], result: P.Result, raw: str, files: Path,
-                     reference: np.ndarray, mode: str) -> Measurement:
+    def _measurement(
+        self,
+        job: BenchJob,
+        base: dict[str, Any],
+        result: P.Result,
+        raw: str,
+        files: Path,
+        reference: np.ndarray,
+        mode: str,
+    ) -> Measurement:
         from ...verify.report import Thresholds
         from ...verify.validator import validate_outputs
 
         rt = result.runtime
-        base.update(runtime=f"{mode}: {rt['version'] or rt['name']} [{rt['delegate']}, {rt['threads']}t]",
-                    raw_output=raw[-20000:], **self._thermal_fields(result))
-        notes = [f"app {result.device.get('app_version', '')} on {result.device.get('model', '')} "
-                 f"({result.device.get('os', '')})"]
+        base.update(
+            runtime=f"{mode}: {rt['version'] or rt['name']} [{rt['delegate']}, {rt['threads']}t]",
+            raw_output=raw[-20000:],
+            **self._thermal_fields(result),
+        )
+        notes = [
+            f"app {result.device.get('app_version', '')} on {result.device.get('model', '')} "
+            f"({result.device.get('os', '')})"
+        ]
         throttled = self._throttled(result)
         if not result.ok:
-            return Measurement(status="failed", reason=f"the app reported: {result.error}", notes=notes,
-                               throttled=throttled, peak_memory_mb=result.peak_memory_mb, **base)
+            return Measurement(
+                status="failed",
+                reason=f"the app reported: {result.error}",
+                notes=notes,
+                throttled=throttled,
+                peak_memory_mb=result.peak_memory_mb,
+                **base,
+            )
         summary = summarise(result.latencies_ms)
         energy_mj, power_w, energy_note = self._energy(result, summary.median)
         candidate = P.read_outputs(files, result)
-        parity = validate_outputs(reference, candidate, Thresholds.for_precision(job.precision),
-                                  executor=f"on-device {mode} ({rt['name']}, {rt['delegate']})")
+        parity = validate_outputs(
+            reference,
+            candidate,
+            Thresholds.for_precision(job.precision),
+            executor=f"on-device {mode} ({rt['name']}, {rt['delegate']})",
+        )
         if not parity.passed:
             notes.append(f"on-device outputs differ from PyTorch: {parity.reason}")
         self._extra_notes(result, notes)
-        return Measurement(status="ok", init_ms=result.load_ms, first_ms=result.first_ms, warmup_count=result.warmup,
-                           latencies_ms=list(result.latencies_ms), **summary.as_measurement_fields(),
-                           peak_memory_mb=result.peak_memory_mb, energy_mj=energy_mj, power_w=power_w,
-                           energy_note=energy_note, throttled=throttled, notes=notes, parity=parity.to_dict(), **base)
-
+        return Measurement(
+            status="ok",
+            init_ms=result.load_ms,
+            first_ms=result.first_ms,
+            warmup_count=result.warmup,
+            latencies_ms=list(result.latencies_ms),
+            **summary.as_measurement_fields(),
+            peak_memory_mb=result.peak_memory_mb,
+            energy_mj=energy_mj,
+            power_w=power_w,
+            energy_note=energy_note,
+            throttled=throttled,
+            notes=notes,
+            parity=parity.to_dict(),
+            **base,
+        )
 
     def _thermal_fields(self, result: P.Result) -> dict[str, Any]:
-        return {"thermal_before": {"thermal_status": result.thermal_before.status,
-                                   "thermal_headroom": result.thermal_before.headroom},
-                "thermal_after": {"thermal_status": result.thermal_after.status,
-                                  "thermal_headroom": result.thermal_after.headroom}}
+        return {
+            "thermal_before": {
+                "thermal_status": result.thermal_before.status,
+                "thermal_headroom": result.thermal_before.headroom,
+            },
+            "thermal_after": {
+                "thermal_status": result.thermal_after.status,
+                "thermal_headroom": result.thermal_after.headroom,
+            },
+        }
 
     def _throttled(self, result: P.Result) -> bool | None:
         before, after = result.thermal_before.status, result.thermal_after.status
@@ -329,9 +389,14 @@ class AppRunner:
 
     def _energy(self, result: P.Result, median_ms: float | None) -> tuple[float | None, float | None, str]:
         energy_mj, power_w = energy_from_samples(result.power_samples, median_ms)
-        note = ("battery current x voltage sampled by the app (BatteryManager) during the timed loop: "
-                "whole-device draw, idle not subtracted") if energy_mj is not None else \
-            "the app got no battery current / voltage readings on this device"
+        note = (
+            (
+                "battery current x voltage sampled by the app (BatteryManager) during the timed loop: "
+                "whole-device draw, idle not subtracted"
+            )
+            if energy_mj is not None
+            else "the app got no battery current / voltage readings on this device"
+        )
         return energy_mj, power_w, note
 
     def _extra_notes(self, result: P.Result, notes: list[str]) -> None:
@@ -357,7 +422,7 @@ def _reference(artifact_path: Path, job: BenchJob, config: RunnerConfig) -> tupl
     key = (str(artifact_path), sha256_of(artifact_path), job.model, str(job.img_size), str(config.checkpoint))
     with _REFERENCE_LOCK:
         if key not in _REFERENCES:
-            _REFERENCES.clear()   # one artifact's reference at a time: rows of one artifact run back to back
+            _REFERENCES.clear()  # one artifact's reference at a time: rows of one artifact run back to back
             _REFERENCES[key] = _build_reference(artifact_path, job, config)
         return _REFERENCES[key]
 

@@ -1,5 +1,6 @@
 """Host runner: one clean ``python -m edgevit_deploy.device_bench.host_worker`` process per measurement,
 started through the transport (the runner never calls subprocess itself)."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ def parse_worker_output(stdout: str) -> dict[str, Any]:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
             try:
-                data = json.loads(line[len(RESULT_PREFIX):])
+                data = json.loads(line[len(RESULT_PREFIX) :])
             except json.JSONDecodeError as exc:
                 raise ValueError(f"malformed worker result line: {exc}") from None
             if not isinstance(data, dict) or "ok" not in data:
@@ -46,9 +47,23 @@ class HostRunner:
 
     def command(self, job: BenchJob, remote_artifact: str) -> str:
         shape = f"1,3,{job.img_size},{job.img_size}"
-        parts = [self.python, "-m", "edgevit_deploy.device_bench.host_worker", "--target", job.target,
-                 "--artifact", remote_artifact, "--input-shape", shape, "--threads", str(job.threads),
-                 "--warmup", str(job.warmup), "--iterations", str(job.iterations)]
+        parts = [
+            self.python,
+            "-m",
+            "edgevit_deploy.device_bench.host_worker",
+            "--target",
+            job.target,
+            "--artifact",
+            remote_artifact,
+            "--input-shape",
+            shape,
+            "--threads",
+            str(job.threads),
+            "--warmup",
+            str(job.warmup),
+            "--iterations",
+            str(job.iterations),
+        ]
         cmd = " ".join(shlex.quote(p) for p in parts)
         if job.cpu_mask:
             cmd = f"taskset {shlex.quote(job.cpu_mask)} {cmd}"
@@ -60,8 +75,11 @@ class HostRunner:
             artifact = Artifact(path=path, sha256=sha256_of(path), size_bytes=size_of(path), key="")
         base = measurement_base(job, artifact, runtime="host")
         if job.delegate not in ("cpu", "xnnpack", "default"):
-            return Measurement(status="failed", reason=f"the host runner has no {job.delegate!r} delegate; "
-                               "use --delegates cpu for --device local", **base)
+            return Measurement(
+                status="failed",
+                reason=f"the host runner has no {job.delegate!r} delegate; use --delegates cpu for --device local",
+                **base,
+            )
         remote = push_once(transport, artifact)
         timeout = self.timeout_s or BASE_TIMEOUT_S + PER_ITERATION_TIMEOUT_S * (job.warmup + job.iterations)
         cmd = self.command(job, remote)
@@ -69,23 +87,29 @@ class HostRunner:
         res = transport.shell(cmd, timeout=timeout)
         raw = (res.stdout + ("\n" + res.stderr if res.stderr else ""))[-20000:]
         if res.timed_out:
-            return Measurement(status="failed", reason=f"runner timed out after {timeout:g} s", raw_output=raw,
-                               **base)
+            return Measurement(status="failed", reason=f"runner timed out after {timeout:g} s", raw_output=raw, **base)
         try:
             data = parse_worker_output(res.stdout)
         except ValueError as exc:
             tail = res.stderr.strip().splitlines()[-1:] or ["no stderr"]
-            return Measurement(status="failed", reason=f"{exc} (exit {res.exit_code}; {tail[0][:300]})",
-                               raw_output=raw, **base)
+            return Measurement(
+                status="failed", reason=f"{exc} (exit {res.exit_code}; {tail[0][:300]})", raw_output=raw, **base
+            )
         if not data["ok"]:
-            return Measurement(status="failed", reason=str(data.get("error", "worker failed")), raw_output=raw,
-                               **base)
+            return Measurement(status="failed", reason=str(data.get("error", "worker failed")), raw_output=raw, **base)
         try:
             summary = summarise(data["latencies_ms"])
         except (ValueError, TypeError, KeyError) as exc:
             return Measurement(status="failed", reason=f"unusable latencies: {exc}", raw_output=raw, **base)
         base.update(runtime=str(data.get("executor", "host")), input_shape=list(data.get("input_shape", ())))
-        return Measurement(status="ok", init_ms=data.get("init_ms"), first_ms=data.get("first_ms"),
-                           warmup_count=data.get("warmup"), latencies_ms=[float(v) for v in data["latencies_ms"]],
-                           peak_memory_mb=data.get("peak_rss_mb"), raw_output=raw,
-                           **summary.as_measurement_fields(), **base)
+        return Measurement(
+            status="ok",
+            init_ms=data.get("init_ms"),
+            first_ms=data.get("first_ms"),
+            warmup_count=data.get("warmup"),
+            latencies_ms=[float(v) for v in data["latencies_ms"]],
+            peak_memory_mb=data.get("peak_rss_mb"),
+            raw_output=raw,
+            **summary.as_measurement_fields(),
+            **base,
+        )

@@ -8,6 +8,7 @@ ane -> cpuAndNeuralEngine, all -> all; see ``jobs.builder.COMPUTE_UNITS``). ``Pr
 (0 nominal, 1 fair, 2 serious, 3 critical) before or after the timed loop at serious or above marks the row
 throttled. Energy is never measured on iOS (no per-app reading exists): the row says so.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,8 @@ log = logging.getLogger(__name__)
 
 #: ProcessInfo.ThermalState raw values, as the app writes them in thermal.status
 THERMAL_STATES = ("nominal", "fair", "serious", "critical")
-THROTTLED_FROM = 2   # serious
-ENERGY_NOTE = ("unavailable on iOS: the system gives an app no energy or battery-current reading "
-               "(nothing is estimated)")
+THROTTLED_FROM = 2  # serious
+ENERGY_NOTE = "unavailable on iOS: the system gives an app no energy or battery-current reading (nothing is estimated)"
 
 
 class IosAppRunner(AppRunner):
@@ -36,11 +36,15 @@ class IosAppRunner(AppRunner):
     name = "app"
     instrument = False
     files_dir = P.IOS_FILES_DIR
-    crash_hint = ("see the device log (Xcode > Window > Devices and Simulators > Open Console, process "
-                  f"{P.IOS_EXECUTABLE}) and Settings > Privacy > Analytics Data for a crash report")
+    crash_hint = (
+        "see the device log (Xcode > Window > Devices and Simulators > Open Console, process "
+        f"{P.IOS_EXECUTABLE}) and Settings > Privacy > Analytics Data for a crash report"
+    )
     killer = "iOS jetsam memory limit"
-    launch_hint = (f"after the launch: unlock the iPhone and open {P.IOS_EXECUTABLE} by hand, it runs the "
-                   "pending jobs when it comes to the foreground")
+    launch_hint = (
+        f"after the launch: unlock the iPhone and open {P.IOS_EXECUTABLE} by hand, it runs the "
+        "pending jobs when it comes to the foreground"
+    )
 
     def _ios(self, transport: Transport) -> Any:
         for op in ("app_version", "install_app", "launch_app", "app_running", "terminate_app"):
@@ -56,8 +60,10 @@ class IosAppRunner(AppRunner):
         have = f"version {version} is installed" if version else "it is not installed"
         app = getattr(self.config, "ios_app", None)
         if app is None:
-            raise AppProblem(f"the iOS benchmark app {P.IOS_BUNDLE_ID} {P.APP_VERSION} is needed but {have}: "
-                             "build it (ios_app/README.md) and pass --ios-app PATH.ipa")
+            raise AppProblem(
+                f"the iOS benchmark app {P.IOS_BUNDLE_ID} {P.APP_VERSION} is needed but {have}: "
+                "build it (ios_app/README.md) and pass --ios-app PATH.ipa"
+            )
         try:
             ios.install_app(Path(app))
         except DeviceDisconnectedError:
@@ -66,8 +72,10 @@ class IosAppRunner(AppRunner):
             raise AppProblem(f"installing {app} failed: {exc}") from None
         version = ios.app_version()
         if version != P.APP_VERSION:
-            raise AppProblem(f"{app} installed version {version}, this toolkit speaks protocol "
-                             f"{P.PROTOCOL_VERSION} with app {P.APP_VERSION}: rebuild the app from this checkout")
+            raise AppProblem(
+                f"{app} installed version {version}, this toolkit speaks protocol "
+                f"{P.PROTOCOL_VERSION} with app {P.APP_VERSION}: rebuild the app from this checkout"
+            )
 
     def _stop(self, transport: Transport) -> None:
         try:
@@ -83,7 +91,7 @@ class IosAppRunner(AppRunner):
         local = P.job_dir(staged, job.job_id)
         files = [p for p in sorted(local.rglob("*")) if p.is_file() and p.name != P.JOB_FILE]
         try:
-            for f in [*files, local / P.JOB_FILE]:   # job.json last: the app only sees complete jobs
+            for f in [*files, local / P.JOB_FILE]:  # job.json last: the app only sees complete jobs
                 transport.push(f, f"{remote}/{f.relative_to(local).as_posix()}")
         except DeviceDisconnectedError:
             raise
@@ -93,7 +101,7 @@ class IosAppRunner(AppRunner):
     def _start(self, transport: Transport, timeout: float) -> str | None:
         ios = self._ios(transport)
         with tempfile.TemporaryDirectory(prefix="edgevit-ios-") as tmp:
-            blank = Path(tmp) / P.STATUS_FILE   # no delete in devicectl: an empty heartbeat reads as "none yet"
+            blank = Path(tmp) / P.STATUS_FILE  # no delete in devicectl: an empty heartbeat reads as "none yet"
             blank.write_text("")
             transport.push(blank, f"{self.files_dir}/{P.STATUS_FILE}")
         try:
@@ -101,8 +109,10 @@ class IosAppRunner(AppRunner):
         except DeviceDisconnectedError:
             raise
         except DeviceError as exc:
-            return (f"launching {P.IOS_BUNDLE_ID} failed ({exc}); unlock the iPhone and open "
-                    f"{P.IOS_EXECUTABLE} by hand, it runs the pending jobs")
+            return (
+                f"launching {P.IOS_BUNDLE_ID} failed ({exc}); unlock the iPhone and open "
+                f"{P.IOS_EXECUTABLE} by hand, it runs the pending jobs"
+            )
         return None
 
     def _poll(self, transport: Transport, job_id: str) -> tuple[P.Status | None, bool, bool]:
@@ -139,6 +149,8 @@ class IosAppRunner(AppRunner):
 
     def _extra_notes(self, result: P.Result, notes: list[str]) -> None:
         if result.compile_ms is not None:
-            notes.append(f"Core ML compiled the package on the device in {result.compile_ms:.1f} ms "
-                         "(MLModel.compileModel, not part of init_ms)")
+            notes.append(
+                f"Core ML compiled the package on the device in {result.compile_ms:.1f} ms "
+                "(MLModel.compileModel, not part of init_ms)"
+            )
         notes.append(f"compute units {result.runtime.get('delegate', '?')}")

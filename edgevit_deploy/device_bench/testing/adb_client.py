@@ -4,6 +4,7 @@ Isolation as the adb docs require: its own port outside 5555-5585, its own HOME 
 state), and ``kill-server`` at the end. ``ADB`` is Debian's ``adb`` package (``apt-get install adb``)
 or any platform-tools ``adb`` on PATH.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,14 @@ class AdbServer:
         return env
 
     def run(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([self.adb, "-P", str(self.port), *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [self.adb, "-P", str(self.port), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check and proc.returncode != 0:
             raise RuntimeError(f"adb {' '.join(args)} exited {proc.returncode}: {proc.stdout}{proc.stderr}")
         return proc

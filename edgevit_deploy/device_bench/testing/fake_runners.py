@@ -6,6 +6,7 @@ Python) that the runners push to the stand-in device like the real binaries.
 Unavailable accelerators fail the way the real tools do: ``--use_gpu`` / ``--use_nnapi`` print "Failed to
 apply ... delegate." and "Benchmarking failed."; ``-e nnapi`` prints the ORT error line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,11 @@ sys.exit({entry}(sys.argv[1:]))
 
 def _packages() -> list[tuple[str, str]]:
     testing = Path(__file__).resolve().parent
-    return [("edgevit_deploy", str(testing.parent.parent)), ("edgevit_deploy.device_bench", str(testing.parent)),
-            ("edgevit_deploy.device_bench.testing", str(testing))]
+    return [
+        ("edgevit_deploy", str(testing.parent.parent)),
+        ("edgevit_deploy.device_bench", str(testing.parent)),
+        ("edgevit_deploy.device_bench.testing", str(testing)),
+    ]
 
 
 def write_fake_tools(dest: Path, python: str | None = None) -> FakeTools:
@@ -106,8 +110,12 @@ def _stat_line(us: list[float], with_first: bool = True) -> str:
         parts.append(f"first={us[0]:.0f}")
     parts.append(f"curr={us[-1]:.0f}")
     if len(us) > 1:
-        parts += [f"min={s[0]:.0f}", f"max={s[-1]:.0f}", f"avg={statistics.fmean(us):g}",
-                  f"std={statistics.pstdev(us):.0f}"]
+        parts += [
+            f"min={s[0]:.0f}",
+            f"max={s[-1]:.0f}",
+            f"avg={statistics.fmean(us):g}",
+            f"std={statistics.pstdev(us):.0f}",
+        ]
     parts += [f"p5={percentile(s, 5):.0f}", f"median={percentile(s, 50):.0f}", f"p95={percentile(s, 95):.0f}"]
     return " ".join(parts)
 
@@ -157,29 +165,42 @@ def _litert_run(args: argparse.Namespace) -> int:
         print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
     detail = interp.get_input_details()[0]
     rng = np.random.default_rng(0)
-    data = rng.standard_normal(detail["shape"]).astype(detail["dtype"]) if np.issubdtype(detail["dtype"], np.floating) \
+    data = (
+        rng.standard_normal(detail["shape"]).astype(detail["dtype"])
+        if np.issubdtype(detail["dtype"], np.floating)
         else rng.integers(-128, 127, detail["shape"]).astype(detail["dtype"])
+    )
     interp.set_tensor(detail["index"], data)
     init_us = (time.perf_counter() - t0) * 1e6
     mem_init = _peak_rss_mb() - mem0
     print(f"INFO: The input model file size (MB): {os.path.getsize(args.graph) / 1e6:g}")
     print(f"INFO: Initialized session in {init_us / 1000:.3f}ms.")
     warm = _time_runs(interp.invoke, max(1, args.warmup_runs))
-    print("INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding "
-          "150 seconds.")
+    print(
+        "INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding "
+        "150 seconds."
+    )
     print("INFO: " + _stat_line(warm))
     print()
     runs = _time_runs(interp.invoke, max(1, args.num_runs))
-    print(f"INFO: Running benchmark for at least {args.num_runs} iterations and at least 1 seconds but terminate "
-          "if exceeding 150 seconds.")
+    print(
+        f"INFO: Running benchmark for at least {args.num_runs} iterations and at least 1 seconds but terminate "
+        "if exceeding 150 seconds."
+    )
     print("INFO: " + _stat_line(runs))
     print()
-    print(f"INFO: Inference timings in us: Init: {init_us:.0f}, First inference: {warm[0]:.0f}, "
-          f"Warmup (avg): {statistics.fmean(warm):g}, Inference (avg): {statistics.fmean(runs):g}")
-    print("INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE "
-          "to the actual memory footprint of the model at runtime. Take the information at your discretion.")
-    print(f"INFO: Memory footprint delta from the start of the tool (MB): init={mem_init:g} "
-          f"overall={_peak_rss_mb() - mem0:g}")
+    print(
+        f"INFO: Inference timings in us: Init: {init_us:.0f}, First inference: {warm[0]:.0f}, "
+        f"Warmup (avg): {statistics.fmean(warm):g}, Inference (avg): {statistics.fmean(runs):g}"
+    )
+    print(
+        "INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE "
+        "to the actual memory footprint of the model at runtime. Take the information at your discretion."
+    )
+    print(
+        f"INFO: Memory footprint delta from the start of the tool (MB): init={mem_init:g} "
+        f"overall={_peak_rss_mb() - mem0:g}"
+    )
     if args.report_peak_memory_footprint:
         print(f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {_peak_rss_mb():g}")
     return 0

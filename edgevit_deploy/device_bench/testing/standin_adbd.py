@@ -25,6 +25,7 @@ delay matching commands and replace their output with garbage.
     with StandinAdbd(tmp_path / "phone") as dev:
         AdbDeviceTcp("127.0.0.1", dev.port).connect()
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,7 +59,13 @@ _crypto_exc = require("cryptography.exceptions", "testing")
 log = logging.getLogger(__name__)
 
 A_CNXN, A_OPEN, A_OKAY, A_CLSE, A_WRTE, A_AUTH = (
-    0x4E584E43, 0x4E45504F, 0x59414B4F, 0x45534C43, 0x45545257, 0x48545541)
+    0x4E584E43,
+    0x4E45504F,
+    0x59414B4F,
+    0x45534C43,
+    0x45545257,
+    0x48545541,
+)
 A_VERSION = 0x01000001
 MAX_PAYLOAD = 256 * 1024
 AUTH_TOKEN, AUTH_SIGNATURE, AUTH_RSAPUBLICKEY = 1, 2, 3
@@ -67,14 +74,16 @@ SYNC_DATA_MAX = 64 * 1024
 _HEADER = struct.Struct("<6I")
 _OKAY_TIMEOUT_S = 60.0
 _SANDBOX_PREFIXES = ("data", "sdcard", "storage", "sys", "mnt", "vendor", "odm")
-_ANDROID_PUBKEY_WORDS = 64                # 2048-bit modulus as 64 little-endian uint32 words
-_ANDROID_PUBKEY_SIZE = 4 + 4 + 4 * _ANDROID_PUBKEY_WORDS * 2 + 4   # len, n0inv, n[], rr[], exponent = 524
-MAX_AUTH_ATTEMPTS = 10                    # signatures tried on one connection before it is closed
+_ANDROID_PUBKEY_WORDS = 64  # 2048-bit modulus as 64 little-endian uint32 words
+_ANDROID_PUBKEY_SIZE = 4 + 4 + 4 * _ANDROID_PUBKEY_WORDS * 2 + 4  # len, n0inv, n[], rr[], exponent = 524
+MAX_AUTH_ATTEMPTS = 10  # signatures tried on one connection before it is closed
 
-SHELL_WARNING = ("WARNING: the stand-in adbd is not a sandbox: its shell runs commands on THIS computer as "
-                 "the user running it (`ls /` lists this computer's /); only device paths (/data, /sdcard, "
-                 "...) and file transfers are mapped into ROOT. Run it only where that is acceptable (a CI "
-                 "container), keep authentication on, and never expose its port.")
+SHELL_WARNING = (
+    "WARNING: the stand-in adbd is not a sandbox: its shell runs commands on THIS computer as "
+    "the user running it (`ls /` lists this computer's /); only device paths (/data, /sdcard, "
+    "...) and file transfers are mapped into ROOT. Run it only where that is acceptable (a CI "
+    "container), keep authentication on, and never expose its port."
+)
 
 
 class AdbKeyError(ValueError):
@@ -94,7 +103,7 @@ def parse_adb_public_key(text: str) -> Any:
     words = struct.unpack_from("<I", blob, 0)[0]
     if words != _ANDROID_PUBKEY_WORDS:
         raise AdbKeyError(f"modulus of {words} words, adb keys have {_ANDROID_PUBKEY_WORDS}")
-    n = int.from_bytes(blob[8:8 + 4 * words], "little")
+    n = int.from_bytes(blob[8 : 8 + 4 * words], "little")
     e = struct.unpack_from("<I", blob, 8 + 8 * words)[0]
     try:
         return _rsa.RSAPublicNumbers(e, n).public_key()
@@ -128,12 +137,12 @@ def verify_token_signature(public_key: Any, token: bytes, signature: bytes) -> b
 class Faults:
     """Fault injection. Every knob is read at the moment it matters, so tests may flip them live."""
 
-    drop_after_bytes: int | None = None   # close the connection once a push has received this many bytes (one-shot)
-    device_full: bool = False             # SEND fails with "No space left on device"; df reports little space
-    free_bytes: int | None = None         # what df reports as available (default: the host's real free space)
-    delay_s: float = 0.0                  # sleep this long before running commands containing delay_match
+    drop_after_bytes: int | None = None  # close the connection once a push has received this many bytes (one-shot)
+    device_full: bool = False  # SEND fails with "No space left on device"; df reports little space
+    free_bytes: int | None = None  # what df reports as available (default: the host's real free space)
+    delay_s: float = 0.0  # sleep this long before running commands containing delay_match
     delay_match: str = ""
-    garbage_match: str | None = None      # in commands containing this, the stand-in tools print random bytes
+    garbage_match: str | None = None  # in commands containing this, the stand-in tools print random bytes
 
 
 def _checksum(data: bytes) -> int:
@@ -177,7 +186,7 @@ class _Stream:
         for i in range(0, len(data), step):
             if self.closed.is_set():
                 raise _ConnectionDropped("stream closed by the host")
-            self.conn.send(A_WRTE, self.local_id, self.remote_id, data[i:i + step])
+            self.conn.send(A_WRTE, self.local_id, self.remote_id, data[i : i + step])
             try:
                 ok = self.okays.get(timeout=_OKAY_TIMEOUT_S)
             except queue.Empty:
@@ -277,10 +286,12 @@ class _Connection:
 
     def _banner(self) -> bytes:
         props = self.server.props
-        return (f"device::ro.product.name={props.get('ro.product.name', 'standin')};"
-                f"ro.product.model={props.get('ro.product.model', 'Standin')};"
-                f"ro.product.device={props.get('ro.product.device', 'standin')};"
-                f"features={self.server.features}").encode()
+        return (
+            f"device::ro.product.name={props.get('ro.product.name', 'standin')};"
+            f"ro.product.model={props.get('ro.product.model', 'Standin')};"
+            f"ro.product.device={props.get('ro.product.device', 'standin')};"
+            f"features={self.server.features}"
+        ).encode()
 
     def _dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         if command == A_CNXN:
@@ -305,8 +316,9 @@ class _Connection:
             stream = _Stream(self, local_id, arg0)
             self.streams[local_id] = stream
             self.send(A_OKAY, local_id, arg0)
-            threading.Thread(target=self._run_service, args=(handler, stream, service), daemon=True,
-                             name=f"standin-{service[:20]}").start()
+            threading.Thread(
+                target=self._run_service, args=(handler, stream, service), daemon=True, name=f"standin-{service[:20]}"
+            ).start()
         elif command == A_WRTE:
             stream = self.streams.get(arg1)
             if stream is None:
@@ -324,7 +336,7 @@ class _Connection:
                 stream.host_closed()
 
     def _send_token(self) -> None:
-        self._token = secrets.token_bytes(20)      # a fresh token for every attempt, as adbd does
+        self._token = secrets.token_bytes(20)  # a fresh token for every attempt, as adbd does
         self.send(A_AUTH, AUTH_TOKEN, 0, self._token)
 
     def _auth(self, kind: int, data: bytes) -> None:
@@ -338,7 +350,7 @@ class _Connection:
                 log.warning("standin adbd: %d bad signatures, closing the connection", self._auth_attempts)
                 raise _ConnectionDropped("too many failed AUTH attempts")
             else:
-                self._send_token()                 # not one of our keys: the client may try its next key
+                self._send_token()  # not one of our keys: the client may try its next key
         elif kind == AUTH_RSAPUBLICKEY:
             key = data.rstrip(b"\0").decode(errors="replace").strip()
             if server.accept_new_keys:
@@ -353,8 +365,10 @@ class _Connection:
             else:
                 # a phone would ask its user; the stand-in has none: refuse and hang up
                 server.refused_keys.append(key)
-                log.warning("standin adbd: refused an unknown public key (%s); add it to the authorized keys",
-                            key.split()[-1] if key.split() else "?")
+                log.warning(
+                    "standin adbd: refused an unknown public key (%s); add it to the authorized keys",
+                    key.split()[-1] if key.split() else "?",
+                )
                 raise _ConnectionDropped("unknown public key refused")
 
     def _run_service(self, handler: Any, stream: _Stream, service: str) -> None:
@@ -375,9 +389,19 @@ class _Connection:
 class StandinAdbd:
     """The stand-in device. ``root`` is its sandbox; ``port=0`` picks a free port."""
 
-    def __init__(self, root: Path, port: int = 0, *, auth: bool = False, props: dict[str, str] | None = None,
-                 faults: Faults | None = None, host: str = "127.0.0.1", features: str = FEATURES,
-                 authorized_keys: Iterable[str | Path] = (), accept_new_keys: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        port: int = 0,
+        *,
+        auth: bool = False,
+        props: dict[str, str] | None = None,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        features: str = FEATURES,
+        authorized_keys: Iterable[str | Path] = (),
+        accept_new_keys: bool = False,
+    ):
         self.root = Path(root).resolve()
         if any(ch in str(self.root) for ch in "'\"\\$`\n ") or ":" in str(self.root):
             raise ValueError(f"the sandbox root must be a plain path without quotes, spaces or '$': {self.root}")
@@ -391,7 +415,7 @@ class StandinAdbd:
         if auth and not self._keys and not accept_new_keys:
             raise ValueError("auth=True needs authorized_keys (e.g. ~/.android/adbkey.pub) or accept_new_keys=True")
         self.refused_keys: list[str] = []
-        self.features = features   # advertised in CNXN; without "shell_v2" clients fall back to shell v1
+        self.features = features  # advertised in CNXN; without "shell_v2" clients fall back to shell v1
         self.faults = faults or Faults()
         self.props = dict(standin_fs.DEFAULT_PROPS)
         self.props.update(props or {})
@@ -400,7 +424,7 @@ class StandinAdbd:
         standin_fs.populate(self.root, self.props)
         from . import standin_app
 
-        standin_app.install_tools(self.root)   # pm / am / cmd package / pidof: the benchmark app's path
+        standin_app.install_tools(self.root)  # pm / am / cmd package / pidof: the benchmark app's path
         self._sock = socket.create_server((host, port))
         self.host = host
         self.port = self._sock.getsockname()[1]
@@ -502,10 +526,15 @@ class StandinAdbd:
         env = standin_fs.shell_env(self.root)
         if faults.garbage_match is not None and faults.garbage_match in command:
             env[standin_fs.GARBAGE_ENV] = "1"
-        return subprocess.Popen(["/bin/sh", "-c", self.rewrite_command(command)], cwd=self.root / "data/local/tmp",
-                                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT if merge else subprocess.PIPE, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(
+            ["/bin/sh", "-c", self.rewrite_command(command)],
+            cwd=self.root / "data/local/tmp",
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
 
     def _shell_v1(self, stream: _Stream, service: str) -> None:
         command = service.partition(":")[2]
@@ -608,9 +637,23 @@ class StandinAdbd:
         try:
             target = self.host_path(path)
             st = os.stat(target) if follow else os.lstat(target)
-            stream.write(ident + struct.pack("<IQQIIIIQqqq", 0, st.st_dev, st.st_ino, st.st_mode, st.st_nlink,
-                                             st.st_uid, st.st_gid, st.st_size, int(st.st_atime),
-                                             int(st.st_mtime), int(st.st_ctime)))
+            stream.write(
+                ident
+                + struct.pack(
+                    "<IQQIIIIQqqq",
+                    0,
+                    st.st_dev,
+                    st.st_ino,
+                    st.st_mode,
+                    st.st_nlink,
+                    st.st_uid,
+                    st.st_gid,
+                    st.st_size,
+                    int(st.st_atime),
+                    int(st.st_mtime),
+                    int(st.st_ctime),
+                )
+            )
         except OSError as exc:
             stream.write(ident + struct.pack("<IQQIIIIQqqq", exc.errno or 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
@@ -653,7 +696,7 @@ class StandinAdbd:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.is_dir():
                     raise IsADirectoryError(f"{path} is a directory")
-                handle = open(tmp, "wb")
+                handle = open(tmp, "wb")  # noqa: SIM115 - written chunk by chunk as DATA packets arrive, closed on DONE
             except OSError as exc:
                 error = f"couldn't create file: {exc.strerror or exc}"
         received = 0
@@ -701,8 +744,12 @@ class StandinAdbd:
                         break
                     stream.write(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
         except OSError as exc:
-            self._sync_fail(stream, f"remote object '{path}' does not exist" if isinstance(exc, FileNotFoundError)
-                            else f"{exc.strerror}: {path}")
+            self._sync_fail(
+                stream,
+                f"remote object '{path}' does not exist"
+                if isinstance(exc, FileNotFoundError)
+                else f"{exc.strerror}: {path}",
+            )
             return
         stream.write(b"DONE" + struct.pack("<I", 0))
 
@@ -716,19 +763,30 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m edgevit_deploy.device_bench.testing.standin_adbd",
         description="Run a stand-in adbd on loopback (for CI without a phone). " + SHELL_WARNING,
         epilog="Authentication is ON: only clients holding the private key of an authorized public key "
-               "connect (adb-shell: EDGEVIT_ADB_KEY or ~/.android/adbkey; the adb client: ~/.android/adbkey "
-               "or ADB_VENDOR_KEYS). --no-auth lets ANY local user run commands as you.")
+        "connect (adb-shell: EDGEVIT_ADB_KEY or ~/.android/adbkey; the adb client: ~/.android/adbkey "
+        "or ADB_VENDOR_KEYS). --no-auth lets ANY local user run commands as you.",
+    )
     parser.add_argument("root", type=Path, help="folder holding the device's file system (created)")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
-    parser.add_argument("--authorized-keys", action="append", type=Path, default=[], metavar="FILE",
-                        help="adb public keys to accept (adbkey.pub, or an adb_keys file with one per line); "
-                             "repeatable; default ~/.android/adbkey.pub")
-    parser.add_argument("--accept-new-keys", action="store_true",
-                        help="also accept any key a client offers (AUTH RSAPUBLICKEY), like tapping 'Allow' "
-                             "on every prompt: any local user gets a shell")
-    parser.add_argument("--no-auth", action="store_true",
-                        help="DANGEROUS: no authentication; any local user gets a shell as you")
-    parser.add_argument("--auth", action="store_true", help=argparse.SUPPRESS)   # the default; kept for old scripts
+    parser.add_argument(
+        "--authorized-keys",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="adb public keys to accept (adbkey.pub, or an adb_keys file with one per line); "
+        "repeatable; default ~/.android/adbkey.pub",
+    )
+    parser.add_argument(
+        "--accept-new-keys",
+        action="store_true",
+        help="also accept any key a client offers (AUTH RSAPUBLICKEY), like tapping 'Allow' "
+        "on every prompt: any local user gets a shell",
+    )
+    parser.add_argument(
+        "--no-auth", action="store_true", help="DANGEROUS: no authentication; any local user gets a shell as you"
+    )
+    parser.add_argument("--auth", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     args = parser.parse_args(argv)
     keys: list[Path] = list(args.authorized_keys)
     if not args.no_auth and not keys:
@@ -736,14 +794,17 @@ def main(argv: list[str] | None = None) -> int:
         if default.is_file():
             keys = [default]
         elif not args.accept_new_keys:
-            parser.error("authentication is on and no key is authorized: give --authorized-keys "
-                         "~/.android/adbkey.pub (run `adb start-server` once to create it), or --accept-new-keys")
+            parser.error(
+                "authentication is on and no key is authorized: give --authorized-keys "
+                "~/.android/adbkey.pub (run `adb start-server` once to create it), or --accept-new-keys"
+            )
     for key_file in keys:
         if not key_file.is_file():
             parser.error(f"--authorized-keys {key_file}: no such file")
     try:
-        server = StandinAdbd(args.root, args.port, auth=not args.no_auth, authorized_keys=keys,
-                             accept_new_keys=args.accept_new_keys)
+        server = StandinAdbd(
+            args.root, args.port, auth=not args.no_auth, authorized_keys=keys, accept_new_keys=args.accept_new_keys
+        )
     except (AdbKeyError, ValueError, OSError) as exc:
         parser.error(str(exc))
     print(SHELL_WARNING, file=sys.stderr, flush=True)

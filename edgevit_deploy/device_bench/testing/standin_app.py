@@ -13,6 +13,7 @@ A real APK (binary manifest) is refused with the message the real installer give
 Faults: write ``crash:<phase>``, ``hang:<phase>``, ``oom:<phase>`` or ``corrupt`` to :func:`fault_file` and the
 next launched app behaves so (see reference_app).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,12 +42,22 @@ def fault_file(root: Path) -> Path:
     return _state(Path(root)) / "app_fault"
 
 
-def write_fake_apk(path: Path, package: str, version_name: str, version_code: int = 1,
-                   instrumentation: str | None = None) -> Path:
+def write_fake_apk(
+    path: Path, package: str, version_name: str, version_code: int = 1, instrumentation: str | None = None
+) -> Path:
     path = Path(path)
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(MANIFEST, json.dumps({"package": package, "versionName": version_name,
-                                          "versionCode": version_code, "instrumentation": instrumentation}))
+        zf.writestr(
+            MANIFEST,
+            json.dumps(
+                {
+                    "package": package,
+                    "versionName": version_name,
+                    "versionCode": version_code,
+                    "instrumentation": instrumentation,
+                }
+            ),
+        )
         zf.writestr("classes.dex", b"dex\n035\0" + os.urandom(256))
     return path
 
@@ -57,9 +68,11 @@ def install_tools(root: Path) -> None:
     repo = Path(__file__).resolve().parents[3]
     for tool in TOOLS:
         script = root / "system/bin" / tool
-        script.write_text("#!/bin/sh\n"
-                          f"PYTHONPATH='{repo}'${{PYTHONPATH:+:$PYTHONPATH}} "
-                          f"exec '{sys.executable}' -m edgevit_deploy.device_bench.testing.standin_app {tool} \"$@\"\n")
+        script.write_text(
+            "#!/bin/sh\n"
+            f"PYTHONPATH='{repo}'${{PYTHONPATH:+:$PYTHONPATH}} "
+            f"exec '{sys.executable}' -m edgevit_deploy.device_bench.testing.standin_app {tool} \"$@\"\n"
+        )
         script.chmod(0o755)
     _write_dumpsys(root, _packages(root))
 
@@ -83,8 +96,12 @@ def _write_dumpsys(root: Path, packages: dict[str, dict]) -> None:
     lines = ["Packages:"]
     for name in sorted(packages):
         info = packages[name]
-        lines += [f"  Package [{name}] (standin):", f"    versionCode={info['versionCode']} minSdk=26 targetSdk=34",
-                  f"    versionName={info['versionName']}", f"    codePath={info['path']}"]
+        lines += [
+            f"  Package [{name}] (standin):",
+            f"    versionCode={info['versionCode']} minSdk=26 targetSdk=34",
+            f"    versionName={info['versionName']}",
+            f"    codePath={info['path']}",
+        ]
     target = root / ".standin/dumpsys/package"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines) + "\n")
@@ -104,8 +121,12 @@ def install_apk(root: Path, data: bytes) -> str:
     folder = root / "data/app" / f"{name}-standin"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "base.apk").write_bytes(data)
-    packages[name] = {"versionName": manifest["versionName"], "versionCode": manifest["versionCode"],
-                      "path": f"/data/app/{name}-standin/base.apk", "instrumentation": manifest.get("instrumentation")}
+    packages[name] = {
+        "versionName": manifest["versionName"],
+        "versionCode": manifest["versionCode"],
+        "path": f"/data/app/{name}-standin/base.apk",
+        "instrumentation": manifest.get("instrumentation"),
+    }
     _save_packages(root, packages)
     return "Success"
 
@@ -127,7 +148,7 @@ def _pm(root: Path, args: list[str], stdin: bytes | None = None) -> int:
         for name in sorted(packages):
             runner = packages[name].get("instrumentation")
             if runner:
-                target = name[:-len(".test")] if name.endswith(".test") else name
+                target = name[: -len(".test")] if name.endswith(".test") else name
                 print(f"instrumentation:{name}/{runner} (target={target})")
         return 0
     if cmd == "path":
@@ -137,7 +158,7 @@ def _pm(root: Path, args: list[str], stdin: bytes | None = None) -> int:
         return 1
     if cmd == "install":
         files = [a for a in rest if not a.startswith("-")]
-        if "-S" in rest:   # streamed: cmd package install -S SIZE reads the APK from stdin
+        if "-S" in rest:  # streamed: cmd package install -S SIZE reads the APK from stdin
             size = int(rest[rest.index("-S") + 1])
             data = stdin if stdin is not None else sys.stdin.buffer.read(size)
             data = data[:size]
@@ -179,7 +200,7 @@ def _pid(root: Path) -> int | None:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return None
-    try:   # a zombie (exited, not reaped by its session) is not running
+    try:  # a zombie (exited, not reaped by its session) is not running
         if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
             return None
     except OSError:
@@ -211,7 +232,7 @@ def _am(root: Path, args: list[str]) -> int:
             print(f"Error: Activity class {{{component}}} does not exist.")
             return 1
         running = _pid(root)
-        for _ in range(40):   # an app that is finishing its last job: let it exit, then start anew
+        for _ in range(40):  # an app that is finishing its last job: let it exit, then start anew
             if running is None:
                 break
             time.sleep(0.05)
@@ -221,9 +242,10 @@ def _am(root: Path, args: list[str]) -> int:
             print("Warning: Activity not started, its current task has been brought to the front")
             return 0
         cmd, env, _files = _app_command(root, package)
-        log = open(_state(root) / "app.log", "ab")
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root,
-                                start_new_session=True)
+        log = open(_state(root) / "app.log", "ab")  # noqa: SIM115 - handed to the detached app process
+        proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=root, start_new_session=True
+        )
         (_state(root) / "app.pid").write_text(str(proc.pid))
         return 0
     if args[:1] == ["force-stop"]:
@@ -242,13 +264,20 @@ def _am(root: Path, args: list[str]) -> int:
             print(f"INSTRUMENTATION_FAILED: {target[-1] if target else '(none)'}")
             print(f"android.util.AndroidException: INSTRUMENTATION_FAILED: {target[-1] if target else ''}")
             return 1
-        package = test_pkg[:-len(".test")] if test_pkg.endswith(".test") else test_pkg
+        package = test_pkg[: -len(".test")] if test_pkg.endswith(".test") else test_pkg
         if package not in packages:
             print(f"INSTRUMENTATION_RESULT: shortMsg=Unable to find instrumentation target package: {package}")
             return 1
         cmd, env, _files = _app_command(root, package)
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, cwd=root, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=root,
+            start_new_session=True,
+        )
         (_state(root) / "app.pid").write_text(str(proc.pid))
         code = proc.wait()
         print("INSTRUMENTATION_STATUS: class=org.edgevit.bench.BenchInstrumentedTest")

@@ -21,6 +21,7 @@ container's ``Documents/``. An "app" to install is an ``.ipa`` (zip with ``Paylo
 a ``.app`` folder, read for CFBundleIdentifier / CFBundleShortVersionString; :func:`write_fake_ipa` makes one.
 Standard library only: every devicectl call is one process, so it starts fast.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,13 @@ def make_iphone(root: Path, device: dict[str, Any]) -> Path:
 
 def write_fake_ipa(path: Path, bundle_id: str, version: str) -> Path:
     """A minimal .ipa: ``Payload/EdgeVitBench.app/Info.plist`` (binary plist) and a placeholder executable."""
-    info = {"CFBundleIdentifier": bundle_id, "CFBundleShortVersionString": version, "CFBundleVersion": "1",
-            "CFBundleExecutable": EXECUTABLE, "UIFileSharingEnabled": True}
+    info = {
+        "CFBundleIdentifier": bundle_id,
+        "CFBundleShortVersionString": version,
+        "CFBundleVersion": "1",
+        "CFBundleExecutable": EXECUTABLE,
+        "UIFileSharingEnabled": True,
+    }
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"Payload/{EXECUTABLE}.app/Info.plist", plistlib.dumps(info, fmt=plistlib.FMT_BINARY))
         zf.writestr(f"Payload/{EXECUTABLE}.app/{EXECUTABLE}", b"\xcf\xfa\xed\xfe" + os.urandom(64))
@@ -75,8 +81,10 @@ def install_xcrun(bin_dir: Path, root: Path) -> Path:
     """Write an ``xcrun`` shim into ``bin_dir`` that runs this stand-in over ``root``; its path."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     shim = bin_dir / "xcrun"
-    shim.write_text(f"#!/bin/sh\nexport {ROOT_ENV}='{root}'\nexport PYTHONPATH='{_REPO}'\n"
-                    f"exec '{sys.executable}' -S '{Path(__file__).resolve()}' \"$@\"\n")
+    shim.write_text(
+        f"#!/bin/sh\nexport {ROOT_ENV}='{root}'\nexport PYTHONPATH='{_REPO}'\n"
+        f"exec '{sys.executable}' -S '{Path(__file__).resolve()}' \"$@\"\n"
+    )
     shim.chmod(0o755)
     return shim
 
@@ -97,8 +105,7 @@ def _device(root: Path, ident: str) -> Path:
 def _app(dev: Path, bundle: str) -> Path:
     folder = dev / "apps" / bundle
     if not (folder / "app.json").is_file():
-        raise Fail("com.apple.dt.CoreDeviceError", 10002,
-                   f"The requested application {bundle} is not installed.")
+        raise Fail("com.apple.dt.CoreDeviceError", 10002, f"The requested application {bundle} is not installed.")
     return folder
 
 
@@ -139,12 +146,14 @@ def _read_bundle(path: Path) -> dict[str, Any]:
         if path.is_dir():
             return plistlib.loads((path / "Info.plist").read_bytes())
         with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n.count("/") == 2 and n.startswith("Payload/")
-                     and n.endswith(".app/Info.plist")]
+            names = [
+                n
+                for n in zf.namelist()
+                if n.count("/") == 2 and n.startswith("Payload/") and n.endswith(".app/Info.plist")
+            ]
             return plistlib.loads(zf.read(names[0]))
     except (OSError, zipfile.BadZipFile, IndexError, plistlib.InvalidFileException, ValueError):
-        raise Fail("com.apple.dt.CoreDeviceError", 3002,
-                   f"The item at {path.name} is not a valid bundle.") from None
+        raise Fail("com.apple.dt.CoreDeviceError", 3002, f"The item at {path.name} is not a valid bundle.") from None
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -181,16 +190,24 @@ def run(root: Path, args: list[str]) -> tuple[str, dict[str, Any]]:
         return "device.info.details", json.loads((dev / "device.json").read_text())
     if cmd == ["info", "apps"]:
         bundle = _opt(args, "--bundle-id", "")
-        apps = [json.loads(p.read_text()) for p in sorted((dev / "apps").glob("*/app.json"))] \
-            if (dev / "apps").is_dir() else []
+        apps = (
+            [json.loads(p.read_text()) for p in sorted((dev / "apps").glob("*/app.json"))]
+            if (dev / "apps").is_dir()
+            else []
+        )
         return "device.info.apps", {"apps": [a for a in apps if not bundle or a["bundleIdentifier"] == bundle]}
     if cmd == ["info", "processes"]:
         procs = []
         for app in sorted((dev / "apps").glob("*")) if (dev / "apps").is_dir() else []:
             pid = _pid(app)
             if pid is not None:
-                procs.append({"executable": f"file:///private/var/containers/Bundle/Application/"
-                                            f"{app.name}/{EXECUTABLE}.app/{EXECUTABLE}", "processIdentifier": pid})
+                procs.append(
+                    {
+                        "executable": f"file:///private/var/containers/Bundle/Application/"
+                        f"{app.name}/{EXECUTABLE}.app/{EXECUTABLE}",
+                        "processIdentifier": pid,
+                    }
+                )
         return "device.info.processes", {"runningProcesses": procs}
     if cmd == ["install", "app"]:
         src = Path(words[3])
@@ -198,13 +215,25 @@ def run(root: Path, args: list[str]) -> tuple[str, dict[str, Any]]:
         bundle = str(info.get("CFBundleIdentifier", ""))
         folder = dev / "apps" / bundle
         (folder / "data" / "Documents").mkdir(parents=True, exist_ok=True)
-        (folder / "app.json").write_text(json.dumps({"bundleIdentifier": bundle, "name": EXECUTABLE,
-                                                     "version": info.get("CFBundleShortVersionString", ""),
-                                                     "bundleVersion": info.get("CFBundleVersion", "")}))
-        return "device.install.app", {"deviceIdentifier": json.loads((dev / "device.json").read_text())["identifier"],
-                                      "installedApplications": [{"bundleID": bundle, "installationURL":
-                                                                 f"file:///private/var/containers/Bundle/"
-                                                                 f"Application/{bundle}/{EXECUTABLE}.app/"}]}
+        (folder / "app.json").write_text(
+            json.dumps(
+                {
+                    "bundleIdentifier": bundle,
+                    "name": EXECUTABLE,
+                    "version": info.get("CFBundleShortVersionString", ""),
+                    "bundleVersion": info.get("CFBundleVersion", ""),
+                }
+            )
+        )
+        return "device.install.app", {
+            "deviceIdentifier": json.loads((dev / "device.json").read_text())["identifier"],
+            "installedApplications": [
+                {
+                    "bundleID": bundle,
+                    "installationURL": f"file:///private/var/containers/Bundle/Application/{bundle}/{EXECUTABLE}.app/",
+                }
+            ],
+        }
     if cmd[:1] == ["copy"] and cmd[1:] in (["to"], ["from"]):
         if _opt(args, "--domain-type") != "appDataContainer":
             raise Fail("com.apple.dt.CoreDeviceError", 1, "the stand-in knows the appDataContainer domain only")
@@ -230,7 +259,7 @@ def run(root: Path, args: list[str]) -> tuple[str, dict[str, Any]]:
         if old is not None and "--terminate-existing" in args:
             os.kill(old, signal.SIGKILL)
         fault = (dev / "fault").read_text().strip() if (dev / "fault").is_file() else ""
-        if fault == "nolaunch":   # the launch request went through, the app never ran (locked phone)
+        if fault == "nolaunch":  # the launch request went through, the app never ran (locked phone)
             return "device.process.launch", {"process": {"processIdentifier": 0}}
         states = (dev / "thermal").read_text().split() if (dev / "thermal").is_file() else []
         (dev / "thermal.now").write_text(states[0] if states else "nominal")
@@ -238,14 +267,32 @@ def run(root: Path, args: list[str]) -> tuple[str, dict[str, Any]]:
             (dev / "thermal").write_text("\n".join(states[1:]))
         env = {**os.environ, "PYTHONPATH": str(_REPO), "EDGEVIT_APP_FAULT": fault}
         with open(app / "app.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "edgevit_deploy.device_bench.jobs.reference_ios_app",
-                                     str(app / "data" / "Documents"), "--device-json", str(dev / "device.json"),
-                                     "--thermal-file", str(dev / "thermal.now")], stdout=log, stderr=log,
-                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "edgevit_deploy.device_bench.jobs.reference_ios_app",
+                    str(app / "data" / "Documents"),
+                    "--device-json",
+                    str(dev / "device.json"),
+                    "--thermal-file",
+                    str(dev / "thermal.now"),
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         (app / "pid").write_text(str(proc.pid))
-        return "device.process.launch", {"process": {"processIdentifier": proc.pid,
-                                                     "executableURL": {"relative": f"file:///private/var/containers/"
-                                                                       f"Bundle/Application/{bundle}/{EXECUTABLE}.app/"}}}
+        return "device.process.launch", {
+            "process": {
+                "processIdentifier": proc.pid,
+                "executableURL": {
+                    "relative": f"file:///private/var/containers/Bundle/Application/{bundle}/{EXECUTABLE}.app/"
+                },
+            }
+        }
     if cmd == ["process", "terminate"]:
         pid = int(_opt(args, "--pid"))
         for app in (dev / "apps").glob("*"):
@@ -258,26 +305,37 @@ def run(root: Path, args: list[str]) -> tuple[str, dict[str, Any]]:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "devicectl":
-        print(f"xcrun: error: unable to find utility \"{argv[0] if argv else ''}\"", file=sys.stderr)
+        print(f'xcrun: error: unable to find utility "{argv[0] if argv else ""}"', file=sys.stderr)
         return 72
     args = argv[1:]
     out = None
     if "--json-output" in args:
         i = args.index("--json-output")
         out = args[i + 1]
-        args = args[:i] + args[i + 2:]
+        args = args[:i] + args[i + 2 :]
     root = Path(os.environ[ROOT_ENV])
-    info: dict[str, Any] = {"arguments": ["devicectl", *argv[1:]], "environment": {"TERM": "xterm-256color"},
-                            "jsonVersion": 2, "version": VERSION}
+    info: dict[str, Any] = {
+        "arguments": ["devicectl", *argv[1:]],
+        "environment": {"TERM": "xterm-256color"},
+        "jsonVersion": 2,
+        "version": VERSION,
+    }
     try:
         command, result = run(root, args)
-        doc: dict[str, Any] = {"info": {**info, "commandType": f"devicectl.{command}", "outcome": "success"},
-                               "result": result}
+        doc: dict[str, Any] = {
+            "info": {**info, "commandType": f"devicectl.{command}", "outcome": "success"},
+            "result": result,
+        }
         code = 0
     except Fail as exc:
-        doc = {"error": {"code": exc.code, "domain": exc.domain,
-                         "userInfo": {"NSLocalizedDescription": {"string": exc.message}}},
-               "info": {**info, "commandType": "devicectl", "outcome": "failed"}}
+        doc = {
+            "error": {
+                "code": exc.code,
+                "domain": exc.domain,
+                "userInfo": {"NSLocalizedDescription": {"string": exc.message}},
+            },
+            "info": {**info, "commandType": "devicectl", "outcome": "failed"},
+        }
         print(f"ERROR: {exc.message} ({exc.domain} error {exc.code}.)", file=sys.stderr)
         code = 1
     if out:

@@ -1,4 +1,5 @@
 """The stand-in device's sandbox: fake getprop / dumpsys / taskset / df, sysfs files, build props."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ DEFAULT_PROPS: dict[str, str] = {
 LITTLE_KHZ, BIG_KHZ = 1804800, 2841600
 IDLE_CURRENT_UA, LOAD_CURRENT_UA, VOLTAGE_UV = -412000, -1350000, 4012000
 GARBAGE_ENV = "EDGEVIT_STANDIN_GARBAGE"  # fault: the stand-in tools print random bytes instead of a report
-ROOT_ENV = "EDGEVIT_STANDIN_ROOT"   # set in the stand-in shell: the fake runners simulate their battery draw
+ROOT_ENV = "EDGEVIT_STANDIN_ROOT"  # set in the stand-in shell: the fake runners simulate their battery draw
 N_CPUS = 8
 
 _DUMPSYS: dict[str, str] = {
@@ -119,8 +120,12 @@ def populate(root: Path, props: dict[str, str]) -> None:
         khz = BIG_KHZ if i >= N_CPUS // 2 else LITTLE_KHZ
         freq = cpu / f"cpu{i}/cpufreq"
         freq.mkdir(parents=True, exist_ok=True)
-        for fname, value in (("scaling_governor", "schedutil"), ("cpuinfo_max_freq", khz),
-                             ("scaling_max_freq", khz), ("scaling_cur_freq", khz)):
+        for fname, value in (
+            ("scaling_governor", "schedutil"),
+            ("cpuinfo_max_freq", khz),
+            ("scaling_max_freq", khz),
+            ("scaling_cur_freq", khz),
+        ):
             (freq / fname).write_text(f"{value}\n")
     for i, (ztype, temp) in enumerate((("cpu-0-0", 31500), ("battery", 29000))):
         zone = root / f"sys/class/thermal/thermal_zone{i}"
@@ -129,8 +134,13 @@ def populate(root: Path, props: dict[str, str]) -> None:
         (zone / "temp").write_text(f"{temp}\n")
     battery = root / "sys/class/power_supply/battery"
     battery.mkdir(parents=True, exist_ok=True)
-    for fname, value in (("type", "Battery"), ("status", "Discharging"), ("capacity", "87"),
-                         ("current_now", str(IDLE_CURRENT_UA)), ("voltage_now", str(VOLTAGE_UV))):
+    for fname, value in (
+        ("type", "Battery"),
+        ("status", "Discharging"),
+        ("capacity", "87"),
+        ("current_now", str(IDLE_CURRENT_UA)),
+        ("voltage_now", str(VOLTAGE_UV)),
+    ):
         (battery / fname).write_text(value + "\n")
     usb = root / "sys/class/power_supply/usb"
     usb.mkdir(parents=True, exist_ok=True)
@@ -172,4 +182,3 @@ def shell_env(root: Path) -> dict[str, str]:
     env["TMPDIR"] = str(root / "data/local/tmp")
     env[ROOT_ENV] = str(root)
     return env
-

@@ -12,6 +12,7 @@ Device ids:
 - ``ios:UDID``, ``ios:``                     an iPhone through ``xcrun devicectl`` (macOS, Xcode 15+; ``ios:`` alone =
                                             the only attached iPhone); see transports/devicectl.py
 """
+
 from __future__ import annotations
 
 import abc
@@ -50,8 +51,9 @@ class AndroidTransport(abc.ABC):
     device_id: str
     work_dir: str
 
-    def __init__(self, device_id: str, work_dir: str, auto_reconnect: int, reconnect_attempts: int,
-                 reconnect_backoff_s: float):
+    def __init__(
+        self, device_id: str, work_dir: str, auto_reconnect: int, reconnect_attempts: int, reconnect_backoff_s: float
+    ):
         self.device_id = device_id
         self.work_dir = work_dir
         self.auto_reconnect = auto_reconnect
@@ -91,9 +93,10 @@ class AndroidTransport(abc.ABC):
                 return
             except (DeviceError, OSError) as exc:
                 last = exc
-                time.sleep(self.reconnect_backoff_s * (2 ** attempt))
-        raise DeviceDisconnectedError(self.device_id, f"could not reconnect after {self.reconnect_attempts} "
-                                                      f"attempts: {last}")
+                time.sleep(self.reconnect_backoff_s * (2**attempt))
+        raise DeviceDisconnectedError(
+            self.device_id, f"could not reconnect after {self.reconnect_attempts} attempts: {last}"
+        )
 
     def _retrying(self, op: Callable[[], T]) -> T:
         for attempt in range(self.auto_reconnect + 1):
@@ -145,8 +148,8 @@ class DeviceSpec:
     """A parsed device id."""
 
     id: str
-    kind: str                       # "local" | "adb" | "ios"
-    via: str                        # "local" | "server" | "direct-tcp" | "direct-usb" | "ios"
+    kind: str  # "local" | "adb" | "ios"
+    via: str  # "local" | "server" | "direct-tcp" | "direct-usb" | "ios"
     serial: str = ""
     host: str = ""
     port: int = 0
@@ -173,36 +176,55 @@ def parse_device(device: str) -> DeviceSpec:
     scheme, sep, rest = text.partition(":")
     if scheme == "ios" and sep:
         if rest and not re.fullmatch(r"[A-Za-z0-9\-]{8,64}", rest):
-            raise DeviceIdError(f"{device!r}: an iOS UDID is 8-64 letters, digits and dashes "
-                                "(`xcrun devicectl list devices` shows it)")
+            raise DeviceIdError(
+                f"{device!r}: an iOS UDID is 8-64 letters, digits and dashes (`xcrun devicectl list devices` shows it)"
+            )
         return DeviceSpec(id=text, kind="ios", via="ios", serial=rest)
     if not sep or not rest:
-        raise DeviceIdError(f"unknown device {device!r}: use local, adb:SERIAL, adb:SERIAL@HOST:PORT, "
-                            "adb:HOST:PORT / adb-direct:HOST:PORT (adbd over TCP) or adb-usb:SERIAL "
-                            "(`edgevit-bench devices` lists what is reachable)")
+        raise DeviceIdError(
+            f"unknown device {device!r}: use local, adb:SERIAL, adb:SERIAL@HOST:PORT, "
+            "adb:HOST:PORT / adb-direct:HOST:PORT (adbd over TCP) or adb-usb:SERIAL "
+            "(`edgevit-bench devices` lists what is reachable)"
+        )
     if scheme in ("adb", "adb-server"):
         remote = _SERVER_SUFFIX.match(rest)
         if remote:
-            return DeviceSpec(id=text, kind="adb", via="server", serial=remote["serial"],
-                              server_host=_strip_brackets(remote["host"]),
-                              server_port=_port(remote["port"], device))
+            return DeviceSpec(
+                id=text,
+                kind="adb",
+                via="server",
+                serial=remote["serial"],
+                server_host=_strip_brackets(remote["host"]),
+                server_port=_port(remote["port"], device),
+            )
         direct = _HOST_PORT.match(rest)
         if scheme == "adb" and direct:
-            return DeviceSpec(id=text, kind="adb", via="direct-tcp", host=_strip_brackets(direct["host"]),
-                              port=_port(direct["port"], device))
+            return DeviceSpec(
+                id=text,
+                kind="adb",
+                via="direct-tcp",
+                host=_strip_brackets(direct["host"]),
+                port=_port(direct["port"], device),
+            )
         return DeviceSpec(id=text, kind="adb", via="server", serial=rest)
     if scheme == "adb-direct":
         direct = _HOST_PORT.match(rest)
         if direct:
-            return DeviceSpec(id=text, kind="adb", via="direct-tcp", host=_strip_brackets(direct["host"]),
-                              port=_port(direct["port"], device))
+            return DeviceSpec(
+                id=text,
+                kind="adb",
+                via="direct-tcp",
+                host=_strip_brackets(direct["host"]),
+                port=_port(direct["port"], device),
+            )
         if re.fullmatch(r"[\w.\-]+", rest):
             return DeviceSpec(id=text, kind="adb", via="direct-tcp", host=rest, port=5555)
         raise DeviceIdError(f"{device!r}: adb-direct needs HOST or HOST:PORT")
     if scheme == "adb-usb":
         return DeviceSpec(id=text, kind="adb", via="direct-usb", serial=rest)
-    raise DeviceIdError(f"unknown device scheme {scheme!r} in {device!r}: use local, adb, adb-server, "
-                        "adb-direct, adb-usb, ios")
+    raise DeviceIdError(
+        f"unknown device scheme {scheme!r} in {device!r}: use local, adb, adb-server, adb-direct, adb-usb, ios"
+    )
 
 
 def _load(ref: str) -> Any:
@@ -251,14 +273,15 @@ class DeviceEntry:
 
     id: str
     kind: str
-    state: str                              # "device", "unauthorized", "offline", ... ("device" for local)
+    state: str  # "device", "unauthorized", "offline", ... ("device" for local)
     info: DeviceInfo | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def list_devices(probe: bool = True, server_host: str | None = None,
-                 server_port: int | None = None) -> list[DeviceEntry]:
+def list_devices(
+    probe: bool = True, server_host: str | None = None, server_port: int | None = None
+) -> list[DeviceEntry]:
     """``local`` plus every device the adb server sees; with ``probe`` their properties are read too
     (a device that fails the probe is listed with the error, never dropped)."""
     entries: list[DeviceEntry] = []
@@ -312,6 +335,7 @@ def list_ios_devices() -> list[DeviceEntry]:
         udid = str((doc.get("hardwareProperties") or {}).get("udid", ""))
         conn = doc.get("connectionProperties") or {}
         state = "device" if conn.get("pairingState") == "paired" else str(conn.get("pairingState", "unknown"))
-        entries.append(DeviceEntry(id=f"ios:{udid}", kind="ios", state=state,
-                                   info=device_info_from(doc, f"ios:{udid}")))
+        entries.append(
+            DeviceEntry(id=f"ios:{udid}", kind="ios", state=state, info=device_info_from(doc, f"ios:{udid}"))
+        )
     return entries

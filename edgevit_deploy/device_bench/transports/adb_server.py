@@ -4,6 +4,7 @@ This is how USB phones on this computer, remote adb servers and device farms (De
 expose ``adb connect``-able phones) are reached. Shell v2 gives real exit codes when the device
 advertises ``shell_v2``; otherwise adbutils' v1 exit-code marker is used.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,8 +52,9 @@ def server_address(host: str | None = None, port: int | None = None) -> ServerAd
         try:
             env_port = int(os.environ["ANDROID_ADB_SERVER_PORT"])
         except ValueError:
-            raise DeviceIdError(f"ANDROID_ADB_SERVER_PORT={os.environ['ANDROID_ADB_SERVER_PORT']!r} "
-                                "is not a port number") from None
+            raise DeviceIdError(
+                f"ANDROID_ADB_SERVER_PORT={os.environ['ANDROID_ADB_SERVER_PORT']!r} is not a port number"
+            ) from None
     return ServerAddress(host or env_host or DEFAULT_SERVER_HOST, int(port or env_port or DEFAULT_SERVER_PORT))
 
 
@@ -71,15 +73,29 @@ def device_id_for(serial: str, address: ServerAddress) -> str:
 class AdbServerTransport(AndroidTransport):
     """One device of an adb server (see AndroidTransport for ``auto_reconnect``)."""
 
-    def __init__(self, serial: str, *, server: ServerAddress | None = None, device_id: str | None = None,
-                 work_dir: str = android.DEFAULT_WORK_DIR, io_timeout_s: float = 60.0, auto_reconnect: int = 1,
-                 reconnect_attempts: int = 3, reconnect_backoff_s: float = 0.5):
+    def __init__(
+        self,
+        serial: str,
+        *,
+        server: ServerAddress | None = None,
+        device_id: str | None = None,
+        work_dir: str = android.DEFAULT_WORK_DIR,
+        io_timeout_s: float = 60.0,
+        auto_reconnect: int = 1,
+        reconnect_attempts: int = 3,
+        reconnect_backoff_s: float = 0.5,
+    ):
         if not serial:
             raise DeviceIdError("an adb serial is needed (see `adb devices` or `edgevit-bench devices`)")
         self.serial = serial
         self.server = server or server_address()
-        super().__init__(device_id or device_id_for(serial, self.server), work_dir, auto_reconnect,
-                         reconnect_attempts, reconnect_backoff_s)
+        super().__init__(
+            device_id or device_id_for(serial, self.server),
+            work_dir,
+            auto_reconnect,
+            reconnect_attempts,
+            reconnect_backoff_s,
+        )
         self.io_timeout_s = io_timeout_s
         self._errors = require("adbutils.errors", "bench")
         self._client = client(self.server)
@@ -92,15 +108,23 @@ class AdbServerTransport(AndroidTransport):
             device = self._client.device(self.serial)
             state = device.get_state()
         except self._errors.AdbError as exc:
-            raise DeviceNotFoundError(self.device_id, f"not available on the adb server {self.server.host}:"
-                                                      f"{self.server.port}: {exc} (run `adb devices`; for a "
-                                                      f"network phone `adb connect {self.serial}`)") from exc
+            raise DeviceNotFoundError(
+                self.device_id,
+                f"not available on the adb server {self.server.host}:"
+                f"{self.server.port}: {exc} (run `adb devices`; for a "
+                f"network phone `adb connect {self.serial}`)",
+            ) from exc
         except OSError as exc:
-            raise DeviceNotFoundError(self.device_id, f"no adb server at {self.server.host}:{self.server.port}"
-                                                      f" ({exc}); start one with `adb start-server`") from exc
+            raise DeviceNotFoundError(
+                self.device_id,
+                f"no adb server at {self.server.host}:{self.server.port} ({exc}); start one with `adb start-server`",
+            ) from exc
         if state != "device":
-            raise DeviceNotFoundError(self.device_id, f"state is {state!r}, not 'device' (unauthorized: accept "
-                                                      "the prompt on the phone; offline: replug / reconnect)")
+            raise DeviceNotFoundError(
+                self.device_id,
+                f"state is {state!r}, not 'device' (unauthorized: accept "
+                "the prompt on the phone; offline: replug / reconnect)",
+            )
         self._device = device
         try:
             self._features = set(device.get_features().split(","))
@@ -124,8 +148,10 @@ class AdbServerTransport(AndroidTransport):
 
     def _dropped(self, exc: BaseException) -> DeviceDisconnectedError:
         self._device = None
-        return DeviceDisconnectedError(self.device_id, f"connection lost: {type(exc).__name__}: {exc} "
-                                                       "(call reconnect(), or check the cable / network)")
+        return DeviceDisconnectedError(
+            self.device_id,
+            f"connection lost: {type(exc).__name__}: {exc} (call reconnect(), or check the cable / network)",
+        )
 
     @property
     def has_shell_v2(self) -> bool:
@@ -137,7 +163,7 @@ class AdbServerTransport(AndroidTransport):
         budget = timeout or self.io_timeout_s
         device = self._dev()
         try:
-            v2 = self.has_shell_v2   # v1: adbutils appends its exit marker; a subshell keeps `exit` from skipping it
+            v2 = self.has_shell_v2  # v1: adbutils appends its exit marker; a subshell keeps `exit` from skipping it
             result = device.shell2(command if v2 else f"( {command} )", timeout=budget, v2=v2)
         except self._errors.AdbTimeout as exc:
             log.warning("%s: shell command timed out after %.1f s", self.device_id, budget)
@@ -182,7 +208,6 @@ class AdbServerTransport(AndroidTransport):
                 raise self._dropped(exc) from exc
 
         return self._retrying(op)
-
 
 
 def list_server_devices(address: ServerAddress | None = None) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ Subcommands used: ``list devices``, ``device info details``, ``device info apps 
 Remote paths are relative to the app's data container (``Documents/jobs/...``). iOS has no shell: ``shell``
 refuses every command with exit code 127 (the iOS app runner never asks for one).
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,11 @@ def _xcrun() -> list[str]:
         return [custom]
     found = shutil.which("xcrun")
     if found is None:
-        raise DeviceError("ios", "xcrun not found: the devicectl transport needs Xcode 15+ on macOS "
-                                 "(xcode-select --install), see docs/ios.md")
+        raise DeviceError(
+            "ios",
+            "xcrun not found: the devicectl transport needs Xcode 15+ on macOS "
+            "(xcode-select --install), see docs/ios.md",
+        )
     return [found]
 
 
@@ -82,10 +86,14 @@ def run_devicectl(args: list[str], device: str = "ios", timeout: float = DEFAULT
         message = _message(error) if error else f"exit {proc.returncode}"
         code = error.get("code")
         domain = str(error.get("domain", ""))
-        if "CoreDevice" in domain and ("not found" in message.lower() or "not connected" in message.lower()
-                                       or "unavailable" in message.lower()):
-            raise DeviceDisconnectedError(device, f"devicectl {command}: {message} (is the iPhone plugged in, "
-                                                  "unlocked and trusted? `xcrun devicectl list devices`)")
+        if "CoreDevice" in domain and (
+            "not found" in message.lower() or "not connected" in message.lower() or "unavailable" in message.lower()
+        ):
+            raise DeviceDisconnectedError(
+                device,
+                f"devicectl {command}: {message} (is the iPhone plugged in, "
+                "unlocked and trusted? `xcrun devicectl list devices`)",
+            )
         raise DevicectlError(device, command, message, domain, code if isinstance(code, int) else None)
     return dict(doc.get("result") or {})
 
@@ -93,21 +101,28 @@ def run_devicectl(args: list[str], device: str = "ios", timeout: float = DEFAULT
 def list_iphones() -> list[dict[str, Any]]:
     """``devicectl list devices``: the iOS devices (watches, TVs and Macs left out), as devicectl describes them."""
     result = run_devicectl(["list", "devices"])
-    return [d for d in result.get("devices", [])
-            if (d.get("hardwareProperties") or {}).get("platform") == "iOS"]
+    return [d for d in result.get("devices", []) if (d.get("hardwareProperties") or {}).get("platform") == "iOS"]
 
 
 def device_info_from(doc: dict[str, Any], device_id: str) -> DeviceInfo:
     """A DeviceInfo from a devicectl device object (``list devices`` / ``device info details``)."""
     hw = doc.get("hardwareProperties") or {}
     props = doc.get("deviceProperties") or {}
-    return DeviceInfo(id=device_id, kind="ios", model=str(hw.get("productType", "")),
-                      soc=str(hw.get("hardwareModel", "")),
-                      os_version=f"iOS {props.get('osVersionNumber', '?')}",
-                      abi=str((hw.get("cpuType") or {}).get("name", "")),
-                      extra={"name": props.get("name", ""), "marketing_name": hw.get("marketingName", ""),
-                             "udid": hw.get("udid", ""), "developer_mode": props.get("developerModeStatus", ""),
-                             "transport": "devicectl"})
+    return DeviceInfo(
+        id=device_id,
+        kind="ios",
+        model=str(hw.get("productType", "")),
+        soc=str(hw.get("hardwareModel", "")),
+        os_version=f"iOS {props.get('osVersionNumber', '?')}",
+        abi=str((hw.get("cpuType") or {}).get("name", "")),
+        extra={
+            "name": props.get("name", ""),
+            "marketing_name": hw.get("marketingName", ""),
+            "udid": hw.get("udid", ""),
+            "developer_mode": props.get("developerModeStatus", ""),
+            "transport": "devicectl",
+        },
+    )
 
 
 class DevicectlTransport:
@@ -115,8 +130,13 @@ class DevicectlTransport:
 
     kind = "ios"
 
-    def __init__(self, udid: str, device_id: str | None = None, bundle_id: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(
+        self,
+        udid: str,
+        device_id: str | None = None,
+        bundle_id: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ):
         from ..jobs.protocol import IOS_BUNDLE_ID
 
         self.udid = udid
@@ -150,8 +170,11 @@ class DevicectlTransport:
         return device_info_from(result, self.device_id)
 
     def shell(self, command: str, timeout: float | None = None) -> ShellResult:
-        return ShellResult(exit_code=127, stdout="", stderr="iOS has no shell; the devicectl transport only "
-                                                             "copies files and launches the benchmark app")
+        return ShellResult(
+            exit_code=127,
+            stdout="",
+            stderr="iOS has no shell; the devicectl transport only copies files and launches the benchmark app",
+        )
 
     def free_space(self, remote_dir: str) -> int:
         raise DeviceError(self.device_id, "devicectl does not report the free space of an app container")
@@ -161,16 +184,36 @@ class DevicectlTransport:
         local = Path(local)
         if not local.is_file():
             raise FileNotFoundError(f"cannot push {local}: not a file")
-        self._run("device", "copy", "to", "--device", self.udid, "--source", str(local),
-                  "--destination", remote, *self._container())
+        self._run(
+            "device",
+            "copy",
+            "to",
+            "--device",
+            self.udid,
+            "--source",
+            str(local),
+            "--destination",
+            remote,
+            *self._container(),
+        )
 
     def pull(self, remote: str, local: Path) -> None:
         local = Path(local)
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(f".{local.name}.part")
         try:
-            self._run("device", "copy", "from", "--device", self.udid, "--source", remote,
-                      "--destination", str(tmp), *self._container())
+            self._run(
+                "device",
+                "copy",
+                "from",
+                "--device",
+                self.udid,
+                "--source",
+                remote,
+                "--destination",
+                str(tmp),
+                *self._container(),
+            )
         except DevicectlError as exc:
             tmp.unlink(missing_ok=True)
             if (exc.domain, exc.code) == _NO_SUCH_FILE:
@@ -199,13 +242,13 @@ class DevicectlTransport:
         result = self._run("device", "install", "app", "--device", self.udid, str(app), timeout=600)
         ids = [a.get("bundleID") for a in result.get("installedApplications", [])]
         if self.bundle_id not in ids:
-            raise DevicectlError(self.device_id, "device install app",
-                                 f"{app} installed {ids or 'nothing'}, not {self.bundle_id}")
+            raise DevicectlError(
+                self.device_id, "device install app", f"{app} installed {ids or 'nothing'}, not {self.bundle_id}"
+            )
 
     def launch_app(self) -> int | None:
         """Launch (relaunch) the app; its process id."""
-        result = self._run("device", "process", "launch", "--device", self.udid, "--terminate-existing",
-                           self.bundle_id)
+        result = self._run("device", "process", "launch", "--device", self.udid, "--terminate-existing", self.bundle_id)
         pid = (result.get("process") or {}).get("processIdentifier")
         return int(pid) if isinstance(pid, int) else None
 
@@ -214,8 +257,11 @@ class DevicectlTransport:
 
         result = self._run("device", "info", "processes", "--device", self.udid)
         marker = f"/{IOS_EXECUTABLE}.app/{IOS_EXECUTABLE}"
-        return [int(p["processIdentifier"]) for p in result.get("runningProcesses", [])
-                if str(p.get("executable", "")).endswith(marker) and isinstance(p.get("processIdentifier"), int)]
+        return [
+            int(p["processIdentifier"])
+            for p in result.get("runningProcesses", [])
+            if str(p.get("executable", "")).endswith(marker) and isinstance(p.get("processIdentifier"), int)
+        ]
 
     def app_running(self) -> bool:
         return bool(self._app_pids())
@@ -224,7 +270,7 @@ class DevicectlTransport:
         for pid in self._app_pids():
             try:
                 self._run("device", "process", "terminate", "--device", self.udid, "--pid", str(pid))
-            except DevicectlError as exc:   # it ended in between
+            except DevicectlError as exc:  # it ended in between
                 log.debug("%s: terminate %d: %s", self.device_id, pid, exc)
 
 
@@ -233,6 +279,9 @@ def only_iphone() -> str:
     phones = list_iphones()
     if len(phones) != 1:
         have = ", ".join(f"ios:{(p.get('hardwareProperties') or {}).get('udid', '?')}" for p in phones)
-        raise DeviceNotFoundError("ios:", f"{len(phones)} iPhones attached ({have or 'none'}): name one with "
-                                          "--device ios:UDID (`edgevit-bench devices` lists them)")
+        raise DeviceNotFoundError(
+            "ios:",
+            f"{len(phones)} iPhones attached ({have or 'none'}): name one with "
+            "--device ios:UDID (`edgevit-bench devices` lists them)",
+        )
     return str(phones[0]["hardwareProperties"]["udid"])

@@ -1,4 +1,5 @@
 """The host itself as a device: shell is a subprocess, push / pull are copies, device info from the OS."""
+
 from __future__ import annotations
 
 import logging
@@ -75,8 +76,9 @@ class LocalTransport:
     # ------------------------------------------------------------------------------------ commands
     def shell(self, command: str, timeout: float | None = None) -> ShellResult:
         """Run ``command`` with /bin/sh; on timeout the whole process group is killed."""
-        proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         self._running.add(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -124,16 +126,24 @@ class LocalTransport:
 
     # ------------------------------------------------------------------------------------- device
     def device_info(self) -> DeviceInfo:
-        extra: dict[str, Any] = {"hostname": platform.node(), "cpu_count": os.cpu_count(),
-                                 "python": platform.python_version()}
+        extra: dict[str, Any] = {
+            "hostname": platform.node(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+        }
         meminfo = _read(Path("/proc/meminfo")).splitlines()
         if meminfo and meminfo[0].startswith("MemTotal"):
             extra["mem_total_kb"] = int(meminfo[0].split()[1])
         return DeviceInfo(
-            id=self.device_id, kind=self.kind, model=platform.node(), soc=_cpu_model(),
-            os_version=platform.platform(), abi=platform.machine(),
+            id=self.device_id,
+            kind=self.kind,
+            model=platform.node(),
+            soc=_cpu_model(),
+            os_version=platform.platform(),
+            abi=platform.machine(),
             cpu_governor=_read(_CPU_SYSFS / "cpu0" / "cpufreq" / "scaling_governor"),
-            cpu_max_freqs_khz=_cpu_freqs("cpuinfo_max_freq"), extra=extra,
+            cpu_max_freqs_khz=_cpu_freqs("cpuinfo_max_freq"),
+            extra=extra,
         )
 
     def thermal_snapshot(self) -> dict[str, Any]:
@@ -143,8 +153,11 @@ class LocalTransport:
             raw = _read(zone / "temp")
             if raw.lstrip("-").isdigit():
                 temps[_read(zone / "type") or zone.name] = int(raw) / 1000.0
-        snap: dict[str, Any] = {"cpu_cur_freqs_khz": _cpu_freqs("scaling_cur_freq"),
-                                "cpu_max_freqs_khz": _cpu_freqs("scaling_max_freq"), "temps_c": temps}
+        snap: dict[str, Any] = {
+            "cpu_cur_freqs_khz": _cpu_freqs("scaling_cur_freq"),
+            "cpu_max_freqs_khz": _cpu_freqs("scaling_max_freq"),
+            "temps_c": temps,
+        }
         try:
             snap["loadavg_1m"] = os.getloadavg()[0]
         except OSError:

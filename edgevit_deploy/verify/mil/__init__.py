@@ -3,6 +3,7 @@
 ``ReferenceExecutor(path).run_normalised(x)`` gives the program's scores for a normalised NCHW batch;
 ``.predict(feeds)`` runs it on named inputs. See docs/coreml_reference.md.
 """
+
 from __future__ import annotations
 
 from .errors import MilExecutorError, MilOpExecutionError, MilProgramError, UnsupportedMilOpError
@@ -11,6 +12,12 @@ from .ops import supported_ops
 from .program import MilPackage, load_package
 
 __all__ = [
-    "MilExecutorError", "MilOpExecutionError", "MilPackage", "MilProgramError", "ReferenceExecutor",
-    "UnsupportedMilOpError", "load_package", "supported_ops",
+    "MilExecutorError",
+    "MilOpExecutionError",
+    "MilPackage",
+    "MilProgramError",
+    "ReferenceExecutor",
+    "UnsupportedMilOpError",
+    "load_package",
+    "supported_ops",
 ]

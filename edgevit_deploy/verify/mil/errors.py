@@ -1,4 +1,5 @@
 """Errors of the reference ML Program executor."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,5 +38,6 @@ class MilOpExecutionError(EdgeVitDeployError, RuntimeError):
     def __init__(self, op_type: str, op_name: str, cause: BaseException):
         self.op_type = op_type
         self.op_name = op_name
-        super().__init__(f"ML Program op {op_type} {op_name!r} failed in the reference executor: "
-                         f"{type(cause).__name__}: {cause}")
+        super().__init__(
+            f"ML Program op {op_type} {op_name!r} failed in the reference executor: {type(cause).__name__}: {cause}"
+        )

@@ -5,6 +5,7 @@ nearest float16 (and so are fp16 inputs and weights), so an fp16 program shows i
 error. Inside an op, arithmetic is float32 (like Core ML's CPU / GPU kernels, which accumulate in
 higher precision). ``emulate_fp16=False`` computes fp16 programs in plain float32 instead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,7 @@ def _dtype_name(var: Any) -> str:
 
     try:
         return types.builtin_to_string(var.dtype) or "unknown"
-    except (ValueError, AttributeError):   # ListVar, tuples
+    except (ValueError, AttributeError):  # ListVar, tuples
         return "list"
 
 
@@ -40,7 +41,7 @@ class _Step:
     op_type: str
     name: str
     fn: Any
-    inputs: dict[str, Any]           # input name -> var name, or tuple of var names
+    inputs: dict[str, Any]  # input name -> var name, or tuple of var names
     outputs: tuple[str, ...]
     out_dtypes: tuple[str, ...]
 
@@ -79,11 +80,14 @@ class ReferenceExecutor:
         fn = self.package.function
         self._inputs = {name: (_dtype_name(var), tuple(var.shape)) for name, var in fn.inputs.items()}
         self.has_fp16 = any("fp16" in s.out_dtypes for s in self._steps) or any(
-            d == "fp16" for d, _ in self._inputs.values())
+            d == "fp16" for d, _ in self._inputs.values()
+        )
         if not self.has_fp16:
             self.executor = "coreml-reference (fp32)"
         else:
-            self.executor = "coreml-reference (fp16 emulated)" if emulate_fp16 else "coreml-reference (fp16 computed as fp32)"
+            self.executor = (
+                "coreml-reference (fp16 emulated)" if emulate_fp16 else "coreml-reference (fp16 computed as fp32)"
+            )
         self.mean, self.std = mean_std_from_metadata(self.package.metadata)
 
     # ------------------------------------------------------------------------------------------ load
@@ -100,7 +104,7 @@ class ReferenceExecutor:
                 unsupported.setdefault(op.op_type, "control flow" if fn is not None else "")
                 continue
             step = _Step(op.op_type, op.name, fn, _input_names(op), tuple(v.name for v in outs), dtypes)
-            if op.op_type.startswith("constexpr_"):      # compile-time constants: evaluate once
+            if op.op_type.startswith("constexpr_"):  # compile-time constants: evaluate once
                 self._run_step(step, self._consts)
             else:
                 self._steps.append(step)
@@ -139,7 +143,8 @@ class ReferenceExecutor:
         if t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(static, t.shape)):
             raise MilProgramError(
                 f"input {name!r} has shape {tuple(t.shape)}; the program takes {tuple(static)} "
-                "(None: any size). Resize / batch the input to match.")
+                "(None: any size). Resize / batch the input to match."
+            )
         return finalise(t, dtype, self.emulate_fp16)
 
     def predict(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -187,7 +192,7 @@ class ReferenceExecutor:
         if isinstance(batch, (int, np.integer)) and batch != x.shape[0]:
             if batch != 1:
                 raise MilProgramError(f"the program has a fixed batch of {batch}; got {x.shape[0]} inputs")
-            outs = [self.predict({name: x[i:i + 1]})[out_name] for i in range(x.shape[0])]
+            outs = [self.predict({name: x[i : i + 1]})[out_name] for i in range(x.shape[0])]
             return np.concatenate([np.asarray(o, dtype=np.float32).reshape(1, -1) for o in outs])
         out = self.predict({name: x})[out_name]
         return np.asarray(out, dtype=np.float32).reshape(x.shape[0], -1)

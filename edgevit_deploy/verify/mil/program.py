@@ -1,6 +1,7 @@
 """Read a saved ``.mlpackage``: the MIL program (through coremltools' own milproto loader, weights from
 the package's weight file) and the interface Core ML puts around it (image inputs, classifier output,
 user metadata)."""
+
 from __future__ import annotations
 
 import logging
@@ -17,12 +18,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class MilPackage:
     path: Path
-    spec: Any                                   # Model_pb2.Model
-    function: Any                               # coremltools.converters.mil.mil.Function
+    spec: Any  # Model_pb2.Model
+    function: Any  # coremltools.converters.mil.mil.Function
     input_names: list[str]
     output_names: list[str]
-    image_inputs: dict[str, str] = field(default_factory=dict)   # input name -> colour layout (RGB / BGR / ...)
-    scores_output: str | None = None            # classifier: the output holding the per-class scores
+    image_inputs: dict[str, str] = field(default_factory=dict)  # input name -> colour layout (RGB / BGR / ...)
+    scores_output: str | None = None  # classifier: the output holding the per-class scores
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -56,7 +57,8 @@ def load_package(path: Path | str) -> MilPackage:
     if kind != "mlProgram":
         raise MilProgramError(
             f"{path} holds a Core ML {kind!r} model; the reference executor runs ML Programs only "
-            "(convert with convert_to='mlprogram').")
+            "(convert with convert_to='mlprogram')."
+        )
     program = load_program(spec, weights_dir)
     desc = spec.description
     fname = getattr(desc, "defaultFunctionName", "") or "main"
@@ -68,7 +70,12 @@ def load_package(path: Path | str) -> MilPackage:
             image_inputs[inp.name] = inp.type.imageType.ColorSpace.Name(inp.type.imageType.colorSpace)
     scores = desc.predictedProbabilitiesName or None
     return MilPackage(
-        path=path, spec=spec, function=program.functions[fname],
-        input_names=[i.name for i in desc.input], output_names=[o.name for o in desc.output],
-        image_inputs=image_inputs, scores_output=scores, metadata=dict(desc.metadata.userDefined),
+        path=path,
+        spec=spec,
+        function=program.functions[fname],
+        input_names=[i.name for i in desc.input],
+        output_names=[o.name for o in desc.output],
+        image_inputs=image_inputs,
+        scores_output=scores,
+        metadata=dict(desc.metadata.userDefined),
     )

@@ -1,5 +1,6 @@
 """Core ML interface details shared by the native and reference sessions: image inputs with the
 model's mean / std folded in, and where those come from."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,8 @@ def denormalise_for_image(x: np.ndarray, mean, std, color_layout: str = "RGB") -
     if x.shape[1] != 3 or color_layout not in ("RGB", "BGR"):
         raise MilProgramError(
             f"an image input with colour layout {color_layout} and {x.shape[1]} channels cannot take the "
-            "normalised RGB batch; feed pixels with predict() instead.")
+            "normalised RGB batch; feed pixels with predict() instead."
+        )
     m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
     s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
     pixels = (x * s + m) * 255.0
@@ -40,7 +42,7 @@ def denormalise_for_image(x: np.ndarray, mean, std, color_layout: str = "RGB") -
 def image_feed(value: Any, color_layout: str) -> np.ndarray:
     """A PIL image (RGB) or a pixel array -> the program's NCHW float pixel tensor. Arrays already in NCHW
     (or CHW) are taken in the program's channel order; HWC arrays as RGB."""
-    if hasattr(value, "convert") and hasattr(value, "size"):       # PIL.Image
+    if hasattr(value, "convert") and hasattr(value, "size"):  # PIL.Image
         arr = np.asarray(value.convert("L" if color_layout.startswith("GRAYSCALE") else "RGB"), dtype=np.float32)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if color_layout == "BGR":

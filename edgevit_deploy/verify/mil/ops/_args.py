@@ -1,4 +1,5 @@
 """What an op implementation sees: its named inputs, as torch tensors or static Python values."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,10 +36,11 @@ class OpArgs:
     """Named inputs of one op. ``names`` maps an input name to a variable name (or a tuple of names
     for variadic inputs such as ``concat.values``); ``env`` holds every variable's current value."""
 
-    __slots__ = ("op_type", "op_name", "names", "env", "out_dtypes")
+    __slots__ = ("env", "names", "op_name", "op_type", "out_dtypes")
 
-    def __init__(self, op_type: str, op_name: str, names: dict[str, Any], env: dict[str, Any],
-                 out_dtypes: tuple[str, ...]):
+    def __init__(
+        self, op_type: str, op_name: str, names: dict[str, Any], env: dict[str, Any], out_dtypes: tuple[str, ...]
+    ):
         self.op_type = op_type
         self.op_name = op_name
         self.names = names

@@ -1,4 +1,5 @@
 """The op table: MIL op type -> a function computing it on torch tensors."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,7 +7,7 @@ from typing import Any
 
 from ._args import OpArgs
 
-OpFn = Callable[[OpArgs], Any]   # returns one value, or a tuple with one value per output
+OpFn = Callable[[OpArgs], Any]  # returns one value, or a tuple with one value per output
 
 _OPS: dict[str, OpFn] = {}
 

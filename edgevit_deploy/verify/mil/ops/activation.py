@@ -1,4 +1,5 @@
 """Activation MIL ops."""
+
 from __future__ import annotations
 
 import math
@@ -46,7 +47,6 @@ def _gelu(a: OpArgs) -> torch.Tensor:
     if mode == "SIGMOID_APPROXIMATION":
         return x * torch.sigmoid(1.702 * x)
     raise ValueError(f"gelu: unknown mode {mode!r}")
-
 
 
 @register("leaky_relu")

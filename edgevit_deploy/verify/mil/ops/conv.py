@@ -1,4 +1,5 @@
 """Convolution and pooling MIL ops (1-3 spatial dims), with MIL's pad types."""
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ def _geometry(a: OpArgs, x: torch.Tensor, kernel) -> tuple[tuple[int, ...], tupl
     nd = x.dim() - 2
     strides = a.ints("strides", (1,) * nd)
     dilations = a.ints("dilations", (1,) * nd)
-    pads = spatial_pads(a.str("pad_type", "valid"), x.shape[2:], kernel, strides, dilations,
-                        a.ints("pad", (0,) * (2 * nd)))
+    pads = spatial_pads(
+        a.str("pad_type", "valid"), x.shape[2:], kernel, strides, dilations, a.ints("pad", (0,) * (2 * nd))
+    )
     return strides, dilations, pads
 
 
@@ -67,7 +69,7 @@ def _conv(a: OpArgs) -> torch.Tensor:
 
 @register("conv_transpose")
 def _conv_transpose(a: OpArgs) -> torch.Tensor:
-    x, w = a.t("x"), a.t("weight")          # weight: (C_in, C_out / groups, *K)
+    x, w = a.t("x"), a.t("weight")  # weight: (C_in, C_out / groups, *K)
     nd = x.dim() - 2
     strides = a.ints("strides", (1,) * nd)
     dilations = a.ints("dilations", (1,) * nd)
@@ -86,7 +88,7 @@ def _conv_transpose(a: OpArgs) -> torch.Tensor:
             begin, end = 0, 0
         want = out_shape[2 + d] if out_shape is not None else size - begin - end
         full = full.narrow(2 + d, begin, min(want, size - begin))
-        if full.shape[2 + d] < want:       # output_shape larger than the full result: zeros after
+        if full.shape[2 + d] < want:  # output_shape larger than the full result: zeros after
             extra = [0, 0] * (nd - 1 - d) + [0, want - full.shape[2 + d]]
             full = F.pad(full, extra)
     return full
@@ -97,8 +99,9 @@ def _pool_pads(a: OpArgs, x: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, 
     nd = x.dim() - 2
     kernel = a.ints("kernel_sizes")
     strides = a.ints("strides", (1,) * nd)
-    pads = spatial_pads(a.str("pad_type", "valid"), x.shape[2:], kernel, strides, (1,) * nd,
-                        a.ints("pad", (0,) * (2 * nd)))
+    pads = spatial_pads(
+        a.str("pad_type", "valid"), x.shape[2:], kernel, strides, (1,) * nd, a.ints("pad", (0,) * (2 * nd))
+    )
     ceil_mode = a.bool("ceil_mode")
     extra = []
     for d in range(nd):
@@ -129,7 +132,9 @@ def _avg_pool(a: OpArgs) -> torch.Tensor:
         mask = F.pad(ones, _torch_pad(full))
     else:  # padding counts, but not the extra cells ceil_mode hangs past it
         mask = F.pad(F.pad(ones, _torch_pad(pads), value=1.0), _torch_pad([(0, x_) for x_ in extra]))
-    counts = _AVG[nd](mask, kernel, strides, divisor_override=1) if nd > 1 else _AVG[nd](mask, kernel, strides) * kernel[0]
+    counts = (
+        _AVG[nd](mask, kernel, strides, divisor_override=1) if nd > 1 else _AVG[nd](mask, kernel, strides) * kernel[0]
+    )
     return summed / counts
 
 

@@ -1,16 +1,31 @@
 """MIL dtype names and how the executor holds each one (every float as float32, rounded to the
 declared precision)."""
+
 from __future__ import annotations
 
 import torch
 
 _TORCH = {
-    "fp16": torch.float32, "fp32": torch.float32, "fp64": torch.float32,
-    "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16, "uint16": torch.int32,
-    "int32": torch.int32, "uint32": torch.int64, "int64": torch.int64, "bool": torch.bool,
-    "int4": torch.int8, "uint4": torch.uint8, "uint1": torch.uint8, "uint2": torch.uint8,
-    "uint3": torch.uint8, "uint6": torch.uint8,
+    "fp16": torch.float32,
+    "fp32": torch.float32,
+    "fp64": torch.float32,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "int16": torch.int16,
+    "uint16": torch.int32,
+    "int32": torch.int32,
+    "uint32": torch.int64,
+    "int64": torch.int64,
+    "bool": torch.bool,
+    "int4": torch.int8,
+    "uint4": torch.uint8,
+    "uint1": torch.uint8,
+    "uint2": torch.uint8,
+    "uint3": torch.uint8,
+    "uint6": torch.uint8,
 }
+
+
 def torch_dtype(name: str) -> torch.dtype:
     try:
         return _TORCH[name]

@@ -1,4 +1,5 @@
 """Element-wise MIL ops (numpy-style broadcasting) and ``cast``."""
+
 from __future__ import annotations
 
 import torch
@@ -19,13 +20,24 @@ def _div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 _BINARY = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "real_div": _div, "pow": torch.pow,
-    "maximum": torch.maximum, "minimum": torch.minimum,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "real_div": _div,
+    "pow": torch.pow,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
     "floor_div": lambda x, y: torch.div(x, y, rounding_mode="floor"),
-    "mod": torch.remainder,   # MIL mod follows the sign of the divisor (Python / numpy semantics)
-    "equal": torch.eq, "not_equal": torch.ne, "less": torch.lt, "less_equal": torch.le,
-    "greater": torch.gt, "greater_equal": torch.ge,
-    "logical_and": torch.logical_and, "logical_or": torch.logical_or, "logical_xor": torch.logical_xor,
+    "mod": torch.remainder,  # MIL mod follows the sign of the divisor (Python / numpy semantics)
+    "equal": torch.eq,
+    "not_equal": torch.ne,
+    "less": torch.lt,
+    "less_equal": torch.le,
+    "greater": torch.gt,
+    "greater_equal": torch.ge,
+    "logical_and": torch.logical_and,
+    "logical_or": torch.logical_or,
+    "logical_xor": torch.logical_xor,
 }
 for _name, _fn in _BINARY.items():
     register(_name)(_binary(_fn))
@@ -36,12 +48,28 @@ def _unary(fn):
 
 
 _UNARY = {
-    "abs": torch.abs, "acos": torch.acos, "asin": torch.asin, "atan": torch.atan, "atanh": torch.atanh,
-    "ceil": torch.ceil, "cos": torch.cos, "cosh": torch.cosh, "erf": torch.erf, "exp": torch.exp,
-    "exp2": torch.exp2, "floor": torch.floor, "logical_not": torch.logical_not, "sign": torch.sign,
-    "sin": torch.sin, "sinh": torch.sinh, "sqrt": torch.sqrt, "square": torch.square, "tan": torch.tan,
-    "tanh": torch.tanh, "identity": lambda x: x,
-    "round": torch.round,   # MIL round: half to even, like torch.round
+    "abs": torch.abs,
+    "acos": torch.acos,
+    "asin": torch.asin,
+    "atan": torch.atan,
+    "atanh": torch.atanh,
+    "ceil": torch.ceil,
+    "cos": torch.cos,
+    "cosh": torch.cosh,
+    "erf": torch.erf,
+    "exp": torch.exp,
+    "exp2": torch.exp2,
+    "floor": torch.floor,
+    "logical_not": torch.logical_not,
+    "sign": torch.sign,
+    "sin": torch.sin,
+    "sinh": torch.sinh,
+    "sqrt": torch.sqrt,
+    "square": torch.square,
+    "tan": torch.tan,
+    "tanh": torch.tanh,
+    "identity": lambda x: x,
+    "round": torch.round,  # MIL round: half to even, like torch.round
 }
 for _name, _fn in _UNARY.items():
     register(_name)(_unary(_fn))

@@ -1,4 +1,5 @@
 """linear, matmul, einsum."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Compressed weights (constexpr_*: evaluated once, at load) and activation quantize / dequantize."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,14 @@ from ._args import OpArgs
 from ._registry import register
 from .dtypes import torch_dtype
 
-_INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15),
-              "int16": (-32768, 32767), "uint16": (0, 65535)}
+_INT_RANGE = {
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "int4": (-8, 7),
+    "uint4": (0, 15),
+    "int16": (-32768, 32767),
+    "uint16": (0, 65535),
+}
 
 
 def _along(v: torch.Tensor, axis: int | None, rank: int) -> torch.Tensor:
@@ -58,7 +65,7 @@ def unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:
 def _lut_to_dense(a: OpArgs) -> torch.Tensor:
     lut = np.asarray(a.v("lut"))
     indices = np.asarray(a.v("indices"))
-    if a.has("shape"):                                    # iOS16: one LUT, indices bit-packed
+    if a.has("shape"):  # iOS16: one LUT, indices bit-packed
         shape = a.ints("shape")
         count = int(np.prod(shape))
         nbits = int(np.log2(lut.shape[-1]))
@@ -74,7 +81,7 @@ def _lut_to_dense(a: OpArgs) -> torch.Tensor:
         pos = np.arange(n) * (vsize if ax == vaxis else 1)
         block = out_shape[ax] // lut.shape[ax]
         group.append((pos // block).reshape([-1 if i == ax else 1 for i in range(k)]))
-    vals = lut[tuple(group) + (indices.astype(np.int64),)]       # indices.shape + (vsize,)
+    vals = lut[tuple(group) + (indices.astype(np.int64),)]  # indices.shape + (vsize,)
     if vaxis is None:
         dense = vals[..., 0]
     else:
@@ -86,7 +93,7 @@ def _lut_to_dense(a: OpArgs) -> torch.Tensor:
 def _sparse_to_dense(a: OpArgs) -> torch.Tensor:
     data = np.asarray(a.v("nonzero_data"), dtype=np.float32)
     mask = np.asarray(a.v("mask"))
-    if a.has("shape"):                                    # iOS16: bit-packed mask
+    if a.has("shape"):  # iOS16: bit-packed mask
         shape = a.ints("shape")
         mask = unpack_bits(mask, 1, int(np.prod(shape))).reshape(shape)
     dense = np.zeros(mask.shape, dtype=np.float32)

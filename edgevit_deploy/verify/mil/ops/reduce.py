@@ -1,4 +1,5 @@
 """reduce_* ops (``axes`` None reduces every axis; ``keep_dims`` keeps them as size 1)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Spatial resampling of the last two axes: upsample_* / resize_* (nearest and bilinear)."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ def _upsample_nearest(a: OpArgs) -> torch.Tensor:
     x = a.t("x")
     for dim, key in ((-2, "scale_factor_height"), (-1, "scale_factor_width")):
         s = a.float(key, 1.0)
-        x = _nearest(x, x.dim() + dim, int(math.floor(x.shape[dim] * s)), s)
+        x = _nearest(x, x.dim() + dim, math.floor(x.shape[dim] * s), s)
     return x
 
 
@@ -54,7 +55,7 @@ def _upsample_bilinear(a: OpArgs) -> torch.Tensor:
     for dim, key in ((-2, "scale_factor_height"), (-1, "scale_factor_width")):
         s = a.float(key, 1.0)
         size = x.shape[dim]
-        out = int(math.floor(size * s))
+        out = math.floor(size * s)
         i = torch.arange(out, dtype=torch.float64)
         if align:
             coords = i * ((size - 1) / (out - 1)) if out > 1 else torch.zeros(out, dtype=torch.float64)

@@ -1,4 +1,5 @@
 """Layout MIL ops: reshape, transpose, slicing, concat / split / stack, pad, gather, tile..."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -112,7 +113,7 @@ def _concat(a: OpArgs) -> torch.Tensor:
     axis = _axis(a.int("axis"), values[0].dim())
     if not a.bool("interleave"):
         return torch.cat(values, dim=axis)
-    stacked = torch.stack(values, dim=axis + 1)           # (..., n, k, ...) -> interleave slices
+    stacked = torch.stack(values, dim=axis + 1)  # (..., n, k, ...) -> interleave slices
     shape = list(values[0].shape)
     shape[axis] *= len(values)
     return stacked.reshape(shape)
@@ -144,7 +145,7 @@ def _pad(a: OpArgs) -> torch.Tensor:
     pad = a.ints("pad")
     mode = a.str("mode", "constant")
     k = len(pad) // 2
-    first = x.dim() - k       # pad covers the last k axes, first axis first
+    first = x.dim() - k  # pad covers the last k axes, first axis first
     if mode == "constant":
         torch_pad: list[int] = []
         for i in reversed(range(k)):
@@ -179,7 +180,7 @@ def _gather(a: OpArgs) -> torch.Tensor:
 
     def take(xx: torch.Tensor, ii: torch.Tensor, ax: int) -> torch.Tensor:
         flat = xx.index_select(ax, ii.reshape(-1))
-        return flat.reshape(tuple(xx.shape[:ax]) + tuple(ii.shape) + tuple(xx.shape[ax + 1:]))
+        return flat.reshape(tuple(xx.shape[:ax]) + tuple(ii.shape) + tuple(xx.shape[ax + 1 :]))
 
     if batch_dims == 0:
         return take(x, idx, axis)
@@ -240,7 +241,7 @@ def _reverse(a: OpArgs) -> torch.Tensor:
 def _depth_to_space(a: OpArgs) -> torch.Tensor:
     x, bs = a.t("x"), a.int("block_size")
     n, c, h, w = x.shape
-    x = x.reshape(n, bs, bs, c // (bs * bs), h, w).permute(0, 3, 4, 1, 5, 2)   # DCR, as TensorFlow
+    x = x.reshape(n, bs, bs, c // (bs * bs), h, w).permute(0, 3, 4, 1, 5, 2)  # DCR, as TensorFlow
     return x.reshape(n, c // (bs * bs), h * bs, w * bs)
 
 
