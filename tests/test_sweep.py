@@ -6,6 +6,7 @@ sweep logic itself is what is tested; the real host runner is tested in test_ben
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -268,11 +269,14 @@ def test_a_store_write_failure_stops_the_sweep_with_the_error_and_keeps_committe
 
     store._conn = Conn()
     sweep, _ = make_sweep(tmp_path, SweepSpec(**SPEC, devices=["a", "b"]), store=store)
-    with pytest.raises(StoreWriteError, match=f"{message}.*2 row\\(s\\) of this run were committed"):
+    with pytest.raises(StoreWriteError, match=f"{message}.*row\\(s\\) of this run were committed") as err:
         sweep.run()
     assert crashes == []                                     # no device thread died with a traceback
     store._conn = real
-    assert store.count() == 2 and all(r["status"] == "ok" for r in store.rows())
+    # the other device may commit one more row between the failing INSERT and the stop (the injected fault
+    # fails one INSERT only): the count the error reports is the count the store holds
+    reported = int(re.search(r"\[(\d+) row\(s\) of this run were committed", str(err.value)).group(1))
+    assert reported == store.count() in (2, 3) and all(r["status"] == "ok" for r in store.rows())
     assert len(puts) <= 4                                     # both devices stopped after the failure
 
 
