@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class LatencySummary:
     max: float
     trimmed_mean: float
 
-    def as_measurement_fields(self) -> dict[str, float]:
+    def as_measurement_fields(self) -> dict[str, Any]:
         """The keyword arguments of :class:`~edgevit_deploy.device_bench.types.Measurement` it fills."""
         return {
             "mean_ms": self.mean,
