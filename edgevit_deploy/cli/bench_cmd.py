@@ -24,7 +24,7 @@ from ..device_bench import api
 from ..device_bench.report.table import rich_table
 from ..device_bench.store import DEFAULT_STORE, StoreWriteError, row_of
 from ..device_bench.sweep_config import SweepSpec, read_sweep_file
-from ..device_bench.types import BenchJob, Measurement
+from ..device_bench.types import BenchJob, Measurement, row_key
 from ..errors import EdgeVitDeployError, OutputDirError
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -371,8 +371,7 @@ def sweep(
 
 def _print_table(rows: list[dict[str, Any]], spec_keys: set[tuple[str, ...]]) -> None:
     """The rows of this sweep only (the store may hold other sweeps' rows too)."""
-    keys = ("model", "target", "precision", "threads", "delegate", "device", "img_size", "runner")
-    console.print(rich_table([r for r in rows if tuple(str(r[k]) for k in keys) in spec_keys]))
+    console.print(rich_table([r for r in rows if row_key(r) in spec_keys]))
 
 
 @main.command()
