@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import EdgeVitDeployError
 from .types import ROW_KEY, BenchJob, DeviceInfo, Measurement, row_key
@@ -49,9 +49,13 @@ COLUMNS = [*_JOB_FIELDS, *_MEAS_FIELDS, "device_info"]
 class StoreError(EdgeVitDeployError, RuntimeError):
     """The store file cannot be opened or is not an edgevit-bench store."""
 
+    exit_code: ClassVar[int] = 2  # the CLI's code: a --store that cannot be used is bad input
+
 
 class StoreWriteError(StoreError):
     """A row could not be committed (disk full, read-only file, locked); earlier rows are intact."""
+
+    exit_code: ClassVar[int] = 1  # the CLI's code: the run failed part-way
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> StoreWriteError:
@@ -79,7 +83,7 @@ def _sql_type(type_str: str) -> str:
 def _schema() -> str:
     cols = []
     for f in [*fields(BenchJob), *(f for f in fields(Measurement) if f.name in _MEAS_FIELDS)]:
-        sql = "TEXT" if f.name in _JSON_FIELDS else _sql_type(f.type)
+        sql = "TEXT" if f.name in _JSON_FIELDS else _sql_type(str(f.type))
         cols.append(f"{f.name} {sql}")
     cols.append("device_info TEXT")
     return (

@@ -102,6 +102,10 @@ def row_key(values: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple("" if values.get(name) is None else str(values[name]) for name in ROW_KEY)
 
 
+#: the values of ``Measurement.status``
+STATUSES: tuple[str, ...] = ("ok", "failed")
+
+
 @dataclass
 class Measurement:
     """Everything one run records. Latencies in milliseconds, memory in MB, energy in mJ."""
