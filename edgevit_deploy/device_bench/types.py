@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from .stats import LatencySummary
+
 
 @dataclass
 class ShellResult:
@@ -142,6 +144,11 @@ class Measurement:
     raw_output: str = ""
     notes: list[str] = field(default_factory=list)  # caveats: screen on, charging, throttling, delegate...
     parity: dict[str, Any] = field(default_factory=dict)  # on-device outputs vs PyTorch (ParityReport.to_dict())
+
+    @property
+    def latency(self) -> LatencySummary:
+        """The latency columns above as the one summary type (``stats.MEASUREMENT_FIELDS`` maps them)."""
+        return LatencySummary.of_measurement(self)
 
 
 @runtime_checkable

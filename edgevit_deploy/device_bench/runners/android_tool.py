@@ -148,7 +148,7 @@ class AndroidToolRunner(abc.ABC):
             )
         fields = parsed.measurement_fields()
         charging = bool(snap_before and snap_before.battery.charging)
-        energy_fields = sampler.finish(fields.get("median_ms") or fields.get("mean_ms"), charging, notes)
+        energy_fields = sampler.finish(parsed.latency.median or parsed.latency.mean, charging, notes)
         return Measurement(status="ok", notes=notes, **fields, **energy_fields, **base)
 
     @staticmethod
