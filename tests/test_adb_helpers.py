@@ -187,3 +187,29 @@ def test_adb_usb_without_the_usb_extra_says_what_to_install(tmp_path):
 
         with pytest.raises(DeviceNotFoundError):
             open_transport("adb-usb:NOSUCHSERIAL", key_path=tmp_path / "adbkey")
+
+
+def test_one_latency_summary_type_from_the_parsers_to_the_store(tmp_path):
+    """The parsers nest a LatencySummary; a Measurement's latency columns are that summary's fields
+    (stats.MEASUREMENT_FIELDS), and they come back from the store as the same summary."""
+    from edgevit_deploy.device_bench.parsers import ParsedRun
+    from edgevit_deploy.device_bench.stats import MEASUREMENT_FIELDS, LatencySummary
+    from edgevit_deploy.device_bench.store import ResultStore
+    from edgevit_deploy.device_bench.types import BenchJob, Measurement
+
+    run = ParsedRun(tool="t")
+    run.latency.p95 = 9.0                               # a figure only the tool's own summary has
+    run.apply_latencies([3.0, 1.0, 2.0, 8.0])
+    assert isinstance(run.latency, LatencySummary)
+    assert run.latency.median == 2.5 and run.latency.max == 8.0 and run.latency.p95 == 9.0
+    fields = run.measurement_fields()
+    assert {k: fields[k] for k in MEASUREMENT_FIELDS.values()} == run.latency.as_measurement_fields()
+    m = Measurement(job=BenchJob("edgevit_xxs", "onnx", "fp32"), status="ok", **fields)
+    stored = {name: getattr(run.latency, name) for name in MEASUREMENT_FIELDS}
+    assert {k: getattr(m.latency, k) for k in MEASUREMENT_FIELDS} == stored
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.put(m)
+        [row] = store.rows()
+        [back] = store.measurements()
+    assert {k: getattr(LatencySummary.of_measurement(row), k) for k in MEASUREMENT_FIELDS} == stored
+    assert back.latency == m.latency

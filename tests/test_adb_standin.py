@@ -282,3 +282,24 @@ def test_server_client_on_a_device_without_shell_v2(tmp_path, adb_server):
         res = t.shell("echo v1; exit 5", timeout=30)
         assert res.exit_code == 5 and res.stdout.strip() == "v1"
         adb_server.run("disconnect", dev.address, check=False)
+
+
+def test_one_device_probe_before_and_one_after_each_run(transport, models, tools, monkeypatch):
+    """An adb measurement reads the device's state twice (props + thermal before, thermal after), not four
+    times: the sweep does not probe around a runner that records the thermal state itself."""
+    from edgevit_deploy.device_bench import android
+
+    probes: list[str] = []
+    shell = transport.shell
+
+    def counting(command, timeout=None):
+        if command == android._PROBE_SCRIPT:
+            probes.append(command)
+        return shell(command, timeout=timeout)
+
+    monkeypatch.setattr(transport, "shell", counting)
+    runner = get_runner("onnx", "adb", _config(tools))
+    m = runner.run(transport, _job(transport, "onnx"), models["onnx"])
+    assert m.status == "ok", m.reason
+    assert len(probes) == 2 and runner.records_thermal
+    assert m.thermal_before and m.thermal_after and m.throttled is False

@@ -159,3 +159,17 @@ def test_kill_9_of_the_sweep_then_resume(iphone, ipa, tmp_path, cache):
     assert row["status"] == "ok" and len(row["latencies_ms"]) == 150 and row["parity"]["passed"], row["reason"]
     log = (iphone / "apps" / P.IOS_BUNDLE_ID / "app.log").read_text()
     assert log.count("jobs run") == 1   # the job ran once, on the phone, across the host's kill
+
+
+def test_a_devicectl_call_that_never_returns_raises_device_timeout(tmp_path, monkeypatch):
+    """DeviceTimeoutError is what a device operation that times out raises (here: xcrun devicectl hanging)."""
+    from edgevit_deploy.device_bench.errors import DeviceTimeoutError
+    from edgevit_deploy.device_bench.transports.devicectl import XCRUN_ENV, run_devicectl
+
+    hang = tmp_path / "xcrun"
+    hang.write_text("#!/bin/sh\nexec sleep 30\n")
+    hang.chmod(0o755)
+    monkeypatch.setenv(XCRUN_ENV, str(hang))
+    with pytest.raises(DeviceTimeoutError, match="did not finish within 0.5 s") as caught:
+        run_devicectl(["list", "devices"], device="ios:00008110-000A", timeout=0.5)
+    assert caught.value.device == "ios:00008110-000A" and caught.value.timeout_s == 0.5

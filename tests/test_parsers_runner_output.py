@@ -42,21 +42,21 @@ def test_litert_fixture(path):
     assert run.ok == (has_summary and not delegate_failed and not zero_nodes), run.reason
     if not run.ok:
         assert run.reason and len(run.reason) > 10
-        assert run.mean_ms is None
+        assert run.latency.mean is None
         if delegate_failed:
             assert "delegate" in run.reason
         return
     if "Inference (avg):" in text:
-        assert run.mean_ms == pytest.approx(_number_after("Inference (avg):", text) / 1000)
+        assert run.latency.mean == pytest.approx(_number_after("Inference (avg):", text) / 1000)
         assert run.init_ms == pytest.approx(_number_after("Init:", text) / 1000)
         assert run.first_ms == pytest.approx(_number_after("First inference:", text) / 1000)
     stat_lines = [ln for ln in text.splitlines() if "count=" in ln and "first=" in ln and "Timings" not in ln]
     if len(stat_lines) >= 2:
         regular = stat_lines[-1]
-        assert run.count == int(_number_after("count=", regular))
+        assert run.latency.count == int(_number_after("count=", regular))
         assert run.warmup_count == int(_number_after("count=", stat_lines[0]))
-        assert run.std_ms == pytest.approx(_number_after("std=", regular) / 1000)
-        assert run.min_ms == pytest.approx(_number_after("min=", regular) / 1000)
+        assert run.latency.std == pytest.approx(_number_after("std=", regular) / 1000)
+        assert run.latency.min == pytest.approx(_number_after("min=", regular) / 1000)
     for label in ("Peak memory footprint (MB): init=", "Memory footprint delta from the start of the tool (MB): init="):
         if label in text:
             assert run.peak_memory_mb == pytest.approx(_number_after("overall=", text))
@@ -68,7 +68,7 @@ def test_litert_op_profiling_totals_are_not_the_run_stats():
     text = (FIXTURES / "litert_readme_op_profiling.txt").read_text()
     run = litert.parse(text)
     assert run.ok and run.variant.startswith("average-inference-timings")
-    assert run.count is None  # "Timings (microseconds): count=50" and "Memory (bytes): count=0" are tables
+    assert run.latency.count is None  # "Timings (microseconds): count=50" and "Memory (bytes): count=0" are tables
 
 
 def test_litert_percentiles_and_periodic_peak_memory():
@@ -79,9 +79,9 @@ def test_litert_percentiles_and_periodic_peak_memory():
             "INFO: Overall peak memory footprint (MB) via periodic monitoring: 12.5\n")
     run = litert.parse(text)
     assert run.ok
-    assert run.median_ms == pytest.approx(0.044) and run.p95_ms == pytest.approx(0.066)
+    assert run.latency.median == pytest.approx(0.044) and run.latency.p95 == pytest.approx(0.066)
     assert run.peak_memory_mb == pytest.approx(12.5)  # the periodic monitor beats the delta
-    assert run.count == 20 and run.warmup_count == 5
+    assert run.latency.count == 20 and run.warmup_count == 5
 
 
 @pytest.mark.parametrize("path", ORT, ids=lambda p: p.stem)
@@ -94,13 +94,13 @@ def test_ort_fixture(path):
         return
     label = next(lab for lab in ("Average inference time cost total:", "Average inference time cost:",
                                  "Average time cost:") if lab in text)
-    assert run.mean_ms == pytest.approx(_number_after(label, text))
+    assert run.latency.mean == pytest.approx(_number_after(label, text))
     if "Session creation time cost:" in text:
         assert run.init_ms == pytest.approx(_number_after("Session creation time cost:", text) * 1000)
     if "P50 Latency" in text:
         p50 = _number_after("P50 Latency:" if "P50 Latency:" in text else "P50 Latency is", text)
-        assert run.median_ms == pytest.approx(p50 * 1000)
-        assert run.min_ms <= run.median_ms <= run.p90_ms <= run.p99_ms
+        assert run.latency.median == pytest.approx(p50 * 1000)
+        assert run.latency.min <= run.latency.median <= run.latency.p90 <= run.latency.p99
     if "Peak working set size:" in text:
         assert run.peak_memory_mb == pytest.approx(_number_after("Peak working set size:", text) / 2**20)
     if "Avg CPU usage:" in text:
@@ -114,7 +114,7 @@ def test_ort_result_file_gives_per_run_stats():
     new = "\n".join(f"{model},{s * 0.9},{s},271122432,11,{k}" for k, s in enumerate(seconds))
     run = ort.parse(text, result_file=new, model_path=model)
     assert run.ok and run.latencies_ms == pytest.approx([s * 1000 for s in seconds])
-    assert run.median_ms == pytest.approx(11.0) and run.min_ms == pytest.approx(9.0)
+    assert run.latency.median == pytest.approx(11.0) and run.latency.min == pytest.approx(9.0)
     old = "\n".join(f"model.onnx,{s},271122432,11,{k}" for k, s in enumerate(seconds))
     assert ort.parse_result_file(old) == pytest.approx([s * 1000 for s in seconds])
 
@@ -147,7 +147,7 @@ def test_parsers_never_raise_on_garbage(parts):
         run = parser(text)
         assert isinstance(run.ok, bool)
         if run.ok:
-            assert run.mean_ms is not None and run.mean_ms > 0
+            assert run.latency.mean is not None and run.latency.mean > 0
         else:
             assert run.reason
 

@@ -118,3 +118,90 @@ def test_busy_host_is_flagged_from_the_load_before_the_run():
     assert busy_note(row) == "busy (load 9.5 on 2 cores)"
     assert busy_note({**row, "thermal_before": {"loadavg_1m": 0.4}}) == ""
     assert busy_note({"thermal_before": {}, "device_info": None}) == ""
+
+
+# ------------------------------------------------------------------------------------- point labels
+CROWD = ["edgevit_xxs", "edgevit_xs", "deit_tiny_patch16_224", "efficientformerv2_s0", "efficientformerv2_s1",
+         "efficientmod_xs", "efficientmod_xxs", "efficientnet_b0", "efficientnet_lite0", "fcaformer_l1",
+         "mobilevig_ti", "mobilevit_s", "mobilevitv2_100", "pvt_v2_b0"]
+
+
+def _crowded_rows() -> list[dict]:
+    """14 models of 3.5-7 M parameters measured within a few ms of each other on this host and on a phone."""
+    from edgevit_deploy.device_bench.store import row_of
+
+    rows = []
+    for i, model in enumerate(CROWD):
+        for device, base in (("local", 20.0), ("adb:R5CR", 9.0)):
+            ms = base + 0.15 * i
+            job = BenchJob(model, "onnx", "fp32", device=device, img_size=224)
+            rows.append(row_of(Measurement(job=job, status="ok", median_ms=ms, energy_mj=3 * ms,
+                                           latencies_ms=[ms], p90_ms=ms)))
+    return rows
+
+
+def _label_boxes(monkeypatch, make, rows, tmp_path):
+    """Draw one plot; the window extents of every point label (text only) and the legend's."""
+    from matplotlib.text import Annotation, Text
+
+    from edgevit_deploy.device_bench.report import plots
+
+    seen = {}
+    original = plots._save
+
+    def capture(fig, plt, path, layout=True):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        seen["labels"] = [Text.get_window_extent(t, renderer) for t in ax.texts if isinstance(t, Annotation)]
+        seen["texts"] = [t.get_text() for t in ax.texts]
+        seen["legend"] = ax.get_legend().get_window_extent(renderer) if ax.get_legend() else None
+        seen["legend_texts"] = [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+        seen["markers"] = {c.get_paths()[0].vertices.round(3).tobytes() for c in ax.collections if c.get_paths()}
+        return original(fig, plt, path, layout)
+
+    monkeypatch.setattr(plots, "_save", capture)
+    make(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    return seen
+
+
+@pytest.mark.parametrize("name", ["latency_vs_params", "pareto_accuracy_latency", "pareto_accuracy_energy"])
+def test_point_labels_never_overlap_with_a_crowded_sweep(monkeypatch, tmp_path, name):
+    seen = _label_boxes(monkeypatch, PLOTS[name], _crowded_rows(), tmp_path)
+    boxes = seen["labels"]
+    assert len(boxes) >= 2 * len(CROWD)          # every measured point is labelled (and the paper's rows)
+    clashes = [(seen["texts"][i], seen["texts"][j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+               if boxes[i].overlaps(boxes[j])]
+    assert clashes == []
+    assert not any(b.overlaps(seen["legend"]) for b in boxes)
+
+
+def test_the_greedy_placer_moves_labels_that_would_collide(tmp_path):
+    """The same 12 labels at one point: naive placement puts them all on one spot; the placer spreads them."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgevit_deploy.device_bench.report.labels import PointLabel, place_labels, text_box
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([1.0], [1.0])
+    ax.set_xlim(0, 2)
+    ax.set_ylim(0, 2)
+    fig.tight_layout()
+    anns = place_labels(ax, [PointLabel(1.0, 1.0, f"model_{i}") for i in range(12)])
+    renderer = fig.canvas.get_renderer()
+    boxes = [text_box(a, renderer) for a in anns]
+    assert all(not boxes[i].overlaps(boxes[j]) for i in range(12) for j in range(i + 1, 12))
+    assert all(ax.get_window_extent(renderer).contains(b.x0, b.y0) for b in boxes)
+    plt.close(fig)
+
+
+def test_host_rows_and_the_papers_phone_rows_are_told_apart(monkeypatch, tmp_path):
+    seen = _label_boxes(monkeypatch, PLOTS["pareto_accuracy_latency"], _crowded_rows(), tmp_path)
+    legend = seen["legend_texts"]
+    assert any(t.startswith("EdgeViT paper: Snapdragon 888") for t in legend)
+    assert any(t.startswith("measured on this host:") for t in legend)
+    assert any(t.startswith("measured on phone adb:R5CR:") for t in legend)
+    assert len(seen["markers"]) >= 3             # squares (paper), circles (host), triangles (phone)

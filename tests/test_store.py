@@ -134,12 +134,13 @@ def test_a_sqlite_file_with_other_tables_is_refused(tmp_path):
 
 
 def test_a_new_store_carries_the_schema_marker(tmp_path):
-    from edgevit_deploy.device_bench.store import APPLICATION_ID, SCHEMA_NAME
+    from edgevit_deploy.device_bench.store import APPLICATION_ID, SCHEMA_NAME, SCHEMA_VERSION
 
     ResultStore(tmp_path / "s.sqlite").close()
     with sqlite3.connect(tmp_path / "s.sqlite") as c:
         assert c.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        assert dict(c.execute("SELECT key, value FROM meta")) == {"schema": SCHEMA_NAME, "schema_version": "1"}
+        assert dict(c.execute("SELECT key, value FROM meta")) == {"schema": SCHEMA_NAME,
+                                                                   "schema_version": str(SCHEMA_VERSION)}
     c.close()
 
 
@@ -271,3 +272,62 @@ def test_a_store_locked_past_the_timeout_is_a_write_error(tmp_path):
     store.put(_m(2))
     assert store.count() == 2
     store.close()
+
+
+# ------------------------------------------------------------------------------------------ row key
+def test_cpu_mask_is_part_of_the_row_key_and_an_unset_mask_is_one_key(tmp_path):
+    from edgevit_deploy.device_bench.types import ROW_KEY
+
+    assert "cpu_mask" in ROW_KEY and "runner" in ROW_KEY
+    unpinned = Measurement(job=BenchJob("edgevit_xxs", "tflite", "fp32", device="adb:X"), status="ok", median_ms=3.0)
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.put(_m(1, median=2.0))                        # cpu mask f0
+        store.put(unpinned)
+        store.put(Measurement(job=unpinned.job, status="ok", median_ms=3.25))   # replaces: no mask is one key
+        rows = store.rows()
+        assert sorted((r["cpu_mask"], r["median_ms"]) for r in rows if r["cpu_mask"]) == [("f0", 2.0)]
+        assert [(r["cpu_mask"], r["median_ms"]) for r in rows if not r["cpu_mask"]] == [(None, 3.25)]
+        assert store.completed_keys() == {_m(1).job.key, unpinned.job.key}
+        assert row_of(unpinned)["cpu_mask"] is None and [m.job for m in store.measurements()][1] == unpinned.job
+        store.delete([unpinned.job.key])
+        assert [r["cpu_mask"] for r in store.rows()] == ["f0"]
+
+
+def test_a_store_keyed_without_cpu_mask_is_migrated_with_every_row(tmp_path):
+    """A store the previous release wrote (schema 1: application id, UNIQUE key without cpu_mask) holding two
+    rows: it still opens read-only as it is, and opened to write keeps both rows and takes rows that differ
+    only in the cpu mask."""
+    from edgevit_deploy.device_bench.store import APPLICATION_ID, SCHEMA_NAME, SCHEMA_VERSION, _schema
+
+    db = tmp_path / "v1.sqlite"
+    old_key = "UNIQUE(model, target, precision, threads, delegate, device, img_size, runner))"
+    schema = _schema()
+    schema = schema[: schema.index("UNIQUE(")] + old_key
+    with sqlite3.connect(db) as c:
+        c.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        c.execute(schema)
+        c.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_NAME,))
+        c.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        for threads, mask, median in ((1, None, 2.5), (4, "f0", 1.5)):
+            c.execute("INSERT INTO measurements (model, target, precision, threads, delegate, device, img_size, "
+                      "cpu_mask, runner, status, median_ms, notes) VALUES ('edgevit_xxs', 'tflite', 'fp32', ?, "
+                      "'xnnpack', 'adb:X', 64, ?, 'default', 'ok', ?, '[]')", (threads, mask, median))
+    c.close()
+    old_rows = [(r["threads"], r["cpu_mask"], r["median_ms"]) for r in ResultStore(db, readonly=True).rows()]
+    assert old_rows == [(1, None, 2.5), (4, "f0", 1.5)]
+    with ResultStore(db) as store:
+        assert [(r["threads"], r["cpu_mask"], r["median_ms"]) for r in store.rows()] == old_rows
+        done = store.completed_keys()
+        store.put(_m(1, median=3.0))                        # threads 1, mask f0: beside the unpinned row
+        store.put(_m(4, median=1.25))                       # threads 4, mask f0: replaces the old one
+        assert sorted((r["threads"], r["cpu_mask"] or "", r["median_ms"]) for r in store.rows()) == [
+            (1, "", 2.5), (1, "f0", 3.0), (4, "f0", 1.25)]
+    job = BenchJob("edgevit_xxs", "tflite", "fp32", threads=1, delegate="xnnpack", device="adb:X", img_size=64)
+    assert job.key in done                                  # the old unpinned row still counts as measured
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+        assert "cpu_mask" in c.execute("SELECT sql FROM sqlite_master WHERE name='measurements'").fetchone()[0]
+    c.close()
+    with ResultStore(db) as store:                          # reopening migrates nothing twice
+        assert len(store.rows()) == 3

@@ -358,6 +358,51 @@ def test_throttle_flag_from_snapshots():
     assert throttled({"cpu_max_freqs_khz": [2000, 2000]}, {"cpu_max_freqs_khz": [2000, 1500]}) is True
     assert throttled({"cpu_max_freqs_khz": [2000]}, {"cpu_max_freqs_khz": [2000]}) is False
     assert throttled({}, {}) is None
+    assert throttled({"thermal_status": 2}, {"thermal_status": 2}) is True    # the one rule: moderate is throttled
+
+
+class _ProbedTransport(FakeTransport):
+    """Counts the sweep's thermal snapshots."""
+
+    snapshots = 0
+
+    def thermal_snapshot(self):
+        _ProbedTransport.snapshots += 1
+        return {"thermal_status": 0}
+
+
+class _SelfProbingRunner(TimingRunner):
+    records_thermal = True   # as the Android tool runners and the apps: they read the device's state themselves
+
+    def run(self, transport, job, artifact):
+        m = super().run(transport, job, artifact)
+        m.thermal_before, m.thermal_after = {"thermal_status": 0}, {"thermal_status": 1}
+        return m
+
+
+@pytest.mark.parametrize("runner,probes", [(TimingRunner(), 2), (_SelfProbingRunner(), 0)])
+def test_the_sweep_probes_only_runners_that_do_not_probe_themselves(tmp_path, runner, probes):
+    """One probe before and one after each run: the sweep's own when the runner takes none, else none."""
+    _ProbedTransport.snapshots = 0
+    spec = SweepSpec(**{**SPEC, "targets": ["onnx"], "threads": [1]})
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        result = Sweep(spec, store, ArtifactCache(tmp_path / "cache", exporter=fake_exporter),
+                       opener=lambda dev: _ProbedTransport(dev, tmp_path / "dev"),
+                       runner_factory=lambda target, kind: runner).run()
+    assert result.ok == 1 and _ProbedTransport.snapshots == probes
+    assert result.measurements[0].throttled is (probes == 0)   # the self-probing runner's status rose 0 -> 1
+
+
+def test_local_rows_go_through_the_runner_table():
+    from edgevit_deploy.device_bench.runners import get_runner, supported_pairs
+    from edgevit_deploy.device_bench.runners.host import HostRunner
+    from edgevit_deploy.device_bench.sweep import default_runner_factory
+    from edgevit_deploy.device_bench.sweep_config import known_targets
+
+    assert {(t, "local") for t in known_targets()} <= set(supported_pairs())
+    assert ("executorch", "local") in supported_pairs()
+    runner = default_runner_factory()("executorch", "local")
+    assert isinstance(runner, HostRunner) and type(runner) is type(get_runner("onnx", "local"))
 
 
 # --------------------------------------------------------------------------------- kill -9 and resume

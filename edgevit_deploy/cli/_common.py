@@ -1,4 +1,11 @@
-"""Shared CLI plumbing: logging to the console, tables, error handling. Only the CLI prints."""
+"""Shared CLI plumbing: logging to the console, tables, and THE error handler and exit-code policy of every
+command (edgevit-export, edgevit-verify, edgevit-eval, edgevit-bench). Only the CLI prints.
+
+Exit codes: 0 done; 1 a run failed (an export, a parity check, failed rows, a store that could not be written
+mid-run); 2 bad input (one ``error:`` line saying what was wrong and what to do, nothing created); 130
+interrupted (Ctrl-C). An error class may declare its own code (``exit_code = 2`` on the class: see
+:func:`exit_code_for`); otherwise ValueError / OSError / ImportError are bad input and the rest failures.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,22 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from ..errors import EdgeVitDeployError
 
-# wide tables when output goes to a file or CI log (rich falls back to 80 columns there)
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+# wide tables when output goes to a file or CI log (rich falls back to 80 columns there; the bench's tables
+# have 18 columns)
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 220)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # third-party loggers kept at ERROR (their INFO / WARNING chatter is not about the user's input)
@@ -83,22 +90,83 @@ def setup_logging(verbose: int) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def exit_code_for(exc: BaseException) -> int:
+    """THE exit-code policy: the code the error class declares (``exit_code``), else 2 for bad input
+    (ValueError, OSError, ImportError: a wrong value, path or missing extra) and 1 for a failure."""
+    declared = getattr(exc, "exit_code", None)
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        return declared
+    return EXIT_USAGE if isinstance(exc, (ValueError, OSError, ImportError)) else EXIT_FAILED
+
+
+def error_line(message: str) -> None:
+    """One plain ``error:`` line on stderr (whitespace and line breaks folded: rich would wrap it)."""
+    click.echo("error: " + " ".join(str(message).split()), err=True)
+
+
+def fail(exc: BaseException, code: int | None = None) -> NoReturn:
+    """Print ``exc`` and exit with ``code`` (default: :func:`exit_code_for`). Bad input is one line; a failure
+    keeps its message's line breaks (e.g. the list of failed parity checks)."""
+    code = exit_code_for(exc) if code is None else code
+    if code == EXIT_USAGE:
+        error_line(str(exc))
+    else:
+        click.echo(f"error: {str(exc).strip()}", err=True)
+    sys.exit(code)
+
+
+def interrupted(detail: str = "results written so far are kept on disk") -> NoReturn:
+    """Ctrl-C: one line saying what was kept, exit 130."""
+    click.echo(f"interrupted: {detail}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def handle_errors(fn: F) -> F:
-    """Turn the toolkit's typed errors into a one-paragraph message and exit code 2 (bad input) or 1."""
+    """The toolkit's typed errors as one ``error:`` message and the policy's exit code; Ctrl-C as exit 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except EdgeVitDeployError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
-            code = EXIT_USAGE if isinstance(exc, (ValueError, OSError, ImportError)) else EXIT_FAILED
-            sys.exit(code)
+            fail(exc)
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: results written so far are kept on disk.")
-            sys.exit(130)
+            interrupted()
 
     return wrapper  # type: ignore[return-value]
+
+
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+class _OneLineErrors:
+    """Click's usage errors (unknown option, bad choice, missing option) as one ``error:`` line with click's
+    exit code (2), Ctrl-C outside a command as exit 130; ``--help`` and a bare group show the usage."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except _NO_ARGS_IS_HELP as exc:  # bare `edgevit-bench`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:  # --help, --version
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            error_line(exc.format_message())
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            interrupted()
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+class OneLineCommand(_OneLineErrors, click.Command):
+    """A command with the one error policy (``@click.command(cls=OneLineCommand)``)."""
+
+
+class OneLineGroup(_OneLineErrors, click.Group):
+    """A group with the one error policy (``@click.group(cls=OneLineGroup)``)."""
 
 
 def split_csv(values: Iterable[str]) -> list[str]:

@@ -1,15 +1,13 @@
 """``edgevit-bench``: measure exported models where they run (this host, Android phones over adb).
 
-Thin commands over :mod:`edgevit_deploy.device_bench.api`; only this module prints.
-
-Exit codes: 0 done; 1 a run failed (failed rows, or the store could not be written mid-sweep: the rows
-committed before stay); 2 bad input (one ``error:`` line saying what was wrong and what to do, nothing
-created); 130 interrupted (Ctrl-C; every row committed so far stays, rerun to resume).
+Thin commands over :mod:`edgevit_deploy.device_bench.api`; only this module prints. Errors and exit codes
+follow the one policy of ``cli/_common.py``: 0 done; 1 a run failed (failed rows, or the store could not be
+written mid-sweep: the rows committed before stay); 2 bad input (one ``error:`` line saying what was wrong
+and what to do, nothing created); 130 interrupted (Ctrl-C; every row committed so far stays, rerun to resume).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -17,21 +15,27 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..device_bench import api
+from ..device_bench.errors import DeviceIdError
 from ..device_bench.report.table import rich_table
-from ..device_bench.store import DEFAULT_STORE, StoreWriteError, row_of
-from ..device_bench.sweep_config import SweepSpec, read_sweep_file
-from ..device_bench.types import BenchJob, Measurement
+from ..device_bench.store import DEFAULT_STORE, row_of
+from ..device_bench.sweep_config import RUNNER_CHOICES, SweepSpec, known_targets, read_sweep_file
+from ..device_bench.types import STATUSES, BenchJob, Measurement, row_key
 from ..errors import EdgeVitDeployError, OutputDirError
-
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-
-# a wide table when piped or captured (rich would otherwise squeeze it into 80 columns)
-console = Console(width=None if sys.stdout.isatty() else 220)
-err_console = Console(stderr=True)
+from ._common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    OneLineGroup,
+    console,
+    err_console,
+    error_line,
+    fail,
+    handle_errors,
+    interrupted,
+    setup_logging,
+)
 
 STORE_OPTION = click.option(
     "--store",
@@ -78,22 +82,9 @@ def _csv_option(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _error_line(message: str) -> None:
-    """One plain line on stderr (rich would wrap it at the terminal width)."""
-    click.echo("error: " + " ".join(str(message).split()), err=True)
-
-
-def _fail(exc: Exception, code: int = EXIT_BAD_INPUT) -> None:
-    _error_line(str(exc))
-    sys.exit(code)
-
-
 def _interrupted(store: Path | None = None) -> None:
     where = f" in {store}" if store else ""
-    click.echo(
-        f"interrupted: every row committed so far is kept{where}; run the same command again to resume", err=True
-    )
-    sys.exit(EXIT_INTERRUPTED)
+    interrupted(f"every row committed so far is kept{where}; run the same command again to resume")
 
 
 def _check_writable(path: Path, option: str, folder: bool) -> None:
@@ -116,34 +107,11 @@ def _check_writable(path: Path, option: str, folder: bool) -> None:
         raise OutputDirError(f"{option} {path} cannot be created: {parent} is not writable")
 
 
-_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
-
-
-class _OneLineGroup(click.Group):
-    """Click's usage errors as one ``error:`` line (exit 2), Ctrl-C outside a command as exit 130."""
-
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
-        except _NO_ARGS_IS_HELP as exc:  # bare `edgevit-bench`: the help, as click shows it
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            _error_line(exc.format_message())
-            sys.exit(exc.exit_code)
-        except (click.Abort, KeyboardInterrupt):
-            _interrupted()
-        if standalone_mode:
-            sys.exit(rv if isinstance(rv, int) else 0)
-        return rv
-
-
-@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Benchmark exported models on this host (--device local) and on Android phones (--device adb:SERIAL)."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose)
 
 
 def _runner_flags(
@@ -221,6 +189,10 @@ def _runner_options(f: Any) -> Any:
     return f
 
 
+#: the --runner choices: "tool" is the spelling of the sweep file's "default"
+RUNNER_CHOICES_SHOWN = ["tool", *(c for c in RUNNER_CHOICES if c != "default")]
+
+
 @main.command()
 @click.option(
     "--config",
@@ -232,7 +204,7 @@ def _runner_options(f: Any) -> Any:
     "--device", "--devices", "devices", help="Comma-separated device ids: local, adb:SERIAL, adb:HOST:PORT, ios:UDID."
 )
 @click.option("--models", help="Comma-separated model names (edgevit_xxs, timm:mobilenetv2_100, ...).")
-@click.option("--targets", help="Comma-separated targets: onnx, tflite, coreml, torch.")
+@click.option("--targets", help=f"Comma-separated targets: {', '.join(known_targets())}.")
 @click.option("--precision", "--precisions", "precisions", help="Comma-separated: fp32, fp16, int8, ...")
 @click.option("--threads", help="Comma-separated thread counts, e.g. 1,4.")
 @click.option(
@@ -248,7 +220,7 @@ def _runner_options(f: Any) -> Any:
 @click.option(
     "--runner",
     "runner",
-    type=click.Choice(["tool", "app", "instrument"]),
+    type=click.Choice(RUNNER_CHOICES_SHOWN),
     help="Android rows: tool binaries (default), the benchmark app's Activity, or its instrumentation test.",
 )
 @click.option("--no-retry-failed", is_flag=True, help="On resume, skip rows that failed before too.")
@@ -260,6 +232,7 @@ def _runner_options(f: Any) -> Any:
     help="Also write results.csv/json, PNG plots and report.html here.",
 )
 @_runner_options
+@handle_errors
 def sweep(
     config_file: Path | None,
     devices: str | None,
@@ -322,9 +295,6 @@ def sweep(
             _check_writable(out, "--out", folder=True)
         if cache_dir is not None:
             _check_writable(cache_dir, "--cache-dir", folder=True)
-    except EdgeVitDeployError as exc:
-        _fail(exc)
-        return
     except KeyboardInterrupt:
         _interrupted()
     try:
@@ -347,13 +317,7 @@ def sweep(
                 callbacks=_ProgressCallbacks(progress),
                 runner_overrides=overrides,
             )
-        rows = api.read_rows(store)
-    except StoreWriteError as exc:  # the run failed part-way; what was committed stays
-        _fail(exc, EXIT_FAILED)
-        return
-    except EdgeVitDeployError as exc:
-        _fail(exc)
-        return
+        rows = api.read_rows(store)  # a StoreWriteError (exit 1): the run failed part-way, what was committed stays
     except KeyboardInterrupt:
         _interrupted(store)
     _print_table(rows, spec_keys={j.key for j in jobs})
@@ -361,9 +325,8 @@ def sweep(
     if out:
         try:
             written = api.report(store, out)
-        except EdgeVitDeployError as exc:
-            _fail(exc, EXIT_FAILED)
-            return
+        except EdgeVitDeployError as exc:  # the rows are measured and stored: the report is what failed
+            fail(exc, EXIT_FAILED)
         console.print(f"report: {written['html']} (csv, json and {len(written) - 3} plots beside it)")
     if result.failed:
         sys.exit(EXIT_FAILED)
@@ -371,12 +334,12 @@ def sweep(
 
 def _print_table(rows: list[dict[str, Any]], spec_keys: set[tuple[str, ...]]) -> None:
     """The rows of this sweep only (the store may hold other sweeps' rows too)."""
-    keys = ("model", "target", "precision", "threads", "delegate", "device", "img_size", "runner")
-    console.print(rich_table([r for r in rows if tuple(str(r[k]) for k in keys) in spec_keys]))
+    console.print(rich_table([r for r in rows if row_key(r) in spec_keys]))
 
 
 @main.command()
 @click.option("--no-probe", is_flag=True, help="Only list ids and states; do not read device properties.")
+@handle_errors
 def devices(no_probe: bool) -> None:
     """What is reachable (this host and the adb server's devices), with properties."""
     from rich.table import Table
@@ -384,11 +347,7 @@ def devices(no_probe: bool) -> None:
     table = Table(title="devices")
     for col in ("id", "kind", "state", "model", "soc", "os", "abi", "governor", "max MHz", "error"):
         table.add_column(col)
-    try:
-        entries = api.devices(probe=not no_probe)
-    except EdgeVitDeployError as exc:
-        _fail(exc)
-        return
+    entries = api.devices(probe=not no_probe)
     for e in entries:
         i = e.info
         freqs = sorted(set(i.cpu_max_freqs_khz)) if i else []
@@ -410,7 +369,7 @@ def devices(no_probe: bool) -> None:
 @main.command()
 @click.argument("model")
 @click.option("--device", default="local", show_default=True)
-@click.option("--target", required=True, help="onnx, tflite, coreml or torch.")
+@click.option("--target", required=True, help=f"One of {', '.join(known_targets())}.")
 @click.option("--precision", default="fp32", show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--delegate", default="cpu", show_default=True)
@@ -423,6 +382,7 @@ def devices(no_probe: bool) -> None:
     help="Also record the row in this store (replacing an earlier one).",
 )
 @_runner_options
+@handle_errors
 def run(
     model: str,
     device: str,
@@ -468,9 +428,6 @@ def run(
                 runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app, ios_app
             ),
         )
-    except EdgeVitDeployError as exc:
-        _fail(exc)
-        return
     except KeyboardInterrupt:
         _interrupted(store)
     console.print(rich_table([row_of(m)]))
@@ -490,6 +447,7 @@ def run(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Host path of onnxruntime_perf_test to check (default $EDGEVIT_ORT_PERF_TEST).",
 )
+@handle_errors
 def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None) -> None:
     """What each Android runner (benchmark_model, onnxruntime_perf_test, app, instrument) needs on DEVICE."""
     import os
@@ -500,8 +458,7 @@ def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None
     from ..device_bench.runners import ENV_BENCHMARK_MODEL, ENV_ORT_PERF_TEST
 
     if not device.startswith("adb:"):
-        err_console.print(f"[red]error:[/] doctor checks Android devices (adb:...), got {device!r}")
-        sys.exit(2)
+        raise DeviceIdError(f"doctor checks Android devices (adb:...), got {device!r}")
     bm = benchmark_model or (Path(os.environ[ENV_BENCHMARK_MODEL]) if os.environ.get(ENV_BENCHMARK_MODEL) else None)
     ort = ort_perf_test or (Path(os.environ[ENV_ORT_PERF_TEST]) if os.environ.get(ENV_ORT_PERF_TEST) else None)
     try:
@@ -510,12 +467,11 @@ def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None
             checks = diagnose(transport, bm, ort)
         finally:
             transport.close()
-    except EdgeVitDeployError as exc:
-        _fail(exc)
-        return
+    except EdgeVitDeployError:
+        raise
     except (ConnectionError, OSError) as exc:
-        err_console.print(f"[red]error:[/] cannot reach {device}: {exc} (check `adb devices` / the address)")
-        sys.exit(2)
+        error_line(f"cannot reach {device}: {exc} (check `adb devices` / the address)")
+        sys.exit(EXIT_USAGE)
     table = Table(title=f"doctor {device}")
     for col in ("runner", "ready", "state", "how to fix"):
         table.add_column(col)
@@ -526,14 +482,11 @@ def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None
 
 @main.command()
 @STORE_OPTION
-@click.option("--status", type=click.Choice(["ok", "failed"]), help="Only rows with this status.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only rows with this status.")
+@handle_errors
 def show(store: Path, status: str | None) -> None:
     """The store as a table."""
-    try:
-        rows = api.read_rows(store)
-    except EdgeVitDeployError as exc:
-        _fail(exc)
-        return
+    rows = api.read_rows(store)
     console.print(rich_table([r for r in rows if status is None or r["status"] == status]))
 
 
@@ -542,17 +495,14 @@ def show(store: Path, status: str | None) -> None:
 @click.option("--csv", "fmt", flag_value="csv", help="CSV output.")
 @click.option("--json", "fmt", flag_value="json", help="JSON output: a list of row objects.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to stdout.")
+@handle_errors
 def export_cmd(store: Path, fmt: str | None, output: Path | None) -> None:
     """The store as CSV or JSON."""
     if fmt is None:
         raise click.UsageError("choose --csv or --json")
-    try:
-        if output is not None:
-            _check_writable(output, "-o/--output", folder=False)
-        text = api.export_rows(store, fmt, output)
-    except EdgeVitDeployError as exc:
-        _fail(exc)
-        return
+    if output is not None:
+        _check_writable(output, "-o/--output", folder=False)
+    text = api.export_rows(store, fmt, output)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -564,14 +514,11 @@ def export_cmd(store: Path, fmt: str | None, output: Path | None) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-report"), show_default=True
 )
+@handle_errors
 def report(store: Path, out: Path) -> None:
     """Self-contained HTML report (tables + plots inlined), with PNGs, CSV and JSON beside it."""
-    try:
-        _check_writable(out, "--out", folder=True)
-        written = api.report(store, out)
-    except EdgeVitDeployError as exc:
-        _fail(exc)
-        return
+    _check_writable(out, "--out", folder=True)
+    written = api.report(store, out)
     for name, path in written.items():
         console.print(f"{name}: {path}")
 

@@ -10,7 +10,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ._common import choice_of, console, err_console, handle_errors, setup_logging
+from ..verify.runtimes import CoremlHost
+from ._common import OneLineCommand, choice_of, console, err_console, handle_errors, setup_logging
 
 SHOWN_FLIPS = 10
 
@@ -77,7 +78,7 @@ def print_flips(report: dict[str, Any]) -> None:
             )
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("sources", nargs=-1, required=True)
 @click.option(
     "--data",
@@ -101,7 +102,12 @@ def print_flips(report: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Which subset --limit takes.")
 @click.option("--batch", type=int, default=32, show_default=True, help="Images per forward pass.")
 @click.option("--threads", type=int, default=1, show_default=True)
-@click.option("--coreml-executor", type=choice_of(["auto", "native", "reference"]), default="auto", show_default=True)
+@click.option(
+    "--coreml-executor",
+    type=choice_of(e for e in CoremlHost.executors if e != "both"),  # eval runs one executor per artifact
+    default="auto",
+    show_default=True,
+)
 @click.option(
     "--store",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -12,7 +12,10 @@ from ..converters.base import EtBackend, ExportOptions, Precision, QuantMode
 from ..converters.coreml import DEPLOYMENT_TARGETS
 from ..converters.table import backend_names, target_names
 from ..models._conditioning import RANDOM_INIT_CHOICES
+from ..quantize.base import ACTIVATION_DTYPES, CALIB_METHODS
+from ..verify.runtimes import CoremlHost
 from ._common import (
+    OneLineCommand,
     choice_of,
     console,
     err_console,
@@ -26,7 +29,7 @@ from ._common import (
 from ._models_table import models_table
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option(
     "--model", "-m", "model", help="Registered name (see --list-models), timm:NAME, file.py:factory or module:factory."
 )
@@ -103,12 +106,12 @@ from ._models_table import models_table
 @click.option("--calib-size", type=int, default=128, show_default=True, help="Calibration images to use.")
 @click.option(
     "--calib-method",
-    type=choice_of(["minmax", "percentile", "entropy"]),
+    type=choice_of(CALIB_METHODS),
     help="ONNX static calibration method (default minmax).",
 )
 @click.option(
     "--activation-dtype",
-    type=choice_of(["int8", "uint8"]),
+    type=choice_of(ACTIVATION_DTYPES),
     help="ONNX activation type (default uint8: U8U8, 8-bit uint8 weights; int8: 7-bit int8 weights).",
 )
 @click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input/output tensors (default float).")
@@ -127,7 +130,7 @@ from ._models_table import models_table
 @click.option("--no-verify", is_flag=True, help="Skip the parity check.")
 @click.option(
     "--coreml-executor",
-    type=choice_of(["auto", "native", "reference", "both"]),
+    type=choice_of(CoremlHost.executors),
     default="auto",
     show_default=True,
     help="Who runs Core ML for parity: MLModel.predict (macOS), the reference ML Program executor, or both (macOS).",

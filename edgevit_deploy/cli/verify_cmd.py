@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ..verify.runtimes import CoremlHost
 from ._common import (
     EXIT_FAILED,
+    OneLineCommand,
     choice_of,
     console,
     exit_code,
@@ -19,7 +22,7 @@ from ._common import (
 )
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "-m", "model", required=True, help="The model the artifacts were exported from.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="The checkpoint they were exported with.")
@@ -44,9 +47,7 @@ from ._common import (
     help="Do not fail when the metadata names another model / checkpoint, or claims a looser variant "
     "than the contents show (still reported).",
 )
-@click.option(
-    "--coreml-executor", type=choice_of(["auto", "native", "reference", "both"]), default="auto", show_default=True
-)
+@click.option("--coreml-executor", type=choice_of(CoremlHost.executors), default="auto", show_default=True)
 @click.option("--require-execution", is_flag=True, help="Exit non-zero when a parity check could not run here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-v", "--verbose", count=True)
@@ -77,7 +78,8 @@ def main(
     if precision is not None:
         Variant.parse(precision)
     read = [read_artifact(path) for path in artifacts]  # every unreadable file is bad input before a slow step
-    rows, mismatched = [], False
+    rows: list[dict[str, Any]] = []
+    mismatched = False
     for path, pre in zip(artifacts, read):
         v = verify_artifact(
             path,

@@ -7,6 +7,7 @@ section markers), and parsed by pure functions tested on fixtures.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -242,21 +243,40 @@ def free_space(transport: Transport, remote_dir: str) -> int:
     return parse_df_available(result.stdout)
 
 
-def throttle_reasons(before: DeviceSnapshot, after: DeviceSnapshot) -> list[str]:
-    """Why a run counts as throttled: thermal status rose or is at least moderate, or a CPU's frequency
-    cap dropped during the run (``scaling_max_freq`` below what it was, and below ``cpuinfo_max_freq``)."""
+def throttle_reasons(
+    before: DeviceSnapshot | Mapping[str, Any], after: DeviceSnapshot | Mapping[str, Any]
+) -> list[str]:
+    """THE throttling rule (the runners' and the sweep's): why a run counts as throttled. The thermal status
+    rose, or is at least moderate (2) after the run; or a CPU's frequency cap (``scaling_max_freq``) fell
+    during the run. Takes snapshots or the flat dicts of :func:`snapshot_dict` (``thermal_before`` /
+    ``thermal_after``); a field one side lacks is not compared."""
+    b = snapshot_dict(before) if isinstance(before, DeviceSnapshot) else before
+    a = snapshot_dict(after) if isinstance(after, DeviceSnapshot) else after
     reasons = []
-    if after.thermal_status is not None:
-        if after.thermal_status >= 2:
-            reasons.append(f"thermal status {after.thermal_status} (moderate or worse) after the run")
-        elif before.thermal_status is not None and after.thermal_status > before.thermal_status:
-            reasons.append(f"thermal status rose {before.thermal_status} -> {after.thermal_status}")
-    caps_before = {c.cpu: c.cap_khz for c in before.cpus}
-    for cpu in after.cpus:
-        was = caps_before.get(cpu.cpu)
-        if was and cpu.cap_khz and cpu.cap_khz < was and cpu.cap_khz < cpu.max_khz:
-            reasons.append(f"cpu{cpu.cpu} frequency cap fell {was} -> {cpu.cap_khz} kHz")
+    status_b, status_a = b.get("thermal_status"), a.get("thermal_status")
+    if status_a is not None:
+        if int(status_a) >= 2:
+            reasons.append(f"thermal status {status_a} (moderate or worse) after the run")
+        elif status_b is not None and int(status_a) > int(status_b):
+            reasons.append(f"thermal status rose {status_b} -> {status_a}")
+    caps_b, caps_a = b.get("cpu_max_freqs_khz") or [], a.get("cpu_max_freqs_khz") or []
+    if len(caps_b) == len(caps_a):
+        for cpu, (was, now) in enumerate(zip(caps_b, caps_a)):
+            if was and now and now < was:
+                reasons.append(f"cpu{cpu} frequency cap fell {was} -> {now} kHz")
     return reasons
+
+
+def throttled(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool | None:
+    """:func:`throttle_reasons` as the stored flag: None when the snapshots say nothing comparable."""
+    if not before or not after:
+        return None
+    if throttle_reasons(before, after):
+        return True
+    caps_b, caps_a = before.get("cpu_max_freqs_khz") or [], after.get("cpu_max_freqs_khz") or []
+    if caps_b and len(caps_b) == len(caps_a):
+        return False
+    return False if "thermal_status" in after else None
 
 
 def idle_warnings(snap: DeviceSnapshot) -> list[str]:

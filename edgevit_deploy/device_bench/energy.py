@@ -163,12 +163,13 @@ def power_reading(samples: list[Sample], config: EnergyConfig | None = None) -> 
         notes.append(
             f"only {len(set(currents))} distinct current readings: the fuel gauge updates slowly, use longer runs"
         )
-    energy_j, duration = integrate([s.t_s for s in samples], watts)
+    integrated_j, duration = integrate([s.t_s for s in samples], watts)
+    energy_j: float | None = None
     if duration <= 0:
         mean_w = sum(watts) / len(watts)
-        energy_j = None
     else:
-        mean_w = energy_j / duration
+        energy_j = integrated_j
+        mean_w = integrated_j / duration
     return PowerReading(
         usable=True,
         mean_power_w=mean_w,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ..errors import EdgeVitDeployError
 
 
@@ -15,6 +17,8 @@ class DeviceError(EdgeVitDeployError, RuntimeError):
 
 class DeviceNotFoundError(DeviceError):
     """The device id is unknown to the adb server, or its address is unreachable."""
+
+    exit_code: ClassVar[int] = 2  # the CLI's code: a device id that names no reachable device is bad input
 
 
 class DeviceDisconnectedError(DeviceError):

@@ -5,36 +5,54 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass
 class LatencySummary:
-    """Statistics of one run's latencies, in the unit of the input (milliseconds by convention)."""
+    """THE summary of one run's latencies, in milliseconds: every field but p95 / p999 set when computed from
+    per-iteration latencies (:func:`summarise`), only those a tool prints when read from its own summary
+    (the parsers' :class:`~edgevit_deploy.device_bench.parsers.ParsedRun` nests one). A
+    :class:`~edgevit_deploy.device_bench.types.Measurement` stores it as the flat columns that
+    :data:`MEASUREMENT_FIELDS` names (the result store's columns)."""
 
-    count: int
-    mean: float
-    median: float
-    p90: float
-    p99: float
-    std: float
-    min: float
-    max: float
-    trimmed_mean: float
+    count: int | None = None
+    mean: float | None = None
+    median: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    trimmed_mean: float | None = None
 
-    def as_measurement_fields(self) -> dict[str, float]:
+    def as_measurement_fields(self) -> dict[str, Any]:
         """The keyword arguments of :class:`~edgevit_deploy.device_bench.types.Measurement` it fills."""
-        return {
-            "mean_ms": self.mean,
-            "median_ms": self.median,
-            "p90_ms": self.p90,
-            "p99_ms": self.p99,
-            "std_ms": self.std,
-            "min_ms": self.min,
-            "trimmed_mean_ms": self.trimmed_mean,
-        }
+        return {column: getattr(self, name) for name, column in MEASUREMENT_FIELDS.items()}
 
-    def to_dict(self) -> dict[str, float | int]:
+    @classmethod
+    def of_measurement(cls, m: Any) -> LatencySummary:
+        """The summary a Measurement (or a store row dict) holds in its columns."""
+        get = m.get if isinstance(m, dict) else lambda column: getattr(m, column, None)
+        return cls(**{name: get(column) for name, column in MEASUREMENT_FIELDS.items()})
+
+    def to_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
+
+
+#: summary field -> the Measurement field (store column) holding it; the summary's other fields (count, max,
+#: p95, p999) are not stored
+MEASUREMENT_FIELDS: dict[str, str] = {
+    "mean": "mean_ms",
+    "median": "median_ms",
+    "p90": "p90_ms",
+    "p99": "p99_ms",
+    "std": "std_ms",
+    "min": "min_ms",
+    "trimmed_mean": "trimmed_mean_ms",
+}
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -22,21 +22,21 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import EdgeVitDeployError
-from .types import BenchJob, DeviceInfo, Measurement
+from .types import ROW_KEY, BenchJob, DeviceInfo, Measurement, row_key
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cpu_mask joined the row key (stores of version 1 are migrated when opened to write)
 SCHEMA_NAME = "edgevit-deploy.bench"
 APPLICATION_ID = 0x45564231  # "EVB1": PRAGMA application_id of every store this toolkit creates
 TABLE = "measurements"
 DEFAULT_STORE = "edgevit-bench.sqlite"
 
 _JOB_FIELDS = [f.name for f in fields(BenchJob)]
-_KEY_FIELDS = ["model", "target", "precision", "threads", "delegate", "device", "img_size", "runner"]
+_KEY_FIELDS = list(ROW_KEY)
 _MEAS_FIELDS = [f.name for f in fields(Measurement) if f.name not in ("job", "device")]
 _JSON_FIELDS = {f.name for f in fields(Measurement) if str(f.type).split("[")[0] in ("list", "dict", "Sequence")} | {
     "device_info"
@@ -49,9 +49,13 @@ COLUMNS = [*_JOB_FIELDS, *_MEAS_FIELDS, "device_info"]
 class StoreError(EdgeVitDeployError, RuntimeError):
     """The store file cannot be opened or is not an edgevit-bench store."""
 
+    exit_code: ClassVar[int] = 2  # the CLI's code: a --store that cannot be used is bad input
+
 
 class StoreWriteError(StoreError):
     """A row could not be committed (disk full, read-only file, locked); earlier rows are intact."""
+
+    exit_code: ClassVar[int] = 1  # the CLI's code: the run failed part-way
 
 
 def _write_error(path: Path, exc: sqlite3.Error) -> StoreWriteError:
@@ -67,6 +71,10 @@ def _write_error(path: Path, exc: sqlite3.Error) -> StoreWriteError:
     return StoreWriteError(f"cannot write to the result store {path}: {text} ({hint})")
 
 
+def _quote_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _sql_type(type_str: str) -> str:
     base = str(type_str).split("|")[0].strip()
     return _SQL_TYPES.get(base, "TEXT")
@@ -75,7 +83,7 @@ def _sql_type(type_str: str) -> str:
 def _schema() -> str:
     cols = []
     for f in [*fields(BenchJob), *(f for f in fields(Measurement) if f.name in _MEAS_FIELDS)]:
-        sql = "TEXT" if f.name in _JSON_FIELDS else _sql_type(f.type)
+        sql = "TEXT" if f.name in _JSON_FIELDS else _sql_type(str(f.type))
         cols.append(f"{f.name} {sql}")
     cols.append("device_info TEXT")
     return (
@@ -205,7 +213,7 @@ class ResultStore:
         except sqlite3.DatabaseError:
             return False
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")} - {"rowid"}
-        return set(_KEY_FIELDS) - {"runner"} <= have and have <= set(COLUMNS)  # runner joined the key in 0.2
+        return set(_KEY_FIELDS) - {"runner"} <= have and have <= set(COLUMNS)  # runner: a column since 0.2
 
     def _create(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -221,18 +229,27 @@ class ResultStore:
             raise
 
     def _add_new_columns(self) -> None:
-        """Add columns appended to the dataclasses since the file was created (fields are append-only);
-        read-only, the missing ones read as NULL."""
+        """Bring a store written by an earlier release up to date: the row key (UNIQUE constraint) rebuilt
+        when it is not :data:`ROW_KEY`, then the columns appended to the dataclasses since the file was
+        created (fields are append-only). Read-only, nothing changes and the missing columns read as NULL."""
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
-        if "runner" not in have and not self.readonly:  # a store from before runner joined the row key
-            self._rebuild_with_runner_key(have)
-            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
-        missing = [name for name in COLUMNS if name not in have]
         if self.readonly:
             self._columns = [c for c in COLUMNS if c in have]
             return
-        for name in missing:
+        if self._unique_key() != _KEY_FIELDS:  # a store from before runner / cpu_mask joined the row key
+            self._rebuild_with_row_key(have)
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
+        for name in [name for name in COLUMNS if name not in have]:
             self._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} TEXT")
+
+    def _unique_key(self) -> list[str]:
+        """The columns of the measurements table's UNIQUE constraint (empty when it has none)."""
+        for index in self._conn.execute(f"PRAGMA index_list({TABLE})").fetchall():
+            name, unique, origin = index[1], index[2], index[3]
+            if unique and origin == "u":
+                info = self._conn.execute(f"PRAGMA index_info({_quote_name(name)})").fetchall()
+                return [r[2] for r in sorted(info)]
+        return []
 
     def _rollback(self) -> None:
         """ROLLBACK that never hides the error that caused it (after a failed COMMIT SQLite may already
@@ -243,20 +260,24 @@ class ResultStore:
         except sqlite3.Error as exc:
             log.debug("%s: rollback after a failed write: %s", self.path, exc)
 
-    def _rebuild_with_runner_key(self, have: set[str]) -> None:
-        """A store from before ``runner`` joined the row key: copy its rows (runner "default") into a table
-        whose UNIQUE key has it, in one transaction (SQLite cannot alter a table constraint)."""
-        old = f"{TABLE}_before_runner"
-        keep = [c for c in COLUMNS if c in have]
+    def _rebuild_with_row_key(self, have: set[str]) -> None:
+        """A store whose UNIQUE key is not :data:`ROW_KEY` (from before ``runner``, then ``cpu_mask``, joined it):
+        copy every row into a table whose key has them (runner "default" where it was missing, an unset cpu
+        mask as ""), in one transaction (SQLite cannot alter a table constraint)."""
+        old = f"{TABLE}_before_row_key"
+        keep = [c for c in COLUMNS if c in have and c not in ("runner", "cpu_mask")]
+        runner = "runner" if "runner" in have else "'default'"
+        cpu_mask = "IFNULL(cpu_mask, '')" if "cpu_mask" in have else "''"
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.execute(f"ALTER TABLE {TABLE} RENAME TO {old}")
             self._conn.execute(_schema())
             self._conn.execute(
-                f"INSERT INTO {TABLE} ({', '.join(keep)}, runner) "
-                f"SELECT {', '.join(keep)}, 'default' FROM {old} ORDER BY rowid"
+                f"INSERT INTO {TABLE} ({', '.join(keep)}, runner, cpu_mask) "
+                f"SELECT {', '.join(keep)}, {runner}, {cpu_mask} FROM {old} ORDER BY rowid"
             )
             self._conn.execute(f"DROP TABLE {old}")
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self._conn.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -300,6 +321,7 @@ class ResultStore:
                 json.dumps(list(value) if isinstance(value, tuple) else value) if name in _JSON_FIELDS else value
             )
         row["device_info"] = json.dumps(m.device.to_dict()) if m.device else None
+        row["cpu_mask"] = row["cpu_mask"] or ""  # a key column: "" for no mask (NULLs never collide in UNIQUE)
         return row
 
     # -------------------------------------------------------------------------------------- reads
@@ -323,6 +345,8 @@ class ResultStore:
         for name in _BOOL_FIELDS:
             if row.get(name) is not None:
                 row[name] = bool(row[name])
+        if "cpu_mask" in row:
+            row["cpu_mask"] = row["cpu_mask"] or None
         return row
 
     def measurements(self) -> Iterator[Measurement]:
@@ -339,7 +363,7 @@ class ResultStore:
             cur = self._conn.execute(
                 f"SELECT {', '.join(_KEY_FIELDS)} FROM {TABLE} WHERE status IN ({marks})", statuses
             )
-            return {tuple(str(v) for v in r) for r in cur.fetchall()}
+            return {row_key(dict(zip(_KEY_FIELDS, r))) for r in cur.fetchall()}
 
     def count(self) -> int:
         with self._lock:

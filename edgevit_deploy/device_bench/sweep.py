@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .android import throttled
 from .artifacts import ArtifactCache, measurement_base
 from .errors import DeviceDisconnectedError, DeviceNotFoundError
 from .runners import runner_kind
@@ -83,14 +84,9 @@ def open_device(device_id: str, work_dir: str | Path | None = None) -> Transport
 
 
 def default_runner_factory(config: Any = None) -> RunnerFactory:
-    """The host runner for every target on ``local`` (the host worker loads each target through the
-    target table, plus torch eager); the runner table's choice on any other kind of device."""
+    """The runner table's choice (``runners.get_runner``) for every kind of device, ``local`` included."""
 
     def factory(target: str, kind: str) -> Runner:
-        if kind == "local":
-            from .runners.host import HostRunner
-
-            return HostRunner(timeout_s=getattr(config, "timeout_s", None))
         from .runners import get_runner
 
         return get_runner(target, kind, config)
@@ -108,18 +104,6 @@ def snapshot(transport: Transport) -> dict[str, Any]:
     except Exception as exc:
         log.debug("%s: no thermal snapshot: %s", transport.device_id, exc)
         return {}
-
-
-def throttled(before: dict[str, Any], after: dict[str, Any]) -> bool | None:
-    """True when the thermal status rose or a CPU frequency cap dropped during the run."""
-    if not before or not after:
-        return None
-    if int(after.get("thermal_status") or 0) > int(before.get("thermal_status") or 0):
-        return True
-    caps_b, caps_a = before.get("cpu_max_freqs_khz") or [], after.get("cpu_max_freqs_khz") or []
-    if caps_b and len(caps_b) == len(caps_a):
-        return any(a < b for a, b in zip(caps_a, caps_b))
-    return False if "thermal_status" in after else None
 
 
 class _Stopped(Exception):
@@ -324,7 +308,10 @@ class Sweep:
             runner = self.runner_factory(job.target, runner_kind(transport.kind, job.runner))
         except Exception as exc:
             return failed(job, str(exc), info)
-        before = snapshot(transport)
+        # a runner that reads the device's state itself (the Android tools, the apps) is not probed around
+        # again: one probe before the run, one after, judged by ``android.throttle_reasons``
+        probe = not getattr(runner, "records_thermal", False)
+        before = snapshot(transport) if probe else {}
         try:
             m = runner.run(transport, job, artifact.path)
         except TRANSPORT_FAULTS:
@@ -332,7 +319,7 @@ class Sweep:
         except Exception as exc:
             log.warning("%s failed on %s: %s", job.key, job.device, exc)
             m = failed(job, f"{type(exc).__name__}: {exc}", info)
-        after = snapshot(transport)
+        after = snapshot(transport) if probe else {}
         m.device = m.device or info
         m.artifact_sha256 = m.artifact_sha256 or artifact.sha256
         m.model_size_bytes = m.model_size_bytes or artifact.size_bytes

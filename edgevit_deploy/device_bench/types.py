@@ -5,10 +5,12 @@ its transport to run commands.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from .stats import LatencySummary
 
 
 @dataclass
@@ -78,17 +80,32 @@ class BenchJob:
 
     @property
     def key(self) -> tuple[str, ...]:
-        """Identity of the row in the store (resumable sweeps skip completed keys)."""
-        return (
-            self.model,
-            self.target,
-            self.precision,
-            str(self.threads),
-            self.delegate,
-            self.device,
-            str(self.img_size),
-            self.runner,
-        )
+        """Identity of the row in the store (resumable sweeps skip completed keys): see :data:`ROW_KEY`."""
+        return row_key({name: getattr(self, name) for name in ROW_KEY})
+
+
+#: THE identity of a row (a BenchJob, a store row): the store's UNIQUE key, the sweep's resume key, the
+#: report's "rows of this sweep". Warm-up, iterations and cooldown are not part of it (a rerun replaces).
+ROW_KEY: tuple[str, ...] = (
+    "model",
+    "target",
+    "precision",
+    "threads",
+    "delegate",
+    "device",
+    "img_size",
+    "cpu_mask",
+    "runner",
+)
+
+
+def row_key(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The :data:`ROW_KEY` of a job's fields or a store row, as strings (an unset cpu mask is ``""``)."""
+    return tuple("" if values.get(name) is None else str(values[name]) for name in ROW_KEY)
+
+
+#: the values of ``Measurement.status``
+STATUSES: tuple[str, ...] = ("ok", "failed")
 
 
 @dataclass
@@ -127,6 +144,11 @@ class Measurement:
     raw_output: str = ""
     notes: list[str] = field(default_factory=list)  # caveats: screen on, charging, throttling, delegate...
     parity: dict[str, Any] = field(default_factory=dict)  # on-device outputs vs PyTorch (ParityReport.to_dict())
+
+    @property
+    def latency(self) -> LatencySummary:
+        """The latency columns above as the one summary type (``stats.MEASUREMENT_FIELDS`` maps them)."""
+        return LatencySummary.of_measurement(self)
 
 
 @runtime_checkable

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..stats import summarise
+from ..stats import LatencySummary, summarise
 
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 @dataclass
 class ParsedRun:
-    """What a runner's output says. Times in milliseconds, memory in MB."""
+    """What a runner's output says. Times in milliseconds, memory in MB; the latency figures in ``latency``."""
 
     tool: str
     ok: bool = False
@@ -28,17 +28,7 @@ class ParsedRun:
     first_ms: float | None = None
     warmup_count: int | None = None
     warmup_mean_ms: float | None = None
-    count: int | None = None
-    mean_ms: float | None = None
-    median_ms: float | None = None
-    p90_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-    p999_ms: float | None = None
-    std_ms: float | None = None
-    min_ms: float | None = None
-    max_ms: float | None = None
-    trimmed_mean_ms: float | None = None
+    latency: LatencySummary = field(default_factory=LatencySummary)  # what the tool's summary says
     latencies_ms: list[float] = field(default_factory=list)
     peak_memory_mb: float | None = None
     init_memory_mb: float | None = None
@@ -53,15 +43,14 @@ class ParsedRun:
         return self
 
     def apply_latencies(self, latencies_ms: list[float]) -> None:
-        """Per-iteration latencies: the summary stats are recomputed from them (they win over the tool's)."""
+        """Per-iteration latencies: the summary stats are recomputed from them (they win over the tool's;
+        the tool's p95 / p999 stay)."""
         clean = [v for v in latencies_ms if math.isfinite(v) and v >= 0]
         if not clean:
             return
-        s = summarise(clean)
+        computed = summarise(clean)
         self.latencies_ms = clean
-        self.count = s.count
-        self.mean_ms, self.median_ms, self.p90_ms, self.p99_ms = s.mean, s.median, s.p90, s.p99
-        self.std_ms, self.min_ms, self.max_ms, self.trimmed_mean_ms = s.std, s.min, s.max, s.trimmed_mean
+        self.latency = replace(computed, p95=self.latency.p95, p999=self.latency.p999)
 
     def measurement_fields(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~edgevit_deploy.device_bench.types.Measurement`."""
@@ -70,13 +59,7 @@ class ParsedRun:
             "first_ms": self.first_ms,
             "warmup_count": self.warmup_count,
             "latencies_ms": list(self.latencies_ms),
-            "mean_ms": self.mean_ms,
-            "median_ms": self.median_ms,
-            "p90_ms": self.p90_ms,
-            "p99_ms": self.p99_ms,
-            "std_ms": self.std_ms,
-            "min_ms": self.min_ms,
-            "trimmed_mean_ms": self.trimmed_mean_ms,
+            **self.latency.as_measurement_fields(),
             "peak_memory_mb": self.peak_memory_mb,
         }
 

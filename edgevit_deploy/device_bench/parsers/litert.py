@@ -109,12 +109,12 @@ def _parse(text: str, run: ParsedRun) -> ParsedRun:
         run.init_ms = _ms(summary.group("init"))
         run.first_ms = _ms(summary.group("first"))
         run.warmup_mean_ms = _ms(summary.group("warmup"))
-        run.mean_ms = _ms(summary.group("avg"))
+        run.latency.mean = _ms(summary.group("avg"))
     elif old:
         run.variant = "average-inference-timings (old)"
         run.init_ms = _ms(old.group("init"))
         run.warmup_mean_ms = _ms(old.group("warmup"))
-        run.mean_ms = _ms(old.group("avg"))
+        run.latency.mean = _ms(old.group("avg"))
     else:
         lines = error_lines(text, _ERROR_MARKERS)
         why = f": {'; '.join(lines)}" if lines else ""
@@ -124,21 +124,21 @@ def _parse(text: str, run: ParsedRun) -> ParsedRun:
 
     if stats:
         regular = stats[-1]
-        run.count = to_int(str(regular.get("count")))
+        run.latency.count = to_int(str(regular.get("count")))
         if len(stats) >= 2:
             run.warmup_count = to_int(str(stats[0].get("count")))
-        run.std_ms = _ms(regular.get("std"))
-        run.min_ms = _ms(regular.get("min"))
-        run.max_ms = _ms(regular.get("max"))
-        run.median_ms = _ms(regular.get("median"))
-        run.p95_ms = _ms(regular.get("p95"))
+        run.latency.std = _ms(regular.get("std"))
+        run.latency.min = _ms(regular.get("min"))
+        run.latency.max = _ms(regular.get("max"))
+        run.latency.median = _ms(regular.get("median"))
+        run.latency.p95 = _ms(regular.get("p95"))
         avg = _ms(regular.get("avg"))
-        if run.mean_ms is None and avg is not None:
-            run.mean_ms = avg
+        if run.latency.mean is None and avg is not None:
+            run.latency.mean = avg
         if run.first_ms is None and len(stats) >= 2:
             run.first_ms = _ms(stats[0].get("first"))
-        if run.count == 1 and run.median_ms is None:
-            run.median_ms = _ms(regular.get("curr"))
+        if run.latency.count == 1 and run.latency.median is None:
+            run.latency.median = _ms(regular.get("curr"))
     if run.init_ms is None:
         session = _SESSION.search(text)
         run.init_ms = to_float(session.group("ms")) if session else None
@@ -148,14 +148,13 @@ def _parse(text: str, run: ParsedRun) -> ParsedRun:
     delta = last_match(_DELTA_MEM, text)
     if periodic:
         run.peak_memory_mb = to_float(periodic.group("mb"))
-    elif peak or delta:
-        m = peak or delta
+    elif (m := peak or delta) is not None:
         run.peak_memory_mb = to_float(m.group("overall"))
         run.init_memory_mb = to_float(m.group("init"))
         if delta and not peak:
             run.warnings.append("memory is the delta from the tool's start (no --report_peak_memory_footprint)")
 
-    if run.mean_ms is None or run.mean_ms <= 0:
+    if run.latency.mean is None or run.latency.mean <= 0:
         return run.fail(f"{TOOL} reported no usable average latency")
     run.ok = True
     return run

@@ -81,13 +81,13 @@ def _parse(text: str, run: ParsedRun, result_file: str | None, model_path: str |
         return run.fail(f"no 'Average inference time cost' in {TOOL} output (truncated, crashed or not {TOOL}?){why}")
     label = avg.group(0)
     run.variant = "cost-total" if "cost total" in label else ("cost" if "inference" in label else "old")
-    run.mean_ms = to_float(avg.group("v"))
+    run.latency.mean = to_float(avg.group("v"))
     session = last_match(_SESSION, text)
     run.init_ms = None if session is None else _seconds_to_ms(session.group("v"), "s")
     first = last_match(_FIRST, text)
     run.first_ms = to_float(first.group("v")) if first else None
     requests = _REQUESTS.search(text)
-    run.count = to_int(requests.group("v")) if requests else None
+    run.latency.count = to_int(requests.group("v")) if requests else None
     cpu = _CPU.search(text)
     run.cpu_usage_pct = to_float(cpu.group("v")) if cpu else None
     peak = _PEAK.search(text)
@@ -97,23 +97,23 @@ def _parse(text: str, run: ParsedRun, result_file: str | None, model_path: str |
     for m in _LATENCY.finditer(text):
         value = _seconds_to_ms(m.group("v"), m.group("unit"))
         field = {
-            "Min": "min_ms",
-            "Max": "max_ms",
-            "P50": "median_ms",
-            "P90": "p90_ms",
-            "P95": "p95_ms",
-            "P99": "p99_ms",
-            "P999": "p999_ms",
+            "Min": "min",
+            "Max": "max",
+            "P50": "median",
+            "P90": "p90",
+            "P95": "p95",
+            "P99": "p99",
+            "P999": "p999",
         }.get(m.group("which"))
         if field and value is not None:
-            setattr(run, field, value)
+            setattr(run.latency, field, value)
     if result_file:
         latencies = parse_result_file(result_file, model_path)
         if latencies:
             run.apply_latencies(latencies)
         else:
             run.warnings.append("the result file had no per-run latencies")
-    if run.mean_ms is None or run.mean_ms <= 0:
+    if run.latency.mean is None or run.latency.mean <= 0:
         return run.fail(f"{TOOL} reported no usable average latency")
     run.ok = True
     return run

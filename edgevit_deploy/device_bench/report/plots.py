@@ -1,5 +1,9 @@
 """PNG plots (matplotlib, Agg): latency per model and format, latency vs parameters, and accuracy vs
-latency / energy Pareto fronts with the EdgeViT paper's published rows beside the measured ones."""
+latency / energy Pareto fronts with the EdgeViT paper's published rows beside the measured ones.
+
+Point labels never overlap (``labels.place_labels``), and rows of different machines are told apart by
+marker and legend entry: this host (circles), measured phones (triangles), the paper's Snapdragon 888
+rows (grey squares); the legend sits outside the axes."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._lazy import require
+from .labels import PointLabel, place_labels
 from .reference import paper_table, param_count, published_top1
 from .rows import label
 
@@ -23,6 +28,36 @@ def _plt() -> Any:
 
 def _ok(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("status") == "ok" and r.get("median_ms") is not None]
+
+
+#: marker of each kind of machine a row was measured on (the paper's rows: PAPER_MARKER)
+DEVICE_MARKERS = {"local": "o", "adb": "^", "ios": "D"}
+PAPER_MARKER = "s"
+
+
+def device_kind(row: dict[str, Any]) -> str:
+    """``local`` (this host), ``adb`` or ``ios`` (a phone), from the row's device id."""
+    device = str(row.get("device") or "local")
+    scheme = device.split(":", 1)[0]
+    if device == "local":
+        return "local"
+    return "adb" if scheme.startswith("adb") else scheme
+
+
+def _marker(row: dict[str, Any]) -> str:
+    return DEVICE_MARKERS.get(device_kind(row), "v")
+
+
+def _where(row: dict[str, Any]) -> str:
+    """The legend's name of the machine: ``this host`` or ``phone adb:SERIAL``."""
+    return "this host" if device_kind(row) == "local" else f"phone {row['device']}"
+
+
+def _outside_legend(ax: Any) -> Any:
+    """The legend to the right of the axes (never over a point or a label); None when nothing is labelled."""
+    if not ax.get_legend_handles_labels()[0]:
+        return None
+    return ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -67,20 +102,37 @@ def latency_per_model(rows: Sequence[dict[str, Any]], path: Path) -> Path:
 def latency_vs_params(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     plt = _plt()
     ok = _ok(rows)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for name in sorted({label(r) for r in ok}):
-        pts = [(param_count(r["model"]), r["median_ms"], r["model"]) for r in ok if label(r) == name]
-        pts = [(p / 1e6, ms, m) for p, ms, m in pts if p]
+    fig, ax = plt.subplots(figsize=(9.0, 5.0))
+    labels: list[PointLabel] = []
+    series = sorted({(_where(r), label(r)) for r in ok}, key=lambda s: (s[0] != "this host", s))
+    for where, name in series:
+        pick = [r for r in ok if _where(r) == where and label(r) == name]
+        counts = [(param_count(r["model"]), float(r["median_ms"]), str(r["model"])) for r in pick]
+        pts = [(p / 1e6, ms, m) for p, ms, m in counts if p]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=name)
-            for x, y, m in pts:
-                ax.annotate(m, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            dots = ax.scatter(
+                [p[0] for p in pts], [p[1] for p in pts], marker=_marker(pick[0]), label=f"{where}: {name}"
+            )
+            color = dots.get_facecolor()[0]
+            labels.extend(PointLabel(x, y, m, color=_darker(color)) for x, y, m in pts)
     ax.set_xlabel("parameters, millions")
     ax.set_ylabel("latency, ms (median)")
     ax.set_title("Latency vs parameters")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-    return _save(fig, plt, path)
+    return _save_labelled(fig, plt, ax, labels, path)
+
+
+def _darker(rgba: Any) -> Any:
+    """A label's colour: its series' colour, darkened to stay readable on white."""
+    return tuple(0.6 * float(c) for c in rgba[:3])
+
+
+def _save_labelled(fig: Any, plt: Any, ax: Any, labels: Sequence[PointLabel], path: Path) -> Path:
+    """Legend outside, final layout, then the labels placed without collisions, then the PNG."""
+    ax.margins(0.12)
+    legend = _outside_legend(ax)
+    fig.tight_layout()
+    place_labels(ax, labels, avoid=[legend.get_window_extent()] if legend is not None else [])
+    return _save(fig, plt, path, layout=False)
 
 
 def top1_of(row: dict[str, Any]) -> float | None:
@@ -95,23 +147,31 @@ def _pareto_plot(
     rows: Sequence[dict[str, Any]], path: Path, metric: str, paper_key: str, xlabel: str, title: str
 ) -> Path:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
+    labels: list[PointLabel] = []
     paper = [r for r in paper_table()["rows"] if r.get(paper_key) is not None]
     px = [(float(r[paper_key]), float(r["top1"]), r["model"]) for r in paper]
     ax.scatter(
-        [p[0] for p in px], [p[1] for p in px], marker="s", color="0.6", label="EdgeViT paper (Snapdragon 888 CPU)"
+        [p[0] for p in px],
+        [p[1] for p in px],
+        marker=PAPER_MARKER,
+        color="0.6",
+        label="EdgeViT paper: Snapdragon 888 phone CPU (published)",
     )
-    for x, y, m in px:
-        ax.annotate(m, (x, y), fontsize=6, color="0.4", xytext=(2, 2), textcoords="offset points")
+    labels.extend(PointLabel(x, y, m, color="0.4", fontsize=6.0) for x, y, m in px)
     front = pareto_front([(x, y) for x, y, _ in px])
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="0.6", linestyle="--")
-    measured = [
-        (float(r[metric]), top1_of(r), r) for r in rows if r.get("status") == "ok" and r.get(metric) is not None
-    ]
-    measured = [(x, y, r) for x, y, r in measured if y is not None]
-    for name in sorted({label(r, True) for _, _, r in measured}):
-        pts = [(x, y, r) for x, y, r in measured if label(r, True) == name]
-        dots = ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=f"measured: {name}")
+    measured: list[tuple[float, float, dict[str, Any]]] = []
+    for r in rows:
+        top1 = top1_of(r) if r.get("status") == "ok" and r.get(metric) is not None else None
+        if top1 is not None:
+            measured.append((float(r[metric]), top1, r))
+    series = sorted({(_where(r), label(r)) for _, _, r in measured}, key=lambda s: (s[0] != "this host", s))
+    for where, name in series:
+        pts = [(x, y, r) for x, y, r in measured if _where(r) == where and label(r) == name]
+        dots = ax.scatter(
+            [p[0] for p in pts], [p[1] for p in pts], marker=_marker(pts[0][2]), label=f"measured on {where}: {name}"
+        )
         mine = [(x, y) for x, y, r in pts if r.get("measured_top1") is not None]
         if mine:  # top-1 measured by edgevit-eval: a star around the dot
             ax.scatter(
@@ -122,9 +182,10 @@ def _pareto_plot(
                 facecolors="none",
                 edgecolors=dots.get_facecolor()[:1],
             )
+        color = _darker(dots.get_facecolor()[0])
         for x, y, r in pts:
             note = f" (top-1 measured on {r['measured_top1_on']})" if r.get("measured_top1") is not None else ""
-            ax.annotate(r["model"] + note, (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
+            labels.append(PointLabel(x, y, r["model"] + note, color=color))
     if measured:
         mfront = pareto_front([(x, y) for x, y, _ in measured])
         ax.step([p[0] for p in mfront], [p[1] for p in mfront], where="post", color="C3", linewidth=1)
@@ -141,8 +202,7 @@ def _pareto_plot(
         else "published ImageNet-1K top-1, %"
     )
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize="x-small", loc="lower right")
-    return _save(fig, plt, path)
+    return _save_labelled(fig, plt, ax, labels, path)
 
 
 def pareto_accuracy_latency(rows: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -157,10 +217,11 @@ def pareto_accuracy_energy(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     )
 
 
-def _save(fig: Any, plt: Any, path: Path) -> Path:
+def _save(fig: Any, plt: Any, path: Path, layout: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

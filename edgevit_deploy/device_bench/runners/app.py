@@ -29,7 +29,7 @@ from ..jobs import builder
 from ..jobs import protocol as P
 from ..stats import summarise
 from ..types import BenchJob, Measurement, Transport
-from . import DEFAULT_DEVICE_TIMEOUT_S, RunnerConfig
+from .config import DEFAULT_DEVICE_TIMEOUT_S, RunnerConfig
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class AppRunner:
     """Measure one row in the benchmark app through the job protocol (see module docstring)."""
 
     name = "app"
+    records_thermal = True  # the app reports the thermal state before and after the job (the sweep does not probe)
     instrument = False
     #: the app's files dir as the transport addresses it (iOS: ``Documents`` in the app's data container)
     files_dir = FILES_DIR
@@ -384,8 +385,13 @@ class AppRunner:
         }
 
     def _throttled(self, result: P.Result) -> bool | None:
+        """Android's thermal status (PowerManager's scale is thermalservice's), judged by the one rule."""
+        from .. import android
+
         before, after = result.thermal_before.status, result.thermal_after.status
-        return None if before is None or after is None else after > before
+        if before is None or after is None:
+            return None
+        return bool(android.throttle_reasons({"thermal_status": before}, {"thermal_status": after}))
 
     def _energy(self, result: P.Result, median_ms: float | None) -> tuple[float | None, float | None, str]:
         energy_mj, power_w = energy_from_samples(result.power_samples, median_ms)

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from ..parsers import ParsedRun, litert
 from ..types import BenchJob, ShellResult, Transport
-from . import AndroidToolRunner
+from .android_tool import AndroidToolRunner
 
 DELEGATE_FLAGS: dict[str, list[str]] = {
     "cpu": ["--use_xnnpack=true"],

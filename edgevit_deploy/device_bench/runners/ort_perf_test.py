@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..parsers import ParsedRun, ort
 from ..shell import quote
 from ..types import BenchJob, ShellResult, Transport
-from . import AndroidToolRunner
+from .android_tool import AndroidToolRunner
 
 EXECUTION_PROVIDERS = {"cpu": "cpu", "xnnpack": "xnnpack", "nnapi": "nnapi", "qnn": "qnn"}
 RESULT_FILE = "ort_result.csv"

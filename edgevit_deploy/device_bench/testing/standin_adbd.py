@@ -29,6 +29,7 @@ delay matching commands and replace their output with garbage.
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import os
 import queue
@@ -44,7 +45,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..._lazy import require
 from . import standin_fs
@@ -320,20 +321,20 @@ class _Connection:
                 target=self._run_service, args=(handler, stream, service), daemon=True, name=f"standin-{service[:20]}"
             ).start()
         elif command == A_WRTE:
-            stream = self.streams.get(arg1)
-            if stream is None:
+            known = self.streams.get(arg1)
+            if known is None:
                 self.send(A_CLSE, 0, arg0)
                 return
-            stream.inbound.put(data)
-            self.send(A_OKAY, stream.local_id, stream.remote_id)
+            known.inbound.put(data)
+            self.send(A_OKAY, known.local_id, known.remote_id)
         elif command == A_OKAY:
-            stream = self.streams.get(arg1)
-            if stream is not None:
-                stream.okays.put(True)
+            known = self.streams.get(arg1)
+            if known is not None:
+                known.okays.put(True)
         elif command == A_CLSE:
-            stream = self.streams.pop(arg1, None)
-            if stream is not None:
-                stream.host_closed()
+            known = self.streams.pop(arg1, None)
+            if known is not None:
+                known.host_closed()
 
     def _send_token(self) -> None:
         self._token = secrets.token_bytes(20)  # a fresh token for every attempt, as adbd does
@@ -541,8 +542,8 @@ class StandinAdbd:
         if not command.strip():
             return  # interactive shells are not supported: close at once
         proc = stream.process = self._spawn(command, merge=True)
-        assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+        out = cast(io.BufferedReader, proc.stdout)
+        for chunk in iter(lambda: out.read1(65536), b""):
             stream.write(chunk)
         proc.wait()
 
@@ -553,7 +554,8 @@ class StandinAdbd:
         if not command.strip():
             return
         proc = stream.process = self._spawn(command, merge=True, stdin=True)
-        assert proc.stdin is not None and proc.stdout is not None
+        stdin = cast(io.BufferedWriter, proc.stdin)
+        out = cast(io.BufferedReader, proc.stdout)
 
         def feed() -> None:
             try:
@@ -561,18 +563,18 @@ class StandinAdbd:
                     chunk = stream.inbound.get()
                     if chunk is None:
                         break
-                    proc.stdin.write(chunk)
-                    proc.stdin.flush()
+                    stdin.write(chunk)
+                    stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
                 pass
             finally:
                 try:
-                    proc.stdin.close()
+                    stdin.close()
                 except OSError:
                     pass
 
         threading.Thread(target=feed, daemon=True, name="standin-exec-stdin").start()
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+        for chunk in iter(lambda: out.read1(65536), b""):
             stream.write(chunk)
         proc.wait()
 

@@ -18,7 +18,7 @@ from ..._lazy import require
 from .. import android
 from ..errors import DeviceDisconnectedError, DeviceError, DeviceFullError, DeviceIdError, DeviceNotFoundError
 from ..types import ShellResult
-from . import AndroidTransport
+from .base import AndroidTransport
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from .. import android
 from ..errors import DeviceDisconnectedError, DeviceError, DeviceFullError, DeviceNotFoundError
 from ..shell import split_exit_marker, with_exit_marker
 from ..types import ShellResult
-from . import AndroidTransport
+from .base import AndroidTransport
 
 log = logging.getLogger(__name__)
 
