@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..converters.base import ArtifactMetadata
-from ..errors import EdgeVitDeployError, InputSizeError, UnsupportedOptionError
+from ..errors import EdgeVitDeployError, InputSizeError, UnsupportedOptionError, first_line
 from ..labels import class_labels
 from ..models._config import ModelConfig
 from ..preprocess import preprocess_image
@@ -194,7 +194,7 @@ def _artifact_source(path: Path, model: str | None, img_size: int | None) -> tup
     except EdgeVitDeployError:
         raise
     except Exception as exc:  # a corrupt or truncated file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise EvalSourceError(
             f"{path.name} cannot be read as a {spec.suffix} artifact ({first}); re-export it"
         ) from exc
@@ -246,14 +246,14 @@ def _load_runner(src: _Source, threads: int, coreml_executor: str) -> None:
     reason = host.unavailable_reason()
     if reason:
         raise EvalSourceError(f"{src.path.name}: {reason}")
-    # a runtime with several executors (Core ML: native / reference) declares them
-    options = {"executor": coreml_executor} if getattr(host, "executors", None) else {}
+    # a target whose runtime has several executors (Core ML: native / reference) says so in its table row
+    options = spec.runtime_options(coreml_executor)
     try:
         session = host.load(src.path, threads=threads, **options)
     except EdgeVitDeployError:
         raise
     except Exception as exc:  # a corrupt or foreign file the runtime rejects
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise EvalSourceError(f"{src.path.name} cannot be loaded by {host.name} ({first}); re-export it") from exc
     src.runner, src.executor = session, session.executor
 
@@ -285,7 +285,7 @@ def _torch_source(
     random_init: str,
     threads: int,
 ) -> _Source:
-    from ..export_api import apply_random_init
+    from ..export_common import apply_random_init
     from ..models import create_model
 
     model = create_model(name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
@@ -447,7 +447,7 @@ def evaluate(
                 except EdgeVitDeployError:
                     raise
                 except Exception as exc:
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    first = first_line(exc, type(exc).__name__)
                     raise EvalRunError(
                         f"{src.source} failed on {chunk[keep[0]].name} .. {chunk[keep[-1]].name} "
                         f"({first}); try --batch 1, or check the artifact with edgevit-verify"
