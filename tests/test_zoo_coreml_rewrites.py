@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from edgevit_deploy.formulations import apply_formulations, rewrites_for
-from edgevit_deploy.formulations_zoo import (
+from edgevit_deploy.formulations.zoo import (
     PatchFold,
     PatchUnfold,
     Rank5LocallyGroupedAttn,

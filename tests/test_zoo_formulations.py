@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from edgevit_deploy.formulations import apply_formulations, rewrites_for
-from edgevit_deploy.formulations_zoo import (
+from edgevit_deploy.formulations.zoo import (
     BroadcastLinearSelfAttention,
     PatchFold,
     PatchUnfold,

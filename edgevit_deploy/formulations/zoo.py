@@ -1,6 +1,6 @@
 """Export-friendly rewrites for the model zoo, registered with :func:`edgevit_deploy.formulations.register_rewrite`.
 
-:mod:`edgevit_deploy.formulations` imports this module the first time a formulation is looked up. Each
+:mod:`edgevit_deploy.formulations.registry` imports this module the first time a formulation is looked up. Each
 rewrite returns a module numerically equal to the one it replaces (proven by tests/test_zoo_formulations.py),
 or ``None`` when it does not apply.
 
@@ -40,7 +40,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .formulations import ALL, register_rewrite
+from .registry import EVERY_TARGET, register_rewrite
 
 __all__ = [
     "BroadcastLinearSelfAttention",
@@ -114,7 +114,7 @@ class PatchFold(nn.Module):
         return x
 
 
-@register_rewrite("unfold_patches_to_reshape", ALL)
+@register_rewrite("unfold_patches_to_reshape", EVERY_TARGET)
 def _unfold(m: nn.Module) -> nn.Module | None:
     if isinstance(m, nn.Unfold):
         kernel = _non_overlapping(m)
@@ -123,7 +123,7 @@ def _unfold(m: nn.Module) -> nn.Module | None:
     return None
 
 
-@register_rewrite("fold_patches_to_reshape", ALL)
+@register_rewrite("fold_patches_to_reshape", EVERY_TARGET)
 def _fold(m: nn.Module) -> nn.Module | None:
     if isinstance(m, nn.Fold):
         kernel = _non_overlapping(m)
@@ -256,7 +256,7 @@ class MaxRelativeConvNoZeros(nn.Module):
 
 @register_rewrite("mobilevig_mrconv_without_zeros_like", {"xnnpack"})
 def _mobilevig_mrconv(m: nn.Module) -> nn.Module | None:
-    from .models.mobilevig import MRConv4d
+    from ..models.mobilevig import MRConv4d
 
     if type(m) is not MRConv4d:
         return None
