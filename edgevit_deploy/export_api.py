@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -236,7 +236,7 @@ def _model_and_config(
             cfg = replace(cfg, num_classes=int(out.shape[-1]))
         return cfg.name, model, cfg, getattr(model, "checkpoint_sha256", "random-init")
     model = create_model(model_or_name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
-    return model_or_name, model, model.deploy_cfg, model.checkpoint_sha256
+    return model_or_name, model, cast(ModelConfig, model.deploy_cfg), str(model.checkpoint_sha256)
 
 
 def export(

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .converters.base import ExportOptions, Variant
 from .converters.table import target_names
@@ -111,7 +111,7 @@ def random_init_for(model: str, img_size: int) -> str:
     if key not in _RANDOM_INIT:
         import numpy as np
 
-        from .models import create_model
+        from .models import ModelConfig, create_model
         from .verify.inputs import parity_inputs
         from .verify.parity import reference_outputs
         from .verify.validator import DEGENERATE_STD
@@ -120,7 +120,8 @@ def random_init_for(model: str, img_size: int) -> str:
         if m.checkpoint_sha256 != "random-init":  # packaged trained weights: never replaced
             _RANDOM_INIT[key] = "default"
         else:
-            spread = float(np.std(reference_outputs(m, parity_inputs(m.deploy_cfg)).astype(np.float64)))
+            cfg = cast(ModelConfig, m.deploy_cfg)  # create_model sets it
+            spread = float(np.std(reference_outputs(m, parity_inputs(cfg)).astype(np.float64)))
             _RANDOM_INIT[key] = "conditioned" if spread < DEGENERATE_STD else "default"
             if _RANDOM_INIT[key] != "default":
                 log.info(

@@ -54,6 +54,9 @@ class NormalisedInput(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
 
+    mean: torch.Tensor
+    inv_std: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) * self.inv_std)
 

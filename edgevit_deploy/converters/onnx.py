@@ -52,6 +52,8 @@ class OnnxConverter:
                             dynamic_shapes=_dynamo_shapes(model, dyn),
                             verbose=False,
                         )
+                        if prog is None:
+                            raise ConversionError("onnx", "the dynamo exporter returned no program")
                         prog.save(str(tmp))
                     else:
                         torch.onnx.export(

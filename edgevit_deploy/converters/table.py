@@ -51,10 +51,6 @@ class TargetSpec:
         return cast("Quantizer", importlib.import_module(self.quantizer))
 
     @property
-    def name(self) -> str:
-        return str(self.target)
-
-    @property
     def default_precision(self) -> Precision:
         return self.precisions[0]
 
@@ -125,6 +121,9 @@ def _load(ref: str) -> Any:
 
 _P = Precision
 _Q = QuantMode
+#: who runs a Core ML artifact for a parity check (--coreml-executor): native on macOS, else the reference ML
+#: Program executor; native; the reference executor; both (macOS: native numbers, checked against the reference)
+COREML_EXECUTORS = ("auto", "native", "reference", "both")
 # torch.onnx's supported opsets here: 17 (the toolkit's floor) to torch 2.14's ONNX_MAX_OPSET (a test compares)
 ONNX_OPSETS = (17, 23)
 
@@ -181,7 +180,7 @@ TARGETS: dict[str, TargetSpec] = {  # keyed by name (a Target is its name: a str
         supports_dynamic_batch=False,
         verified_where="MLModel.predict on macOS; elsewhere the reference ML Program executor, else executed: false",
         app_runtime="coreml",  # the iOS app (next); no Android runner measures it (RUNNERS has no coreml rows)
-        executors=("auto", "native", "reference", "both"),
+        executors=COREML_EXECUTORS,
         bench_executor="native",  # timed natively only: the reference executor is not for timing
     ),
     Target.EXECUTORCH: TargetSpec(

@@ -57,9 +57,9 @@ class Inert(nn.Module):
 @register_rewrite("avgpool_k1_to_slice", {"xnnpack"})
 def _avgpool_k1(m: nn.Module) -> nn.Module | None:
     if isinstance(m, nn.AvgPool2d):
-        k, s, p = m.kernel_size, m.stride, m.padding
-        k = k if isinstance(k, int) else (k[0] if k[0] == k[1] else None)
-        s = s if isinstance(s, int) else (s[0] if s[0] == s[1] else None)
+        ks, ss, p = m.kernel_size, m.stride, m.padding
+        k = ks if isinstance(ks, int) else (ks[0] if ks[0] == ks[1] else None)
+        s = ss if isinstance(ss, int) else (ss[0] if ss[0] == ss[1] else None)
         if k == 1 and s and (p == 0 or p == (0, 0)) and not m.ceil_mode:
             return StridedSample(s)
     return None

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -141,7 +142,7 @@ class BroadcastLinearSelfAttention(nn.Module):
         self.inner = attn
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
-        a = self.inner
+        a: Any = self.inner  # timm's module: its attributes are typed by timm, not nn.Module
         if x_prev is not None:  # cross-attention: not used by MobileViTv2's blocks; timm's own code
             return a(x, x_prev)
         query, key, value = a.qkv_proj(x).split([1, a.embed_dim, a.embed_dim], dim=1)
@@ -179,7 +180,7 @@ class Rank5LocallyGroupedAttn(nn.Module):
         self.inner = attn
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        a = self.inner
+        a: Any = self.inner  # timm's module: its attributes are typed by timm, not nn.Module
         ws, heads = a.ws, a.num_heads
         B, N, C = x.shape
         H, W = size
@@ -228,7 +229,7 @@ class MaxRelativeConvNoZeros(nn.Module):
     The BatchNorm / GELU after the conv are the original module's.
     """
 
-    def __init__(self, mr: nn.Module):
+    def __init__(self, mr: Any):
         super().__init__()
         self.inner = mr
         conv: nn.Conv2d = mr.nn[0]
@@ -236,12 +237,12 @@ class MaxRelativeConvNoZeros(nn.Module):
         self.x_conv = nn.Conv2d(c, conv.out_channels, 1, bias=conv.bias is not None)
         with torch.no_grad():
             self.x_conv.weight.copy_(conv.weight[:, :c])
-            if conv.bias is not None:
+            if conv.bias is not None and self.x_conv.bias is not None:
                 self.x_conv.bias.copy_(conv.bias)
         self.x_conv.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mr = self.inner
+        mr: Any = self.inner  # MobileViG's MRConv4d
         _, _, H, W = x.shape
         K = mr.K
         diffs = [x - torch.cat([x[:, :, -i:, :], x[:, :, :-i, :]], dim=2) for i in range(K, H, K)]

@@ -32,7 +32,7 @@ def xnnpack_quantizer() -> Any:
     observer, so a ReLU6 output would be quantized on the conv's unclipped range."""
     mod = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch")
 
-    class ClampAwareXnnpackQuantizer(mod.XNNPACKQuantizer):
+    class ClampAwareXnnpackQuantizer(mod.XNNPACKQuantizer):  # type: ignore[name-defined]
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
             config = self.global_config

@@ -254,6 +254,7 @@ def build_report(
         parity = stamp(outcome.report(), policy)
         latency = Latency(reason=f"{'failed' if outcome.executed else 'not executed'}: {outcome.reason}")
     else:
+        assert outcome.outputs is not None  # outcome.ok
         reference = reference_outputs(model, held.data)
         parity = judge(reference, outcome.outputs, policy, outcome.executor)
         examples = _examples(reference, outcome.outputs, held, cfg)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..converters.base import ArtifactMetadata
 from ..converters.table import TARGETS, TargetSpec
 from ..errors import ArtifactReadError, UnsupportedOptionError
 from ..export_common import apply_random_init, artifact_size
-from ..models import create_model
+from ..models import ModelConfig, create_model
 from .contents import ArtifactContents, weight_size_mismatch
 from .parity import check_parity, has_trained_weights
 from .policy import AcceptancePolicy, ThresholdFlags, Variant, looser_than_contents
@@ -79,7 +79,8 @@ def model_for_artifact(
     model = create_model(model_name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
     if parsed is not None and parsed.random_init != "default" and checkpoint is None:
         # the artifact was exported with --random-init: same weights
-        apply_random_init(model, model.deploy_cfg, model.checkpoint_sha256, parsed.random_init)
+        cfg = cast(ModelConfig, model.deploy_cfg)
+        apply_random_init(model, cfg, str(model.checkpoint_sha256), parsed.random_init)
     return model
 
 
