@@ -286,7 +286,7 @@ def export(
     out = prepare_out_dir(out_dir)
     result = ExportResult(model=name, config=cfg, checkpoint_sha256=sha, out_dir=out, random_init=random_init)
     # rows of earlier runs stay, except those about files this run replaces: dropped before they are replaced
-    result.kept_rows = previous_rows(out / "report.json", planned_files(specs, name, cfg, options))
+    result.kept_rows = previous_rows(out / "report.json", planned_files(specs, name, options))
     result.write_report()
     for spec in specs:
         result.artifacts.append(
@@ -365,7 +365,7 @@ def validate_request(
         check_calib_folder(Path(calib_data))
 
 
-def planned_files(specs: Sequence[TargetSpec], name: str, cfg: ModelConfig, options: ExportOptions) -> set[str]:
+def planned_files(specs: Sequence[TargetSpec], name: str, options: ExportOptions) -> set[str]:
     """File names this export writes (artifacts, and the float twins of quantized ones)."""
     names: set[str] = set()
     for spec in specs:

@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgevit_deploy.formulations import (DepthwiseUpsampleConv, StridedSample, apply_formulations,
-                                         rewrites_for)
+from edgevit_deploy.formulations import DepthwiseUpsampleConv, StridedSample, apply_formulations, rewrites_for
 from edgevit_deploy.models import create_model
 
 
