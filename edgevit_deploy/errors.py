@@ -72,6 +72,10 @@ class UnsupportedOptionError(EdgeVitDeployError, ValueError):
     """An option a target does not support (precision, quantization mode, layout...)."""
 
 
+class QuantizationError(EdgeVitDeployError, ValueError):
+    """Bad quantization settings or a quantization step that failed."""
+
+
 class ParityError(EdgeVitDeployError, AssertionError):
     """Raised by the validator after collecting every failed check."""
 
@@ -87,3 +91,12 @@ class RuntimeUnavailableError(EdgeVitDeployError, RuntimeError):
 
 class ArtifactReadError(EdgeVitDeployError, ValueError):
     """An artifact that is missing, empty, truncated or not the format its suffix names (bad input)."""
+
+
+def first_line(exc: BaseException | str, empty: str | None = None) -> str:
+    """The first line of an exception's message, stripped: what a one-line error report quotes of a backend's
+    (often multi-line) failure. A blank message gives ``empty``, by default ``repr(exc)``."""
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    return repr(exc) if empty is None else empty

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -18,14 +18,14 @@ from torch import nn
 from ._atomic import sha256_of
 from ._atomic import write_text as atomic_write_text
 from ._version import __version__
-from .converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode, Target
+from .converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode, QuantSettings, Target, Variant
 from .converters.table import TARGETS, TargetSpec, get_spec
-from .errors import ConversionError, EdgeVitDeployError, OutputDirError, UnsupportedOptionError
+from .errors import ConversionError, EdgeVitDeployError, OutputDirError, UnsupportedOptionError, first_line
+from .export_common import apply_random_init, artifact_size
 from .formulations import apply_formulations
 from .models import ModelConfig, create_model
-from .models._conditioning import RANDOM_INIT_CHOICES, well_conditioned
+from .models._conditioning import RANDOM_INIT_CHOICES
 from .models._registry import check_img_size, check_num_classes
-from .verify.inputs import parity_inputs
 from .verify.parity import check_parity
 from .verify.report import ParityReport
 
@@ -38,7 +38,7 @@ ProgressFn = Callable[[str, str], None]  # (target, phase) with phase in {"expor
 class ArtifactResult:
     target: str
     path: Path | None
-    precision: str
+    precision: Variant  # the float precision or quantization mode (report.json's "precision")
     size_bytes: int | None
     export_s: float | None
     parity: ParityReport
@@ -59,7 +59,7 @@ class ArtifactResult:
         d = {
             "target": self.target,
             "path": str(self.path) if self.path else None,
-            "precision": self.precision,
+            "precision": str(self.precision),
             "size_bytes": self.size_bytes,
             "export_s": self.export_s,
             "parity": self.parity.to_dict(),
@@ -236,24 +236,7 @@ def _model_and_config(
             cfg = replace(cfg, num_classes=int(out.shape[-1]))
         return cfg.name, model, cfg, getattr(model, "checkpoint_sha256", "random-init")
     model = create_model(model_or_name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
-    return model_or_name, model, model.deploy_cfg, model.checkpoint_sha256
-
-
-def apply_random_init(model: nn.Module, cfg: ModelConfig, sha: str, random_init: str) -> None:
-    """``random_init="conditioned"``: replace a random initialisation by well-conditioned random weights
-    (:func:`~edgevit_deploy.models._conditioning.well_conditioned`) so that parity checks the structure."""
-    if random_init not in RANDOM_INIT_CHOICES:
-        raise UnsupportedOptionError(f"random_init={random_init!r}: choose from {', '.join(RANDOM_INIT_CHOICES)}")
-    if random_init == "default":
-        return
-    if sha != "random-init":
-        raise UnsupportedOptionError(
-            f"random_init={random_init!r} replaces random weights, but this model has trained weights "
-            f"(sha256 {sha[:12]}); drop --random-init or --checkpoint"
-        )
-    # measured on inputs of the parity batch's kind (photographs and noise; other, more noise draws than its own)
-    batch = torch.from_numpy(parity_inputs(cfg, num_random=16, seed=1))
-    well_conditioned(model, cfg.input_size[1:], in_chans=cfg.input_size[0], inputs=batch)
+    return model_or_name, model, cast(ModelConfig, model.deploy_cfg), str(model.checkpoint_sha256)
 
 
 def export(
@@ -303,7 +286,7 @@ def export(
     out = prepare_out_dir(out_dir)
     result = ExportResult(model=name, config=cfg, checkpoint_sha256=sha, out_dir=out, random_init=random_init)
     # rows of earlier runs stay, except those about files this run replaces: dropped before they are replaced
-    result.kept_rows = previous_rows(out / "report.json", planned_files(specs, name, cfg, options))
+    result.kept_rows = previous_rows(out / "report.json", planned_files(specs, name, options))
     result.write_report()
     for spec in specs:
         result.artifacts.append(
@@ -362,8 +345,9 @@ def validate_request(
 
     check_calib_size(calib_size)
     if options.quantize is None:
-        if options.quant:
-            flags = ", ".join(QUANT_FLAGS.get(k, k) for k in options.quant)
+        given = options.quant.given()
+        if given:
+            flags = ", ".join(QUANT_FLAGS.get(k, k) for k in given)
             raise UnsupportedOptionError(
                 f"{flags} only apply to a quantized export; add --quantize MODE (e.g. --quantize int8) or drop them"
             )
@@ -372,7 +356,7 @@ def validate_request(
 
     for spec in specs:  # the quantizer's own request checks (modes, settings, ONNX-only per-layer options)
         check_request(spec, options, calib_size)
-    if options.quantize == QuantMode.INT8_DYNAMIC and {"analyze", "target_sqnr"} & set(options.quant):
+    if options.quantize == QuantMode.INT8_DYNAMIC and {"analyze", "target_sqnr"} & set(options.quant.given()):
         raise UnsupportedOptionError(
             "--analyze and --target-sqnr compare calibrated activations, which "
             "--quantize int8-dynamic does not have; use --quantize int8"
@@ -381,16 +365,15 @@ def validate_request(
         check_calib_folder(Path(calib_data))
 
 
-def planned_files(specs: Sequence[TargetSpec], name: str, cfg: ModelConfig, options: ExportOptions) -> set[str]:
+def planned_files(specs: Sequence[TargetSpec], name: str, options: ExportOptions) -> set[str]:
     """File names this export writes (artifacts, and the float twins of quantized ones)."""
     names: set[str] = set()
     for spec in specs:
         opts = replace(options, precision=options.precision or spec.default_precision)
-        for stem in {_safe(name), cfg.name}:
-            names.add(spec.artifact_name(stem, opts))
-            if opts.quantize is not None:
-                twin = replace(opts, quantize=None, quant={}, precision=spec.default_precision)
-                names.add(spec.artifact_name(stem, twin))
+        names.add(spec.artifact_name(name, opts))
+        if opts.quantize is not None:
+            twin = replace(opts, quantize=None, quant=QuantSettings(), precision=spec.default_precision)
+            names.add(spec.artifact_name(name, twin))
     return names
 
 
@@ -410,9 +393,9 @@ def _export_one(
     random_init: str = "default",
 ) -> ArtifactResult:
     opts = replace(options, precision=options.precision or spec.default_precision)
-    precision = str(opts.quantize) if opts.quantize else str(opts.precision)
-    path = out / spec.artifact_name(_safe(name), opts)
-    meta = build_metadata(name, cfg, sha, opts, precision, random_init)
+    variant = opts.artifact_variant()
+    path = out / spec.artifact_name(name, opts)
+    meta = build_metadata(name, cfg, sha, opts, str(variant), random_init)
     example = torch.randn(opts.batch_size, *cfg.input_size, generator=torch.Generator().manual_seed(0))
     export_model, counts = apply_formulations(model, spec.formulation)
     if progress:
@@ -442,27 +425,17 @@ def _export_one(
             converter = spec.load_converter()
             converter.convert(export_model, example, path, opts, meta)
             notes = dict(getattr(converter, "notes", None) or {})
-    except EdgeVitDeployError as exc:
-        log.error("%s: %s", spec.target, exc)
+    except Exception as exc:  # every failure is this target's row; the other targets still run
+        if isinstance(exc, EdgeVitDeployError):
+            err: EdgeVitDeployError = exc
+            log.error("%s: %s", spec.target, err)
+        else:  # a converter bug we did not anticipate: still a per-target failure
+            err = ConversionError(str(spec.target), first_line(exc))
+            log.exception("%s", err)
         return ArtifactResult(
             str(spec.target),
             None,
-            precision,
-            None,
-            round(time.perf_counter() - t0, 2),
-            ParityReport.not_executed(f"export failed: {exc}"),
-            error=str(exc),
-            formulation=counts,
-            file=path.name,
-            variant=opts.variant,
-        )
-    except Exception as exc:  # a converter bug we did not anticipate: still a per-target failure
-        err = ConversionError(str(spec.target), str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
-        log.exception("%s", err)
-        return ArtifactResult(
-            str(spec.target),
-            None,
-            precision,
+            variant,
             None,
             round(time.perf_counter() - t0, 2),
             ParityReport.not_executed(f"export failed: {err}"),
@@ -480,7 +453,7 @@ def _export_one(
         parity = (
             quant_report.parity
             if quant_report is not None
-            else check_parity(model, cfg, path, spec, precision, coreml_executor=coreml_executor)
+            else check_parity(model, cfg, path, spec, str(variant), coreml_executor=coreml_executor)
         )
     else:
         parity = ParityReport.not_executed("verification skipped (--no-verify)")
@@ -489,7 +462,7 @@ def _export_one(
     return ArtifactResult(
         str(spec.target),
         path,
-        precision,
+        variant,
         artifact_size(path),
         export_s,
         parity,
@@ -501,18 +474,6 @@ def _export_one(
         sha256=digest,
         notes=notes,
     )
-
-
-def _safe(name: str) -> str:
-    """A file-name-safe stem for model names like ``timm:foo`` or ``path/to/x.py:factory``."""
-    stem = name.rsplit("/", 1)[-1]
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)
-
-
-def artifact_size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
 
 
 __all__ = ["ArtifactResult", "ExportResult", "Precision", "export", "resolve_targets", "validate_request"]

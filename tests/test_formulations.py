@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgevit_deploy.formulations import (DepthwiseUpsampleConv, StridedSample, apply_formulations,
-                                         rewrites_for)
+from edgevit_deploy.formulations import DepthwiseUpsampleConv, StridedSample, apply_formulations, rewrites_for
 from edgevit_deploy.models import create_model
 
 
@@ -55,3 +54,14 @@ def test_drop_path_in_training_mode_leaves_no_bernoulli():
 def test_every_formulation_has_rewrites_registered():
     for f in ("onnx", "xnnpack", "coreml"):
         assert rewrites_for(f)
+
+
+def test_a_new_targets_formulation_gets_the_rewrites_for_every_target():
+    """The formulation names live in the target table only: a rewrite meant for every target (drop-path off)
+    applies to a formulation the rewrite modules have never heard of, target-specific ones do not."""
+    names = {r.name for r in rewrites_for("a-future-target")}
+    assert "drop_path_off" in names and "fold_patches_to_reshape" in names
+    assert "depthwise_convtranspose_to_upsample" not in names and "twins_window_attention_rank5" not in names
+    m = create_model("edgevit_xxs", img_size=64, drop_path_rate=0.1)
+    _, counts = apply_formulations(m, "a-future-target")
+    assert counts.get("drop_path_off", 0) > 0 and "depthwise_convtranspose_to_upsample" not in counts

@@ -93,3 +93,32 @@ def test_target_sqnr_search_only_counts_layers_that_add_float_nodes():
     ranking = [{"layer": "a", "nodes": ["A", "B"]}, {"layer": "b", "nodes": ["B"]},
                {"layer": "c", "nodes": ["C", "A"]}, {"layer": "d", "nodes": ["H"]}]
     assert [r["layer"] for r in _new_nodes_only(ranking, ["H"])] == ["a", "c"]
+
+
+@pytest.mark.parametrize("requested, needed, used", [
+    ("iOS16", "iOS17", "iOS17"), ("iOS18", "iOS17", "iOS18"), ("iOS17", "iOS16", "iOS17"),
+    ("macOS14", "iOS17", "macOS14"),  # used to become iOS17: a macOS model silently retargeted to iOS
+    ("macOS12", "iOS17", "macOS14"), ("macOS15", "iOS16", "macOS15"), ("macOS13", "iOS16", "macOS13"),
+])
+def test_quantized_core_ml_keeps_the_requested_platform(requested, needed, used):
+    """The quantizer raises the deployment target a mode needs with the converter's own list of targets."""
+    from edgevit_deploy.converters.coreml import DEPLOYMENT_TARGETS, at_least
+
+    assert at_least(requested, needed) == used and used in DEPLOYMENT_TARGETS
+
+
+def test_settings_are_typed_and_parsed_once_where_the_options_are_made():
+    from edgevit_deploy.converters.base import QuantSettings
+
+    options = ExportOptions(quantize=QuantMode.INT8, quant={"exclude": "/head*", "calib_method": "entropy"})
+    assert isinstance(options.quant, QuantSettings) and options.quant.exclude == ("/head*",)
+    assert options.quant.given() == ["exclude", "calib_method"]
+    assert ExportOptions().quant == QuantSettings() and ExportOptions().quant.given() == []
+    with pytest.raises(QuantizationError, match="calib_methd"):
+        ExportOptions(quant={"calib_methd": "minmax"})
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_the_quantizer_of_every_row_is_a_quantizer(target):
+    quantizer = get_spec(target).load_quantizer()
+    assert callable(quantizer.quantize)

@@ -1,28 +1,16 @@
-"""scripts/support_matrix.py's rendering (no exports): the README copy between its markers, and the rows
-marked as exported with well-conditioned random weights."""
+"""The support matrix's rendering (``edgevit_deploy.matrix``, no exports): the README copy between its markers,
+and the rows marked as exported with well-conditioned random weights."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from edgevit_deploy import matrix as sm
 from edgevit_deploy.models import get_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("support_matrix_script", ROOT / "scripts" / "support_matrix.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-sm = _load_script()
 
 
 def _cell(model: str, target: str, status: str, **kw) -> dict:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from zoo_fixtures import small_model, small_size
 
 from edgevit_deploy.formulations import apply_formulations, rewrites_for
-from edgevit_deploy.formulations_zoo import (
+from edgevit_deploy.formulations.zoo import (
     PatchFold,
     PatchUnfold,
     Rank5LocallyGroupedAttn,
@@ -16,7 +17,6 @@ from edgevit_deploy.formulations_zoo import (
     _twins_window_attention,
     _unfold,
 )
-from zoo_fixtures import small_model, small_size
 
 TNT = "tnt_s_patch16_224"
 TWINS = "twins_svt_small"

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from zoo_fixtures import small_model, small_size
 
 from edgevit_deploy.formulations import apply_formulations, rewrites_for
-from edgevit_deploy.formulations_zoo import (
+from edgevit_deploy.formulations.zoo import (
     BroadcastLinearSelfAttention,
     PatchFold,
     PatchUnfold,
@@ -15,7 +16,6 @@ from edgevit_deploy.formulations_zoo import (
     _linear_attention,
     _unfold,
 )
-from zoo_fixtures import small_model, small_size
 
 SHAPES = [  # (C, H, W, kernel): square, rectangular, sizes not divisible by the kernel
     (3, 16, 16, 4), (5, 12, 20, (2, 4)), (2, 14, 9, 4), (1, 7, 7, 7),

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from edgevit_deploy.formulations import apply_formulations
-from edgevit_deploy.formulations_zoo import MaxRelativeConvNoZeros, _mobilevig_mrconv
+from edgevit_deploy.formulations.zoo import MaxRelativeConvNoZeros, _mobilevig_mrconv
 from edgevit_deploy.models.mobilevig import MRConv4d
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..converters.base import EtBackend, ExportOptions, Precision, QuantMode
+from ..converters.base import EtBackend, ExportOptions, Precision, QuantMode, QuantSettings
 from ..converters.coreml import DEPLOYMENT_TARGETS
 from ..converters.table import backend_names, target_names
 from ..models._conditioning import RANDOM_INIT_CHOICES
@@ -193,7 +193,9 @@ def main(
         onnx_exporter=onnx_exporter,
         et_backend=EtBackend(et_backend.lower()) if et_backend else None,
         quantize=QuantMode(quantize) if quantize else None,
-        quant=quant_settings(calib_method, activation_dtype, int8_io, analyze, exclude, target_sqnr),
+        quant=QuantSettings.from_options(
+            quant_settings(calib_method, activation_dtype, int8_io, analyze, exclude, target_sqnr)
+        ),
     )
     n_targets = len(export_api.resolve_targets(target_arg))
     with Progress(

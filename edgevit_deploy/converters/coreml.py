@@ -16,7 +16,7 @@ from torch import nn
 
 from .._atomic import atomic_path
 from .._lazy import require
-from ..errors import ConversionError, UnsupportedOptionError
+from ..errors import ConversionError, UnsupportedOptionError, first_line
 from ..labels import class_labels
 from ._errors import unsupported_op_from
 from ._quiet import quiet_backends
@@ -28,6 +28,21 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 CLASS_LABEL_NAME = "classLabel"
 DEPLOYMENT_TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
+#: the macOS release of each iOS release's Core ML specification (the same ML Program opset)
+_MACOS_OF_IOS = {"iOS15": "macOS12", "iOS16": "macOS13", "iOS17": "macOS14", "iOS18": "macOS15"}
+
+
+def at_least(requested: str, needed_ios: str) -> str:
+    """The deployment target to convert for when a feature needs ``needed_ios`` (say int8 activations: iOS17):
+    ``requested`` when it is as new on its own platform (``macOS14`` stays ``macOS14``), else that platform's
+    release of the same specification (``macOS13`` -> ``macOS14``, ``iOS16`` -> ``iOS17``). A name this list
+    lacks is returned as is: the converter rejects it with the choices."""
+    if requested not in DEPLOYMENT_TARGETS:
+        return requested
+    macos = requested.startswith("macOS")
+    floor = _MACOS_OF_IOS[needed_ios] if macos else needed_ios
+    same_platform = [t for t in DEPLOYMENT_TARGETS if t.startswith("macOS") == macos]
+    return requested if same_platform.index(requested) >= same_platform.index(floor) else floor
 
 
 class NormalisedInput(nn.Module):
@@ -38,6 +53,9 @@ class NormalisedInput(nn.Module):
         self.model = model
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
         self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+
+    mean: torch.Tensor
+    inv_std: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) * self.inv_std)
@@ -82,10 +100,7 @@ class CoremlConverter:
         except (UnsupportedOptionError, ConversionError):
             raise
         except Exception as exc:
-            text = str(exc).strip()
-            raise ConversionError(
-                "coreml", text.splitlines()[0] if text else repr(exc), op=unsupported_op_from(text)
-            ) from exc
+            raise ConversionError("coreml", first_line(exc), op=unsupported_op_from(str(exc))) from exc
         set_metadata(mlmodel, metadata.as_strings())
         with atomic_path(out_path) as tmp:  # a whole package or none under out_path
             mlmodel.save(str(tmp))

@@ -24,7 +24,7 @@ from torch import nn
 
 from .._atomic import write_bytes
 from .._lazy import require
-from ..errors import ConversionError
+from ..errors import ConversionError, first_line
 from ._errors import unsupported_op_from
 from ._quiet import quiet_backends
 from .base import ArtifactMetadata, EtBackend, ExportOptions
@@ -93,9 +93,7 @@ def lower_to_pte(
             outside = non_delegated_ops(edge) if partitioner else {}
             buffer = edge.to_executorch().buffer
     except Exception as exc:
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else repr(exc)
-        raise ConversionError("executorch", first, op=unsupported_op_from(text)) from exc
+        raise ConversionError("executorch", first_line(exc), op=unsupported_op_from(str(exc))) from exc
     if outside:
         log.warning(
             "executorch: %d op(s) run outside the %s delegate (portable kernels): %s",
@@ -138,11 +136,8 @@ class ExecutorchConverter:
             with torch.no_grad(), quiet_backends():
                 program = torch.export.export(module, (sample,))
         except Exception as exc:
-            text = str(exc).strip()
             raise ConversionError(
-                "executorch",
-                f"torch.export failed: {text.splitlines()[0] if text else exc!r}",
-                op=unsupported_op_from(text),
+                "executorch", f"torch.export failed: {first_line(exc)}", op=unsupported_op_from(str(exc))
             ) from exc
         outside = lower_to_pte(program, Path(out_path), backend, metadata.as_strings())
         self.notes = {"backend": str(backend), "non_delegated_ops": outside}

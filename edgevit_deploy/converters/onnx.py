@@ -11,7 +11,7 @@ from torch import nn
 
 from .._atomic import atomic_path
 from .._lazy import require
-from ..errors import ConversionError
+from ..errors import ConversionError, first_line
 from ._errors import unsupported_op_from
 from .base import ArtifactMetadata, ExportOptions
 
@@ -52,6 +52,8 @@ class OnnxConverter:
                             dynamic_shapes=_dynamo_shapes(model, dyn),
                             verbose=False,
                         )
+                        if prog is None:
+                            raise ConversionError("onnx", "the dynamo exporter returned no program")
                         prog.save(str(tmp))
                     else:
                         torch.onnx.export(
@@ -66,9 +68,7 @@ class OnnxConverter:
                             do_constant_folding=True,
                         )
             except Exception as exc:
-                raise ConversionError(
-                    "onnx", str(exc).splitlines()[0] if str(exc) else repr(exc), op=unsupported_op_from(str(exc))
-                ) from exc
+                raise ConversionError("onnx", first_line(exc), op=unsupported_op_from(str(exc))) from exc
             proto = onnx.load(str(tmp))
             try:
                 onnx.checker.check_model(proto, full_check=True)

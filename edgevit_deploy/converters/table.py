@@ -1,22 +1,26 @@
-"""The one table of targets. It drives CLI choices, option validation, verification and benchmarks.
+"""The one table of targets. It drives CLI choices, option validation, verification, quantization, the host
+bench and the support matrix.
 
-Add a target by adding a row here and a module with a ``Converter`` class; nothing else dispatches on
-target names.
+Add a target by adding a row here (or :func:`register_target` at run time) and its modules: a ``Converter``
+class, a host runtime, a quantizer module; nothing else dispatches on target names.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import UnsupportedOptionError
-from .base import Converter, EtBackend, ExportOptions, Precision, QuantMode, Target
+from .base import Converter, EtBackend, ExportOptions, Precision, QuantMode, Target, Variant, safe_stem
+
+if TYPE_CHECKING:
+    from ..quantize.base import Quantizer
 
 
 @dataclass(frozen=True)
 class TargetSpec:
-    target: Target
+    target: Target | str  # a Target of this package, or the name of a target registered at run time
     suffix: str  # file suffix of the artifact
     runtime: str  # the host runtime that executes it (human-readable)
     extra: str  # pip extra that installs converter and runtime
@@ -24,7 +28,7 @@ class TargetSpec:
     host_runtime: str  # "module:Class" implementing verify.runtimes.HostRuntime
     precisions: tuple[Precision, ...]
     quant_modes: tuple[QuantMode, ...]
-    quantizer: str  # "module" with quantize(...) for this target
+    quantizer: str  # "module" implementing quantize.base.Quantizer (a quantize(...) function) for this target
     formulation: str  # export-friendly rewrites applied before conversion
     supports_nhwc: bool
     supports_image_input: bool
@@ -33,19 +37,43 @@ class TargetSpec:
     opsets: tuple[int, int] | None = None  # --opset range the converter accepts (ONNX); None: no opset option
     app_runtime: str = ""  # runtime in the device job protocol (device_bench.jobs); "" = no app runner
     backends: tuple[EtBackend, ...] = ()  # delegates a user may pick (--et-backend), default first
+    per_layer_quant: bool = False  # its quantizer does per-layer analysis / float fallback (--analyze, --exclude...)
+    executors: tuple[str, ...] = ()  # executors its host runtime offers (--coreml-executor); (): just one
+    bench_executor: str = ""  # the executor the host bench times ("": the runtime's own); not for parity checks
 
     def load_converter(self) -> Converter:
-        return _load(self.converter)()
+        return cast(Converter, _load(self.converter)())
 
     def load_host_runtime(self) -> Any:
         return _load(self.host_runtime)()
+
+    def load_quantizer(self) -> Quantizer:
+        return cast("Quantizer", importlib.import_module(self.quantizer))
 
     @property
     def default_precision(self) -> Precision:
         return self.precisions[0]
 
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """Every variant this target makes: its precisions, then its quantization modes."""
+        return tuple(Variant.of(p, None) for p in self.precisions) + tuple(
+            Variant.of(None, q) for q in self.quant_modes
+        )
+
+    def runtime_options(self, executor: str) -> dict[str, str]:
+        """Load options of the host runtime for a parity check with ``executor`` (``--coreml-executor``): only a
+        runtime with several executors takes one."""
+        return {"executor": executor} if self.executors else {}
+
+    def bench_options(self) -> dict[str, str]:
+        """Load options of the host runtime when the host bench times it."""
+        return {"executor": self.bench_executor} if self.bench_executor else {}
+
     def artifact_name(self, model: str, options: ExportOptions) -> str:
-        return f"{model}-{options.variant}{self.suffix}"
+        """THE artifact file name (export, quantization and its float twin): a file-name-safe stem of the model
+        name (``timm:foo``, ``path/to/m.py:factory`` never leave the output folder), the variant tag, the suffix."""
+        return f"{safe_stem(model)}-{options.variant}{self.suffix}"
 
     def validate(self, options: ExportOptions) -> None:
         """Raise one UnsupportedOptionError listing every option this target lacks."""
@@ -59,6 +87,10 @@ class TargetSpec:
             problems.append("--nhwc (NHWC input is a TFLite option)")
         if options.image_input and not self.supports_image_input:
             problems.append("--image-input (an ImageType input is a Core ML option)")
+        if options.quantize is not None and options.nhwc and self.supports_nhwc:
+            problems.append("--nhwc with --quantize (not yet: export the quantized model in NCHW)")
+        if options.quantize is not None and options.image_input and self.supports_image_input:
+            problems.append("--image-input with --quantize (not yet: quantize the tensor-input model)")
         if options.dynamic_batch and not self.supports_dynamic_batch:
             problems.append("--dynamic-batch")
         if self.opsets is not None and not self.opsets[0] <= options.onnx_opset <= self.opsets[1]:
@@ -89,10 +121,13 @@ def _load(ref: str) -> Any:
 
 _P = Precision
 _Q = QuantMode
+#: who runs a Core ML artifact for a parity check (--coreml-executor): native on macOS, else the reference ML
+#: Program executor; native; the reference executor; both (macOS: native numbers, checked against the reference)
+COREML_EXECUTORS = ("auto", "native", "reference", "both")
 # torch.onnx's supported opsets here: 17 (the toolkit's floor) to torch 2.14's ONNX_MAX_OPSET (a test compares)
 ONNX_OPSETS = (17, 23)
 
-TARGETS: dict[Target, TargetSpec] = {
+TARGETS: dict[str, TargetSpec] = {  # keyed by name (a Target is its name: a str Enum)
     Target.ONNX: TargetSpec(
         target=Target.ONNX,
         suffix=".onnx",
@@ -110,6 +145,7 @@ TARGETS: dict[Target, TargetSpec] = {
         verified_where="executed in onnxruntime on every OS",
         opsets=ONNX_OPSETS,
         app_runtime="onnxruntime",
+        per_layer_quant=True,
     ),
     Target.TFLITE: TargetSpec(
         target=Target.TFLITE,
@@ -144,6 +180,8 @@ TARGETS: dict[Target, TargetSpec] = {
         supports_dynamic_batch=False,
         verified_where="MLModel.predict on macOS; elsewhere the reference ML Program executor, else executed: false",
         app_runtime="coreml",  # the iOS app (next); no Android runner measures it (RUNNERS has no coreml rows)
+        executors=COREML_EXECUTORS,
+        bench_executor="native",  # timed natively only: the reference executor is not for timing
     ),
     Target.EXECUTORCH: TargetSpec(
         target=Target.EXECUTORCH,
@@ -173,13 +211,28 @@ def backend_names() -> list[str]:
 
 
 def target_names() -> list[str]:
-    return [t.value for t in TARGETS]
+    return [str(t) for t in TARGETS]
 
 
 def get_spec(target: Target | str) -> TargetSpec:
-    try:
-        return TARGETS[Target(target)]
-    except ValueError:
-        raise UnsupportedOptionError(
-            f"unknown target {target!r}; choose one of: {', '.join(target_names())}, all"
-        ) from None
+    spec = TARGETS.get(str(target))
+    if spec is None:
+        raise UnsupportedOptionError(f"unknown target {str(target)!r}; choose one of: {', '.join(target_names())}, all")
+    return spec
+
+
+def register_target(spec: TargetSpec) -> None:
+    """Add a row to the table at run time (a plugin's target, a test's dummy): from then on it is a choice of
+    ``edgevit-export --target``, validated, exported, verified, benchmarked on the host and in the matrix."""
+    name = str(spec.target)
+    if not name or name == "all" or name in TARGETS:
+        raise ValueError(f"target {name!r} is already in the table (or reserved)")
+    TARGETS[name] = spec
+
+
+def unregister_target(target: Target | str) -> TargetSpec:
+    """Remove a row added by :func:`register_target` (the package's own rows stay)."""
+    name = str(target)
+    if name in {t.value for t in Target}:
+        raise ValueError(f"target {name!r} is one of the package's own rows")
+    return TARGETS.pop(name)

@@ -13,7 +13,7 @@ from torch import nn
 from .._atomic import atomic_path
 from .._atomic import write_bytes as atomic_write_bytes
 from .._lazy import require
-from ..errors import ConversionError
+from ..errors import ConversionError, first_line
 from ._errors import unsupported_op_from
 from ._quiet import quiet_backends
 from .base import ArtifactMetadata, ExportOptions, Precision
@@ -60,7 +60,7 @@ class TfliteConverter:
                     edge = litert_torch.convert(module, (sample,))
                     edge.export(str(tmp))
             except Exception as exc:
-                raise ConversionError("tflite", _first_line(exc), op=unsupported_op_from(str(exc))) from exc
+                raise ConversionError("tflite", first_line(exc), op=unsupported_op_from(str(exc))) from exc
             if options.precision == Precision.FP16:
                 cast_weights_to_fp16(tmp)
             write_metadata(tmp, metadata.as_strings())
@@ -68,11 +68,6 @@ class TfliteConverter:
 
     def read_metadata(self, path: Path) -> dict[str, str]:
         return read_metadata(path)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
 
 
 def cast_weights_to_fp16(path: Path) -> None:
@@ -88,7 +83,7 @@ def cast_weights_to_fp16(path: Path) -> None:
                 result = qt.quantize()
                 result.export_model(str(out), overwrite=True)
         except Exception as exc:
-            raise ConversionError("tflite", f"fp16 weight casting failed: {_first_line(exc)}") from exc
+            raise ConversionError("tflite", f"fp16 weight casting failed: {first_line(exc)}") from exc
 
 
 def _schema():

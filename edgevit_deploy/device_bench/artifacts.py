@@ -25,6 +25,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import EdgeVitDeployError
+from ..export_common import artifact_size
 from .errors import DeviceFullError
 from .host_worker import TORCH_TARGET
 from .types import BenchJob, Transport
@@ -99,25 +100,22 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def size_of(path: Path) -> int:
-    path = Path(path)
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+size_of = artifact_size  # one definition (edgevit_deploy.export_common)
 
 
 def export_options(target: str, precision: str) -> Any:
     """ExportOptions for a sweep precision ("fp32", "fp16", or a quantization mode such as "int8"),
     validated against the target table (raises UnsupportedOptionError naming what the target has)."""
-    from ..converters.base import ExportOptions, Precision, QuantMode
+    from ..converters.base import ExportOptions, Variant
     from ..converters.table import get_spec
 
-    precisions = {p.value: p for p in Precision}
-    modes = {q.value: q for q in QuantMode}
-    if precision in precisions:
-        options = ExportOptions(precision=precisions[precision])
-    elif precision in modes:
-        options = ExportOptions(quantize=modes[precision])
-    else:
-        raise ArtifactError(f"unknown precision {precision!r}; use one of {', '.join([*precisions, *modes])}")
+    try:
+        variant = Variant(precision)
+    except ValueError:
+        raise ArtifactError(
+            f"unknown precision {precision!r}; use one of {', '.join(v.value for v in Variant)}"
+        ) from None
+    options = ExportOptions.for_variant(variant)
     get_spec(target).validate(options)
     return options
 

@@ -67,11 +67,12 @@ def loader_for(target: str) -> tuple[Any, dict[str, str]]:
         return _TorchEagerLoader(), {}
     from ..converters.table import get_spec
 
-    runtime = get_spec(target).load_host_runtime()
+    spec = get_spec(target)
+    runtime = spec.load_host_runtime()
     reason = runtime.unavailable_reason()
     if reason:
         raise RuntimeError(reason)
-    return runtime, ({"executor": "native"} if runtime.name == "coreml" else {})
+    return runtime, spec.bench_options()
 
 
 def peak_rss_mb() -> float:

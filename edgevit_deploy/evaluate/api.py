@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from PIL import Image
 
 from ..converters.base import ArtifactMetadata
-from ..errors import EdgeVitDeployError, InputSizeError, UnsupportedOptionError
+from ..errors import EdgeVitDeployError, InputSizeError, UnsupportedOptionError, first_line
 from ..labels import class_labels
 from ..models._config import ModelConfig
 from ..preprocess import preprocess_image
@@ -194,7 +194,7 @@ def _artifact_source(path: Path, model: str | None, img_size: int | None) -> tup
     except EdgeVitDeployError:
         raise
     except Exception as exc:  # a corrupt or truncated file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise EvalSourceError(
             f"{path.name} cannot be read as a {spec.suffix} artifact ({first}); re-export it"
         ) from exc
@@ -218,8 +218,8 @@ def _artifact_source(path: Path, model: str | None, img_size: int | None) -> tup
         )
     cfg = replace(
         get_model_config(parsed.model).with_img_size(size),
-        mean=tuple(parsed.mean),
-        std=tuple(parsed.std),
+        mean=cast(tuple[float, float, float], tuple(parsed.mean)),
+        std=cast(tuple[float, float, float], tuple(parsed.std)),
         num_classes=parsed.num_classes,
     )
     from ..device_bench.artifacts import sha256_of
@@ -246,14 +246,14 @@ def _load_runner(src: _Source, threads: int, coreml_executor: str) -> None:
     reason = host.unavailable_reason()
     if reason:
         raise EvalSourceError(f"{src.path.name}: {reason}")
-    # a runtime with several executors (Core ML: native / reference) declares them
-    options = {"executor": coreml_executor} if getattr(host, "executors", None) else {}
+    # a target whose runtime has several executors (Core ML: native / reference) says so in its table row
+    options = spec.runtime_options(coreml_executor)
     try:
         session = host.load(src.path, threads=threads, **options)
     except EdgeVitDeployError:
         raise
     except Exception as exc:  # a corrupt or foreign file the runtime rejects
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, type(exc).__name__)
         raise EvalSourceError(f"{src.path.name} cannot be loaded by {host.name} ({first}); re-export it") from exc
     src.runner, src.executor = session, session.executor
 
@@ -285,21 +285,22 @@ def _torch_source(
     random_init: str,
     threads: int,
 ) -> _Source:
-    from ..export_api import apply_random_init
+    from ..export_common import apply_random_init
     from ..models import create_model
 
     model = create_model(name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
-    cfg = model.deploy_cfg
-    apply_random_init(model, cfg, model.checkpoint_sha256, random_init)
+    cfg = cast(ModelConfig, model.deploy_cfg)
+    sha = str(model.checkpoint_sha256)
+    apply_random_init(model, cfg, sha, random_init)
     runner = _TorchRunner(model, threads)
-    key = (name, cfg.img_size, cfg.num_classes, model.checkpoint_sha256, random_init)
+    key = (name, cfg.img_size, cfg.num_classes, sha, random_init)
     return _Source(
         source=name,
         target=TORCH_TARGET,
         model=name,
         precision="fp32",
         cfg=cfg,
-        sha256=model.checkpoint_sha256,
+        sha256=sha,
         ref_key=key,
         runner=runner,
         executor=runner.executor,
@@ -363,8 +364,8 @@ def resolve_sources(
             )
         refs[src.ref_key] = ref
     out: list[_Source] = []
-    for text, src in zip(sources, resolved):
-        if src is None:
+    for text, given in zip(sources, resolved):
+        if given is None:
             from ..models import get_model_config
 
             cfg = get_model_config(text)
@@ -380,8 +381,8 @@ def resolve_sources(
             refs.setdefault(torch_src.ref_key, torch_src)
             out.append(refs[torch_src.ref_key])
         else:
-            _load_runner(src, threads, coreml_executor)
-            out.append(src)
+            _load_runner(given, threads, coreml_executor)
+            out.append(given)
     return out, refs
 
 
@@ -431,6 +432,7 @@ def evaluate(
         chunk = samples[start : start + batch]
         images = [_read_image(s) for s in chunk]
         keep = [i for i, im in enumerate(images) if im is not None]
+        kept = [im for im in images if im is not None]
         skipped += [chunk[i].name for i, im in enumerate(images) if im is None]
         if keep:
             rows = np.asarray([start + i for i in keep])
@@ -439,7 +441,7 @@ def evaluate(
             for src in everything:
                 key = _cfg_key(src.cfg)
                 if key not in inputs:
-                    inputs[key] = np.stack([preprocess_image(images[i], src.cfg) for i in keep]).astype(np.float32)
+                    inputs[key] = np.stack([preprocess_image(im, src.cfg) for im in kept]).astype(np.float32)
                 assert src.runner is not None
                 t0 = time.perf_counter()
                 try:
@@ -447,7 +449,7 @@ def evaluate(
                 except EdgeVitDeployError:
                     raise
                 except Exception as exc:
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    first = first_line(exc, type(exc).__name__)
                     raise EvalRunError(
                         f"{src.source} failed on {chunk[keep[0]].name} .. {chunk[keep[-1]].name} "
                         f"({first}); try --batch 1, or check the artifact with edgevit-verify"

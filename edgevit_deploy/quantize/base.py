@@ -1,24 +1,47 @@
-"""Shared types of the quantizers: the result, the settings (``ExportOptions.quant``) and typed errors."""
+"""Shared types of the quantizers: the :class:`Quantizer` protocol, the result, the one check of a request
+against the target table, and typed errors. The settings (``ExportOptions.quant``) are
+:class:`~edgevit_deploy.converters.base.QuantSettings`, parsed once where the options are made."""
 
 from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import EdgeVitDeployError
+from ..converters.base import (
+    ACTIVATION_DTYPES,
+    CALIB_METHODS,
+    ArtifactMetadata,
+    ExportOptions,
+    QuantMode,
+    QuantSettings,
+)
+from ..errors import QuantizationError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..converters.table import TargetSpec
+    from .calibration import CalibrationSet
 
 log = logging.getLogger(__name__)
 
-CALIB_METHODS = ("minmax", "percentile", "entropy")
-ACTIVATION_DTYPES = ("int8", "uint8")
-
-
-class QuantizationError(EdgeVitDeployError, ValueError):
-    """Bad quantization settings or a quantization step that failed."""
+__all__ = [
+    "ACTIVATION_DTYPES",
+    "CALIB_METHODS",
+    "CalibrationDataError",
+    "QuantResult",
+    "QuantSettings",
+    "QuantizationError",
+    "Quantizer",
+    "check_quant_request",
+    "match_names",
+    "per_layer_settings_used",
+]
 
 
 class CalibrationDataError(QuantizationError):
@@ -37,71 +60,24 @@ class QuantResult:
         return {"path": str(self.path), "mode": self.mode, "details": self.details}
 
 
-@dataclass(frozen=True)
-class QuantSettings:
-    """The per-mode settings a user passes in ``ExportOptions.quant`` (all optional).
+class Quantizer(Protocol):
+    """Turns an eval-mode module into one quantized artifact at ``out_path``, calibrated on ``calib``. The
+    table names one per target (``TargetSpec.quantizer``: a module with this ``quantize`` function)."""
 
-    ``calib_method``: ONNX static calibration (minmax | percentile | entropy).
-    ``activation_dtype``: ONNX activations int8 (symmetric-range friendly) or uint8.
-    ``int8_io``: TFLite int8 input/output tensors (default False: float in, float out).
-    ``exclude``: name globs of layers kept in float (ONNX node names, e.g. ``/stages.3/*``).
-    ``target_sqnr``: ONNX only: keep the worst layers in float until the output SQNR (dB) reaches this.
-    ``analyze``: ONNX only: per-layer sensitivity (quantized tensor vs its float twin).
-    ``percentile``: the percentile of the percentile method (default 99.999).
-    ``max_float_layers``: cap of the ``target_sqnr`` search (default 12).
-    """
-
-    calib_method: str = "minmax"
-    activation_dtype: str = "uint8"
-    int8_io: bool = False
-    exclude: tuple[str, ...] = ()
-    target_sqnr: float | None = None
-    analyze: bool = False
-    percentile: float = 99.999
-    max_float_layers: int = 12
-
-    @classmethod
-    def from_options(cls, quant: Mapping[str, Any] | None) -> QuantSettings:
-        quant = dict(quant or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(quant) - known)
-        if unknown:
-            raise QuantizationError(
-                f"unknown quantization setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        exclude = quant.get("exclude") or ()
-        if isinstance(exclude, str):
-            exclude = (exclude,)
-        s = cls(
-            calib_method=str(quant.get("calib_method", "minmax")),
-            activation_dtype=str(quant.get("activation_dtype", "uint8")),
-            int8_io=bool(quant.get("int8_io", False)),
-            exclude=tuple(exclude),
-            target_sqnr=None if quant.get("target_sqnr") is None else float(quant["target_sqnr"]),
-            analyze=bool(quant.get("analyze", False)),
-            percentile=float(quant.get("percentile", 99.999)),
-            max_float_layers=int(quant.get("max_float_layers", 12)),
-        )
-        s.check()
-        return s
-
-    def check(self) -> None:
-        if self.calib_method not in CALIB_METHODS:
-            raise QuantizationError(
-                f"calibration method {self.calib_method!r} is not one of: {', '.join(CALIB_METHODS)}"
-            )
-        if self.activation_dtype not in ACTIVATION_DTYPES:
-            raise QuantizationError(
-                f"activation dtype {self.activation_dtype!r} is not one of: {', '.join(ACTIVATION_DTYPES)}"
-            )
-        if not 90.0 <= self.percentile < 100.0:
-            raise QuantizationError(f"percentile {self.percentile} must be in [90, 100)")
-        if self.max_float_layers < 1:
-            raise QuantizationError("max_float_layers must be at least 1")
+    def quantize(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        out_path: Path,
+        options: ExportOptions,
+        metadata: ArtifactMetadata,
+        calib: CalibrationSet,
+    ) -> QuantResult: ...
 
 
-def onnx_only_settings_used(settings: QuantSettings) -> list[str]:
-    """Settings only the ONNX quantizer implements (other targets reject them)."""
+def per_layer_settings_used(settings: QuantSettings) -> list[str]:
+    """Per-layer settings (analysis, float fallback): only a quantizer whose table row has ``per_layer_quant``
+    implements them."""
     used = []
     if settings.target_sqnr is not None:
         used.append("target_sqnr (--target-sqnr)")
@@ -112,13 +88,22 @@ def onnx_only_settings_used(settings: QuantSettings) -> list[str]:
     return used
 
 
-def reject_onnx_only(settings: QuantSettings, target: str) -> None:
-    used = onnx_only_settings_used(settings)
-    if used:
+def check_quant_request(spec: TargetSpec, options: ExportOptions) -> QuantMode:
+    """THE check of a quantization request against the target's table row: the mode, the options the row
+    has (``TargetSpec.validate``) and the per-layer settings. Returns the mode."""
+    if options.quantize is None:
+        raise QuantizationError("no quantization mode given; pass --quantize MODE")
+    spec.validate(options)  # UnsupportedOptionError listing the modes the target has
+    used = per_layer_settings_used(options.quant)
+    if used and not spec.per_layer_quant:
+        from ..converters.table import TARGETS
+
+        having = " or ".join(f"--target {name}" for name, s in TARGETS.items() if s.per_layer_quant) or "no target"
         raise QuantizationError(
-            f"{', '.join(used)} work only with --target onnx (per-layer analysis and "
-            f"float fallback run on the ONNX graph); not with {target}."
+            f"{', '.join(used)} work only with {having} (per-layer analysis and "
+            f"float fallback run on the ONNX graph); not with {spec.target}."
         )
+    return QuantMode(options.quantize)
 
 
 def match_names(names: Iterable[str], patterns: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -26,7 +26,8 @@ from torch import nn
 from .._atomic import atomic_path
 from .._lazy import require
 from ..converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode
-from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
+from ..converters.table import get_spec
+from .base import QuantizationError, QuantResult, QuantSettings, check_quant_request
 from .calibration import CalibrationSet
 from .pt2e import calibrate_pt2e, litert_quantizer
 
@@ -38,13 +39,6 @@ _DEPLOYMENT = {
     QuantMode.PALETTIZE4: "iOS16",
     QuantMode.PALETTIZE6: "iOS16",
 }
-_ORDER = ("iOS15", "iOS16", "iOS17", "iOS18")
-
-
-def _deployment(requested: str, needed: str) -> str:
-    if requested in _ORDER and _ORDER.index(requested) >= _ORDER.index(needed):
-        return requested
-    return needed
 
 
 def _convert(
@@ -57,15 +51,15 @@ def _convert(
 ):
     """The float (or PT2E-quantized) module through the Core ML converter, loaded back for compression."""
     ct = require("coremltools", "coreml")
-    from ..converters.coreml import CoremlConverter
+    from ..converters.coreml import CoremlConverter, at_least
 
     precision = options.precision if options.precision in (Precision.FP16, Precision.FP32) else Precision.FP16
     opts = replace(
         options,
         quantize=None,
-        quant={},
+        quant=QuantSettings(),
         precision=precision,
-        minimum_deployment_target=_deployment(options.minimum_deployment_target, needed),
+        minimum_deployment_target=at_least(options.minimum_deployment_target, needed),
     )
     path = CoremlConverter().convert(module, example, work / "float.mlpackage", opts, metadata)
     return ct.models.MLModel(str(path), skip_model_load=True)
@@ -132,16 +126,8 @@ def quantize(
     metadata: ArtifactMetadata,
     calib: CalibrationSet,
 ) -> QuantResult:
-    settings = QuantSettings.from_options(options.quant)
-    reject_onnx_only(settings, "coreml")
-    mode = QuantMode(options.quantize)
-    if mode not in _DEPLOYMENT:
-        raise QuantizationError(
-            f"coreml has no quantization mode {mode}; it has: {', '.join(str(m) for m in _DEPLOYMENT)}"
-        )
-    if options.image_input:
-        raise QuantizationError("--image-input with --quantize is not supported yet; quantize the tensor-input model")
-    from ..converters.coreml import set_metadata
+    mode = check_quant_request(get_spec("coreml"), options)  # modes and settings from the table
+    from ..converters.coreml import at_least, set_metadata
 
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(prefix="edgevit-coreml-quant-") as tmp:
@@ -152,5 +138,5 @@ def quantize(
         set_metadata(mlmodel, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
         with atomic_path(out_path) as staged:  # the whole package or none under out_path
             mlmodel.save(str(staged))
-    details["minimum_deployment_target"] = _deployment(options.minimum_deployment_target, _DEPLOYMENT[mode])
+    details["minimum_deployment_target"] = at_least(options.minimum_deployment_target, _DEPLOYMENT[mode])
     return QuantResult(out_path, str(mode), details)

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from .._lazy import require
-from ..converters.base import ArtifactMetadata, EtBackend, ExportOptions, QuantMode
-from ..errors import ConversionError
-from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
+from ..converters.base import ArtifactMetadata, EtBackend, ExportOptions
+from ..converters.table import get_spec
+from ..errors import ConversionError, first_line
+from .base import QuantizationError, QuantResult, check_quant_request
 from .calibration import CalibrationSet
 from .pt2e import calibrate_pt2e, quantize_after_clamp
 
@@ -31,7 +32,7 @@ def xnnpack_quantizer() -> Any:
     observer, so a ReLU6 output would be quantized on the conv's unclipped range."""
     mod = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch")
 
-    class ClampAwareXnnpackQuantizer(mod.XNNPACKQuantizer):
+    class ClampAwareXnnpackQuantizer(mod.XNNPACKQuantizer):  # type: ignore[name-defined]
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
             config = self.global_config
@@ -51,13 +52,10 @@ def quantize(
     metadata: ArtifactMetadata,
     calib: CalibrationSet,
 ) -> QuantResult:
-    settings = QuantSettings.from_options(options.quant)
-    reject_onnx_only(settings, "executorch")
+    settings = options.quant
+    mode = check_quant_request(get_spec("executorch"), options)  # modes and settings from the table
     if settings.int8_io:
         raise QuantizationError("--int8-io is a TFLite option; ExecuTorch int8 programs take and return float32")
-    mode = QuantMode(options.quantize)
-    if mode is not QuantMode.INT8:
-        raise QuantizationError(f"executorch has no quantization mode {mode}; it has: int8")
     backend = EtBackend(options.et_backend or EtBackend.XNNPACK)
     if backend is not EtBackend.XNNPACK:
         raise QuantizationError(f"int8 ExecuTorch programs are lowered to XNNPACK; not --et-backend {backend}")
@@ -68,8 +66,7 @@ def quantize(
         with torch.no_grad():
             program = torch.export.export(quantized, (example,))
     except Exception as exc:
-        text = str(exc).strip()
-        raise ConversionError("executorch", f"int8 export failed: {text.splitlines()[0] if text else exc!r}") from exc
+        raise ConversionError("executorch", f"int8 export failed: {first_line(exc)}") from exc
     meta = {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)}
     outside = lower_to_pte(program, Path(out_path), backend, meta)
     details: dict[str, Any] = {

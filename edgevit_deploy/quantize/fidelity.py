@@ -22,6 +22,8 @@ from torch import nn
 
 from ..converters.base import QuantMode
 from ..converters.table import TargetSpec
+from ..errors import first_line
+from ..export_common import artifact_size
 from ..labels import class_labels
 from ..models._config import ModelConfig
 from ..verify.parity import judge, reference_outputs, stamp
@@ -39,13 +41,6 @@ ANALYSIS_ROWS = 25  # the worst layers kept in the report
 def policy_for(mode: QuantMode | str, pretrained: bool) -> AcceptancePolicy:
     """The acceptance policy a ``mode`` artifact is judged by (the one ``edgevit-verify`` applies too)."""
     return AcceptancePolicy.for_variant(str(mode), pretrained=pretrained)
-
-
-def artifact_size(path: Path) -> int:
-    path = Path(path)
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
 
 
 @dataclass
@@ -194,11 +189,11 @@ def measure_latency(
     reason = runtime.unavailable_reason()
     if reason:
         return Latency(reason=reason)
-    options = {"executor": coreml_executor} if spec.supports_image_input else {}
+    options = spec.runtime_options(coreml_executor)
     try:
         sessions = [runtime.load(Path(p), threads=1, **options) for p in (float_path, quant_path)]
     except Exception as exc:
-        return Latency(reason=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        return Latency(reason=first_line(exc))
     executor = sessions[1].executor
     if "reference" in executor:  # an op-by-op interpreter's timing says nothing about Core ML
         return Latency(
@@ -259,6 +254,7 @@ def build_report(
         parity = stamp(outcome.report(), policy)
         latency = Latency(reason=f"{'failed' if outcome.executed else 'not executed'}: {outcome.reason}")
     else:
+        assert outcome.outputs is not None  # outcome.ok
         reference = reference_outputs(model, held.data)
         parity = judge(reference, outcome.outputs, policy, outcome.executor)
         examples = _examples(reference, outcome.outputs, held, cfg)

@@ -27,8 +27,9 @@ from torch import nn
 from .._atomic import atomic_path
 from .._lazy import require
 from ..converters.base import ArtifactMetadata, ExportOptions, Precision, QuantMode
+from ..converters.table import get_spec
 from ..verify.metrics import sqnr_db
-from .base import QuantizationError, QuantResult, QuantSettings, match_names
+from .base import QuantizationError, QuantResult, QuantSettings, check_quant_request, match_names
 from .calibration import CalibrationSet
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def export_float(
 ) -> Path:
     from ..converters.onnx import OnnxConverter
 
-    fp32 = replace(options, quantize=None, quant={}, precision=Precision.FP32)
+    fp32 = replace(options, quantize=None, quant=QuantSettings(), precision=Precision.FP32)
     return OnnxConverter().convert(model, example, out_path, fp32, metadata)
 
 
@@ -229,10 +230,8 @@ def quantize(
     metadata: ArtifactMetadata,
     calib: CalibrationSet,
 ) -> QuantResult:
-    settings = QuantSettings.from_options(options.quant)
-    mode = QuantMode(options.quantize)
-    if mode not in (QuantMode.INT8, QuantMode.INT8_DYNAMIC):
-        raise QuantizationError(f"onnx has no quantization mode {mode}; it has: int8, int8-dynamic")
+    settings = options.quant
+    mode = check_quant_request(get_spec("onnx"), options)  # modes and settings from the table
     if mode is QuantMode.INT8_DYNAMIC and (settings.target_sqnr is not None or settings.analyze):
         raise QuantizationError("--target-sqnr and --analyze need calibrated activations: use --quantize int8")
     from ..converters.onnx import write_metadata

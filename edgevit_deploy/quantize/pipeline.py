@@ -3,14 +3,13 @@
     path, report = quantize_and_report(model, cfg, get_spec(target), options, out_dir, metadata,
                                        calib_data=DIR_or_None, calib_size=128, seed=0)
 
-``options.quantize`` is the :class:`QuantMode`; ``options.quant`` the settings of :class:`QuantSettings`.
+``options.quantize`` is the :class:`QuantMode`; ``options.quant`` the typed :class:`QuantSettings`.
 Every bad input (a mode the target lacks, ONNX-only settings elsewhere, a missing or empty calibration
 folder, ``calib_size <= 0``) is rejected before any slow step.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..converters.base import ArtifactMetadata, ExportOptions, Target
+from ..converters.base import ArtifactMetadata, ExportOptions
 from ..converters.table import TargetSpec
 from ..models._config import ModelConfig
-from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
+from .base import QuantResult, QuantSettings, check_quant_request
 from .calibration import CalibrationSet, check_calib_size, load_calibration
 from .fidelity import FidelityReport, build_report
 
@@ -30,14 +29,9 @@ log = logging.getLogger(__name__)
 
 def check_request(spec: TargetSpec, options: ExportOptions, calib_size: int) -> QuantSettings:
     """Raise on every request problem that can be seen without running anything."""
-    if options.quantize is None:
-        raise QuantizationError("no quantization mode given; pass --quantize MODE")
-    spec.validate(options)  # UnsupportedOptionError listing the modes the target has
-    settings = QuantSettings.from_options(options.quant)
-    if spec.target is not Target.ONNX:
-        reject_onnx_only(settings, str(spec.target))
+    check_quant_request(spec, options)  # the mode, the options and the per-layer settings against the table
     check_calib_size(calib_size)
-    return settings
+    return options.quant
 
 
 def run_quantizer(
@@ -49,8 +43,8 @@ def run_quantizer(
     metadata: ArtifactMetadata,
     calib: CalibrationSet,
 ) -> QuantResult:
-    """The target's quantizer module (named by the target table) on one model."""
-    return importlib.import_module(spec.quantizer).quantize(model, example, out_path, options, metadata, calib)
+    """The target's quantizer (named by the target table) on one model."""
+    return spec.load_quantizer().quantize(model, example, out_path, options, metadata, calib)
 
 
 def export_float_twin(
@@ -63,7 +57,7 @@ def export_float_twin(
     name: str,
 ) -> Path:
     """The float artifact of the same target (its default precision): the size / latency baseline."""
-    fopts = replace(options, quantize=None, quant={}, precision=spec.default_precision)
+    fopts = replace(options, quantize=None, quant=QuantSettings(), precision=spec.default_precision)
     path = Path(out_dir) / spec.artifact_name(name, fopts)
     fmeta = replace(metadata, precision=str(spec.default_precision))
     return spec.load_converter().convert(model, example, path, fopts, fmeta)
@@ -98,11 +92,11 @@ def quantize_and_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     calib, held = load_calibration(cfg, calib_data, calib_size, seed)
     example = torch.from_numpy(calib.data[:1].copy())
-    out_path = out_dir / spec.artifact_name(cfg.name, options)
+    out_path = out_dir / spec.artifact_name(metadata.model, options)  # the export's own name for the file
     qmeta = replace(metadata, precision=str(options.quantize))
     result = run_quantizer(spec, model, example, out_path, options, qmeta, calib)
     if float_artifact is None:
-        float_artifact = export_float_twin(spec, model, example, options, metadata, out_dir, cfg.name)
+        float_artifact = export_float_twin(spec, model, example, options, metadata, out_dir, metadata.model)
     reference = model if reference is None else reference
     if pretrained is None:
         sha = getattr(reference, "checkpoint_sha256", None) or getattr(model, "checkpoint_sha256", "random-init")

@@ -20,8 +20,9 @@ from torch import nn
 from .._atomic import atomic_path
 from .._lazy import require
 from ..converters.base import ArtifactMetadata, ExportOptions, QuantMode
-from ..errors import ConversionError
-from .base import QuantizationError, QuantResult, QuantSettings, reject_onnx_only
+from ..converters.table import get_spec
+from ..errors import ConversionError, first_line
+from .base import QuantResult, check_quant_request
 from .calibration import CalibrationSet
 from .pt2e import calibrate_pt2e, litert_quantizer
 
@@ -36,13 +37,8 @@ def quantize(
     metadata: ArtifactMetadata,
     calib: CalibrationSet,
 ) -> QuantResult:
-    settings = QuantSettings.from_options(options.quant)
-    reject_onnx_only(settings, "tflite")
-    mode = QuantMode(options.quantize)
-    if mode not in (QuantMode.INT8, QuantMode.INT8_DYNAMIC):
-        raise QuantizationError(f"tflite has no quantization mode {mode}; it has: int8, int8-dynamic")
-    if options.nhwc:
-        raise QuantizationError("--nhwc with --quantize is not supported yet; export the int8 model in NCHW")
+    settings = options.quant
+    mode = check_quant_request(get_spec("tflite"), options)  # modes and settings from the table
     litert_torch = require("litert_torch", "tflite")
     qc = require("litert_torch.quantize.quant_config", "tflite")
     from ..converters.tflite import write_metadata
@@ -59,8 +55,7 @@ def quantize(
             edge = litert_torch.convert(quantized, (example,), quant_config=qc.QuantConfig(pt2e_quantizer=quantizer))
             edge.export(str(staged))
         except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            raise ConversionError("tflite", f"int8 conversion failed: {first}") from exc
+            raise ConversionError("tflite", f"int8 conversion failed: {first_line(exc)}") from exc
         details: dict[str, Any] = {
             "method": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
             "weights": "int8 per-channel",

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..converters.base import ArtifactMetadata
 from ..converters.table import TARGETS, TargetSpec
 from ..errors import ArtifactReadError, UnsupportedOptionError
-from ..models import create_model
+from ..export_common import apply_random_init, artifact_size
+from ..models import ModelConfig, create_model
 from .contents import ArtifactContents, weight_size_mismatch
 from .parity import check_parity, has_trained_weights
 from .policy import AcceptancePolicy, ThresholdFlags, Variant, looser_than_contents
@@ -77,9 +78,9 @@ def model_for_artifact(
     num_classes = parsed.num_classes if parsed is not None else None
     model = create_model(model_name, checkpoint=checkpoint, img_size=img_size, num_classes=num_classes)
     if parsed is not None and parsed.random_init != "default" and checkpoint is None:
-        from ..export_api import apply_random_init  # the artifact was exported with --random-init: same weights
-
-        apply_random_init(model, model.deploy_cfg, model.checkpoint_sha256, parsed.random_init)
+        # the artifact was exported with --random-init: same weights
+        cfg = cast(ModelConfig, model.deploy_cfg)
+        apply_random_init(model, cfg, str(model.checkpoint_sha256), parsed.random_init)
     return model
 
 
@@ -120,8 +121,6 @@ def verify_artifact(
         )
         if not allow_metadata_mismatch:
             judged = contents.loosest  # the laxest bars the contents allow, still stricter than the claim
-    from ..export_api import artifact_size
-
     # where the contents alone cannot tell float from quantized (a .pte's delegate payloads), the weight size can
     undecided = Variant.FP32 in contents.allowed and claimed in contents.allowed
     size_claim = (

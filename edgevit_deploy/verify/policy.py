@@ -17,39 +17,9 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from ..converters.base import Variant
 from ..errors import UnsupportedOptionError
 from .report import Thresholds
-
-
-class Variant(str, Enum):
-    """What an artifact is: a float precision or a quantization mode (``--precision`` / ``--quantize``)."""
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    W8 = "w8"
-    INT8_DYNAMIC = "int8-dynamic"
-    PALETTIZE6 = "palettize6"
-    INT8 = "int8"
-    PALETTIZE4 = "palettize4"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def quantized(self) -> bool:
-        return self not in (Variant.FP32, Variant.FP16)
-
-    @classmethod
-    def parse(cls, value: str | Enum, source: str = "--precision") -> Variant:
-        """The variant named ``value``; anything else is bad input listing the valid names."""
-        text = str(value.value if isinstance(value, Enum) else value).strip().lower()
-        try:
-            return cls(text)
-        except ValueError:
-            raise UnsupportedOptionError(
-                f"{source} {str(value)!r} is not a known precision; use one of: {', '.join(v.value for v in cls)}"
-            ) from None
-
 
 # how strict each variant's bars are (higher: stricter). A claim is "looser than the contents" when its rank is
 # below that of every variant the contents allow.

@@ -15,16 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..converters.table import TargetSpec
-from ..errors import EdgeVitDeployError, RuntimeUnavailableError
+from ..errors import EdgeVitDeployError, RuntimeUnavailableError, first_line
 from .mil.errors import MilExecutorError
 from .report import ParityReport
 
 log = logging.getLogger(__name__)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)
 
 
 @dataclass
@@ -62,23 +57,23 @@ def run_artifact(
     reason = runtime.unavailable_reason()
     if reason:
         return RunOutcome(None, runtime.name, executed=False, reason=reason)
-    options = {"executor": coreml_executor} if spec.supports_image_input else {}
+    options = spec.runtime_options(coreml_executor)
     session = None
     try:
         session = runtime.load(Path(path), threads=threads, **options)
         out = session.run(x)
     except MilExecutorError as exc:  # an op the reference executor cannot run, a program it cannot read
-        return RunOutcome(None, runtime.name, executed=True, reason=_first_line(exc))
+        return RunOutcome(None, runtime.name, executed=True, reason=first_line(exc))
     except RuntimeUnavailableError as exc:  # e.g. MLModel.predict asked for off macOS
         log.warning("%s: not executed: %s", spec.target, exc)
-        return RunOutcome(None, runtime.name, executed=False, reason=_first_line(exc))
+        return RunOutcome(None, runtime.name, executed=False, reason=first_line(exc))
     except EdgeVitDeployError as exc:  # an op that crashed while running (MilOpExecutionError), ...
-        return RunOutcome(None, getattr(session, "executor", runtime.name), executed=True, reason=_first_line(exc))
+        return RunOutcome(None, getattr(session, "executor", runtime.name), executed=True, reason=first_line(exc))
     except Exception as exc:  # the runtime rejected the artifact or crashed on it: a failure, not a skip
         return RunOutcome(
             None,
             getattr(session, "executor", runtime.name),
             executed=True,
-            reason=f"the runtime failed to run the artifact: {_first_line(exc)}",
+            reason=f"the runtime failed to run the artifact: {first_line(exc)}",
         )
     return RunOutcome(np.asarray(out, dtype=np.float32), session.executor, executed=True, session=session)

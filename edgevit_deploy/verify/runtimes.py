@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .._lazy import require
+from ..converters.table import COREML_EXECUTORS
 from ..errors import RuntimeUnavailableError
 from .contents import ArtifactContents, coreml_contents, executorch_contents, onnx_contents, tflite_contents
 
@@ -154,7 +155,7 @@ class CoremlHost(_ImportableHost):
     The session's ``executor`` attribute says which one produced the numbers."""
 
     name, module, extra = "coreml", "coremltools", "coreml"
-    executors = ("auto", "native", "reference", "both")
+    executors = COREML_EXECUTORS  # the target table's list (its coreml row)
 
     def load(self, path: Path, threads: int = 1, executor: str = "auto", **options: str) -> HostSession:
         from .coreml_session import CoremlBothSession, CoremlNativeSession, CoremlReferenceSession

@@ -1,6 +1,6 @@
 """Export-friendly rewrites for the model zoo, registered with :func:`edgevit_deploy.formulations.register_rewrite`.
 
-:mod:`edgevit_deploy.formulations` imports this module the first time a formulation is looked up. Each
+:mod:`edgevit_deploy.formulations.registry` imports this module the first time a formulation is looked up. Each
 rewrite returns a module numerically equal to the one it replaces (proven by tests/test_zoo_formulations.py),
 or ``None`` when it does not apply.
 
@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from .formulations import ALL, register_rewrite
+from .registry import EVERY_TARGET, register_rewrite
 
 __all__ = [
     "BroadcastLinearSelfAttention",
@@ -114,7 +115,7 @@ class PatchFold(nn.Module):
         return x
 
 
-@register_rewrite("unfold_patches_to_reshape", ALL)
+@register_rewrite("unfold_patches_to_reshape", EVERY_TARGET)
 def _unfold(m: nn.Module) -> nn.Module | None:
     if isinstance(m, nn.Unfold):
         kernel = _non_overlapping(m)
@@ -123,7 +124,7 @@ def _unfold(m: nn.Module) -> nn.Module | None:
     return None
 
 
-@register_rewrite("fold_patches_to_reshape", ALL)
+@register_rewrite("fold_patches_to_reshape", EVERY_TARGET)
 def _fold(m: nn.Module) -> nn.Module | None:
     if isinstance(m, nn.Fold):
         kernel = _non_overlapping(m)
@@ -141,7 +142,7 @@ class BroadcastLinearSelfAttention(nn.Module):
         self.inner = attn
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
-        a = self.inner
+        a: Any = self.inner  # timm's module: its attributes are typed by timm, not nn.Module
         if x_prev is not None:  # cross-attention: not used by MobileViTv2's blocks; timm's own code
             return a(x, x_prev)
         query, key, value = a.qkv_proj(x).split([1, a.embed_dim, a.embed_dim], dim=1)
@@ -179,7 +180,7 @@ class Rank5LocallyGroupedAttn(nn.Module):
         self.inner = attn
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        a = self.inner
+        a: Any = self.inner  # timm's module: its attributes are typed by timm, not nn.Module
         ws, heads = a.ws, a.num_heads
         B, N, C = x.shape
         H, W = size
@@ -228,7 +229,7 @@ class MaxRelativeConvNoZeros(nn.Module):
     The BatchNorm / GELU after the conv are the original module's.
     """
 
-    def __init__(self, mr: nn.Module):
+    def __init__(self, mr: Any):
         super().__init__()
         self.inner = mr
         conv: nn.Conv2d = mr.nn[0]
@@ -236,12 +237,12 @@ class MaxRelativeConvNoZeros(nn.Module):
         self.x_conv = nn.Conv2d(c, conv.out_channels, 1, bias=conv.bias is not None)
         with torch.no_grad():
             self.x_conv.weight.copy_(conv.weight[:, :c])
-            if conv.bias is not None:
+            if conv.bias is not None and self.x_conv.bias is not None:
                 self.x_conv.bias.copy_(conv.bias)
         self.x_conv.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mr = self.inner
+        mr: Any = self.inner  # MobileViG's MRConv4d
         _, _, H, W = x.shape
         K = mr.K
         diffs = [x - torch.cat([x[:, :, -i:, :], x[:, :, :-i, :]], dim=2) for i in range(K, H, K)]
@@ -256,7 +257,7 @@ class MaxRelativeConvNoZeros(nn.Module):
 
 @register_rewrite("mobilevig_mrconv_without_zeros_like", {"xnnpack"})
 def _mobilevig_mrconv(m: nn.Module) -> nn.Module | None:
-    from .models.mobilevig import MRConv4d
+    from ..models.mobilevig import MRConv4d
 
     if type(m) is not MRConv4d:
         return None
