@@ -2,7 +2,7 @@
 """Generate the support matrix from real runs: every registered model x {onnx, tflite, coreml, executorch} x
 {fp32, int8}.
 
-Each cell is one real export through :func:`edgevit_deploy.export.export` (formulations of the target's row
+Each cell is one real export through :func:`edgevit_deploy.export` (formulations of the target's row
 applied, parity checked by the one validator against PyTorch), at a small input size (the smallest multiple
 of the model's size divisor that is at least ``--min-size``, default 64) so that the whole matrix fits this
 machine; the size used is written in every row.
