@@ -5,7 +5,7 @@ import test_mil_ops_conv
 import test_mil_ops_elementwise
 import test_mil_ops_tensor
 import test_mil_quant
-from mil_fixtures import build_program
+from helpers.mil_fixtures import build_program
 
 from edgevit_deploy.verify.mil import supported_ops
 

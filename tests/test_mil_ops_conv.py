@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from coremltools.converters.mil import Builder as mb
-from mil_fixtures import Case, assert_case, case_ids, rng_inputs, run_cases
+from helpers.mil_fixtures import Case, assert_case, case_ids, rng_inputs, run_cases
 
 R = np.random.default_rng(7)
 

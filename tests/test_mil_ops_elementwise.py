@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from coremltools.converters.mil import Builder as mb
-from mil_fixtures import Case, assert_case, case_ids, fp16_round, rng_inputs, run_cases
+from helpers.mil_fixtures import Case, assert_case, case_ids, fp16_round, rng_inputs, run_cases
 
 A, B = (2, 3, 4, 5), (3, 1, 5)          # broadcasting shapes
 P = rng_inputs(A, seed=1, low=0.1, high=2.0)[0]      # positive inputs for log / sqrt / pow

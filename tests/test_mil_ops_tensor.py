@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from coremltools.converters.mil import Builder as mb
-from mil_fixtures import Case, assert_case, case_ids, rng_inputs, run_cases
+from helpers.mil_fixtures import Case, assert_case, case_ids, rng_inputs, run_cases
 
 X = rng_inputs((2, 3, 4, 5), seed=21)
 IDX = np.array([[2, -1], [0, 1]], dtype=np.int32)

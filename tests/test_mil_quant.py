@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from coremltools.converters.mil import Builder as mb
-from mil_fixtures import Case, assert_case, case_ids, rng_inputs, run_cases, torch_logits
+from helpers.mil_fixtures import Case, assert_case, case_ids, rng_inputs, run_cases, torch_logits
 
 from edgevit_deploy.verify.metrics import cosine
 from edgevit_deploy.verify.mil import ReferenceExecutor

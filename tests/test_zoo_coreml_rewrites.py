@@ -16,7 +16,7 @@ from edgevit_deploy.formulations_zoo import (
     _twins_window_attention,
     _unfold,
 )
-from zoo_fixtures import small_model, small_size
+from helpers.zoo_fixtures import small_model, small_size
 
 TNT = "tnt_s_patch16_224"
 TWINS = "twins_svt_small"

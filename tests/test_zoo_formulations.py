@@ -15,7 +15,7 @@ from edgevit_deploy.formulations_zoo import (
     _linear_attention,
     _unfold,
 )
-from zoo_fixtures import small_model, small_size
+from helpers.zoo_fixtures import small_model, small_size
 
 SHAPES = [  # (C, H, W, kernel): square, rectangular, sizes not divisible by the kernel
     (3, 16, 16, 4), (5, 12, 20, (2, 4)), (2, 14, 9, 4), (1, 7, 7, 7),
