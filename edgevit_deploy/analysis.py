@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .models import count_params  # re-exported: the one definition lives with the registry
 from .models._config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,6 @@ class ModelCost:
     num_params: int
     gmacs: float
     img_size: int
-
-
-def count_params(model: nn.Module) -> int:
-    """Number of parameters (trainable or not; buffers excluded)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def count_macs(model: nn.Module, img_size: int | tuple[int, int] = 224, in_chans: int = 3) -> int:

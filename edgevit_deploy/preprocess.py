@@ -29,10 +29,6 @@ def preprocess_image(img: Image.Image, cfg: ModelConfig) -> np.ndarray:
     img = img.resize((new_w, new_h), _INTERP.get(cfg.interpolation, Image.Resampling.BICUBIC))
     left, top = (new_w - size) // 2, (new_h - size) // 2
     img = img.crop((left, top, left + size, top + size))
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(cfg.mean, dtype=np.float32)) / np.asarray(cfg.std, dtype=np.float32)
+    pixels = np.asarray(img, dtype=np.float32) / 255.0
+    arr = (pixels - np.asarray(cfg.mean, dtype=np.float32)) / np.asarray(cfg.std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
-
-
-def preprocess_batch(images: list[Image.Image], cfg: ModelConfig) -> np.ndarray:
-    return np.stack([preprocess_image(im, cfg) for im in images]).astype(np.float32)

@@ -21,7 +21,7 @@ from edgevit_deploy.evaluate.dataset import imagenet_synsets
 from edgevit_deploy.evaluate.sample_set import SAMPLE_LABELS, write_sample_set
 from edgevit_deploy.preprocess import preprocess_image
 from edgevit_deploy.verify.runtimes import OnnxRuntimeHost
-from quant_fixtures import model, quantized
+from helpers.quant_fixtures import model, quantized
 
 # measured once (docs/accuracy.md): fp32 Lite0 gets the espresso and the palace right, whole and mirrored,
 # and one of the clocks / cats / uniforms; every label is in its top-5

@@ -1,5 +1,5 @@
 """ExecuTorch int8 (PT2E, XNNPACKQuantizer) of EdgeViT-XXS at 64 px: the same calibration, held-out set,
-fidelity report and floors as the other targets (``quant_fixtures``), in its own file so that it runs on the
+fidelity report and floors as the other targets (``helpers/quant_fixtures.py``), in its own file so that it runs on the
 other pytest-xdist worker than the fp32 tests."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from edgevit_deploy.converters.table import get_spec
 from edgevit_deploy.quantize.base import QuantizationError
 from edgevit_deploy.quantize.pipeline import check_request
 from edgevit_deploy.verify.policy import BARS, Variant
-from quant_fixtures import quantized
+from helpers.quant_fixtures import quantized
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from device_helpers import kill_9_once_the_app_times
+from helpers.device_helpers import kill_9_once_the_app_times
 
 from edgevit_deploy.device_bench import api
 from edgevit_deploy.device_bench.jobs import protocol as P

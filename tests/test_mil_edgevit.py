@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mil_fixtures import export_coreml, save_program, torch_logits
+from helpers.mil_fixtures import export_coreml, save_program, torch_logits
 
 from edgevit_deploy.models import create_model
 from edgevit_deploy.verify.inputs import parity_inputs

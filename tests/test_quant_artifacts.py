@@ -9,7 +9,7 @@ import pytest
 
 from edgevit_deploy.converters.table import get_spec
 from edgevit_deploy.verify.policy import BARS, Variant
-from quant_fixtures import quantized
+from helpers.quant_fixtures import quantized
 
 TARGETS = ["onnx", "tflite", "coreml"]
 

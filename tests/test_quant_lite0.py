@@ -17,7 +17,7 @@ from edgevit_deploy.converters.table import get_spec
 from edgevit_deploy.images import NATURAL_PHOTOS, SCIENTIFIC_IMAGES
 from edgevit_deploy.labels import imagenet_labels
 from edgevit_deploy.verify.run import run_artifact
-from quant_fixtures import model, photo_views, quantized
+from helpers.quant_fixtures import model, photo_views, quantized
 
 CAT = {281, 282, 285}           # tabby, tiger cat, Egyptian cat
 COFFEE = {967, 968, 504}        # espresso, cup, coffee mug

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgevit_deploy.quantize.calibration import load_calibration
 from edgevit_deploy.verify.metrics import sqnr_db
-from quant_fixtures import model, quantized
+from helpers.quant_fixtures import model, quantized
 
 
 def _weights(path) -> dict[str, np.ndarray]:

@@ -1,9 +1,10 @@
-"""The support matrix's "passed" ONNX fp32 cells, re-checked in CI through the real export pipeline.
+"""The ONNX fp32 cells expected to pass (tests/helpers/zoo_expectations.py, which the committed support
+matrix must agree with: tests/test_zoo_expectations.py), re-checked in CI through the real export pipeline.
 
 To fit the CI budget, the models go into one :class:`ModelGroup` (a single ONNX export covers them all;
 every member's logits are then checked separately with the one validator): every model whose ONNX fp32
-cell passed in the committed docs/support_matrix.json at the group's 64 px; rows the matrix ran with
-``--random-init conditioned`` get the same conditioning. The fixed-224 EfficientFormer L1/L3/L7 and every
+cell is expected to pass at the group's 64 px; rows whose cells use ``--random-init conditioned`` get the
+same conditioning. The fixed-224 EfficientFormer L1/L3/L7 and every
 TFLite cell are exported one model per test in tests/test_zoo_export_each.py (a TFLite group is no
 cheaper: 6 models took 83.6 s grouped vs 88.2 s one by one, and all 34 grouped did not get through
 litert-torch's decomposition pass in 12 min).
@@ -12,54 +13,23 @@ EdgeViT and EfficientNet-Lite have their own export tests (tests/test_export*.py
 """
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
+from helpers.zoo_expectations import matrix_cells
+from helpers.zoo_fixtures import GROUP_SIZE, ModelGroup, member, onnx_members, small_model
 
 from edgevit_deploy.converters.table import get_spec
-from edgevit_deploy.models import ModelConfig, get_model_config
+from edgevit_deploy.models import ModelConfig
 from edgevit_deploy.verify.inputs import parity_inputs
 from edgevit_deploy.verify.report import Thresholds
 from edgevit_deploy.verify.validator import validate_outputs
-from zoo_fixtures import ModelGroup, matrix_cells, matrix_passed, small_model, small_size
-
-GROUP_SIZE = 64
-TESTED_ELSEWHERE = {"edgevit", "efficientnet_lite"}
-
-
-def _in_group(name: str) -> bool:
-    return get_model_config(name).family not in TESTED_ELSEWHERE and small_size(name) == GROUP_SIZE
-
-
-def onnx_members() -> list[str]:
-    """Every model whose ONNX fp32 cell passed (at the group size)."""
-    return [n for n in matrix_passed("onnx") if _in_group(n)]
-
-
-def conditioned(name: str) -> str:
-    """The random init the matrix used for ``name``'s fp32 cells ("default" or "conditioned")."""
-    inits = {c.get("random_init") or "default" for c in matrix_cells()
-             if c["model"] == name and c["precision"] == "fp32" and c["status"] == "passed"}
-    return "conditioned" if "conditioned" in inits else "default"
-
-
-def member(name: str) -> torch.nn.Module:
-    model = small_model(name)
-    if conditioned(name) == "default":
-        return model
-    from edgevit_deploy.export_api import apply_random_init
-
-    model = copy.deepcopy(model)
-    apply_random_init(model, model.deploy_cfg, "random-init", "conditioned")
-    return model
 
 
 def _export_group(tmp_path_factory, names: list[str]):
     import edgevit_deploy
 
     if not names:
-        pytest.fail("no model passed onnx fp32 in docs/support_matrix.json; rerun scripts/support_matrix.py")
+        pytest.fail("no model is expected to pass onnx fp32 at the group size (tests/helpers/zoo_expectations.py)")
     torch.manual_seed(0)
     group = ModelGroup({n: member(n) for n in names}).eval()
     group.deploy_cfg = ModelConfig(name="zoo_group", family="test", input_size=(3, GROUP_SIZE, GROUP_SIZE),

@@ -1,18 +1,19 @@
-"""Every passed TFLite fp32 cell of the support matrix, and the ONNX cells the 64 px group of
-tests/test_zoo_export.py cannot hold (EfficientFormer L1/L3/L7 are fixed at 224), exported again in CI
-through ``edgevit_deploy.export`` one model per test and held to the one validator's fp32 thresholds.
+"""Every TFLite fp32 cell expected to pass (tests/helpers/zoo_expectations.py, which the committed support
+matrix must agree with), and the ONNX cells the 64 px group of tests/test_zoo_export.py cannot hold
+(EfficientFormer L1/L3/L7 are fixed at 224), exported again in CI through ``edgevit_deploy.export`` one model
+per test and held to the one validator's fp32 thresholds.
 
 Same weights as the matrix (seeded random init; ``--random-init conditioned`` for the rows marked † there)
-and the same input size (the ``size`` column). One model per test so that pytest-xdist spreads them over
-the workers (``SPREAD_ACROSS_WORKERS``, see conftest.py): the TFLite column is ~22 min of worker time here
-(15-82 s per model).
+and the same input size (the ``size`` column; tests/test_zoo_expectations.py checks both). One model per
+test so that pytest-xdist spreads them over the workers (``SPREAD_ACROSS_WORKERS``, see conftest.py): the
+TFLite column is ~22 min of worker time here (15-82 s per model).
 EdgeViT and EfficientNet-Lite are exported by their own tests (tests/test_export.py, the quantization tests).
 """
 from __future__ import annotations
 
 import pytest
-from test_zoo_export import TESTED_ELSEWHERE, member, onnx_members
-from zoo_fixtures import matrix_passed, small_size
+from helpers.zoo_expectations import expected_to_pass
+from helpers.zoo_fixtures import TESTED_ELSEWHERE, member, onnx_members, small_size
 
 from edgevit_deploy.models import get_model_config
 
@@ -23,14 +24,14 @@ def _ours(name: str) -> bool:
     return get_model_config(name).family not in TESTED_ELSEWHERE
 
 
-TFLITE = [n for n in matrix_passed("tflite") if _ours(n)]
-ONNX_OUTSIDE_GROUP = [n for n in matrix_passed("onnx") if _ours(n) and n not in onnx_members()]
+TFLITE = [n for n in expected_to_pass("tflite") if _ours(n)]
+ONNX_OUTSIDE_GROUP = [n for n in expected_to_pass("onnx") if _ours(n) and n not in onnx_members()]
 CASES = [("tflite", n) for n in TFLITE] + [("onnx", n) for n in ONNX_OUTSIDE_GROUP]
 
 
 def test_every_passed_cell_is_covered():
-    """The committed matrix still feeds this file: an emptied or unreadable matrix must not pass quietly."""
-    assert len(TFLITE) >= 30, TFLITE  # the committed matrix has 37 passed TFLite fp32 rows beside EdgeViT/Lite0
+    """The expectation table still feeds this file: an emptied table must not pass quietly."""
+    assert len(TFLITE) >= 30, TFLITE  # the table expects 37 TFLite fp32 passes beside EdgeViT/Lite0
     assert {"efficientformer_l1", "efficientformer_l3", "efficientformer_l7"} <= set(ONNX_OUTSIDE_GROUP)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.zoo_fixtures import small_model, small_size
 from torch import nn
-from zoo_fixtures import small_model, small_size
 
 from edgevit_deploy.formulations import apply_formulations, rewrites_for
 from edgevit_deploy.formulations.zoo import (

@@ -12,7 +12,7 @@ from edgevit_deploy.analysis import count_macs
 from edgevit_deploy.errors import InputSizeError, UnknownModelError, UnsupportedOptionError
 from edgevit_deploy.models import create_model, get_model_config, list_models, resolve
 from edgevit_deploy.models.timm_zoo import TIMM_SPECS
-from zoo_fixtures import ALL_MODELS, default_size_params, small_model, small_size
+from helpers.zoo_fixtures import ALL_MODELS, default_size_params, small_model, small_size
 
 TIMM_NAMES = [s.arch for s in TIMM_SPECS]
 

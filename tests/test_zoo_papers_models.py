@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from zoo_papers_fixtures import ALL_MODELS, FAMILIES, SMALL, SMALLEST, meta_model, small_model  # noqa: F401
+from helpers.zoo_papers_fixtures import ALL_MODELS, FAMILIES, SMALL, SMALLEST, meta_model, small_model  # noqa: F401
 
 from edgevit_deploy.analysis import count_macs
 from edgevit_deploy.errors import CheckpointError, InputSizeError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from zoo_papers_fixtures import SMALL, SMALLEST, small_model  # noqa: F401
+from helpers.zoo_papers_fixtures import SMALL, SMALLEST, small_model  # noqa: F401
 
 
 @pytest.mark.parametrize("name", SMALLEST)

@@ -2,7 +2,7 @@
 
 The cache key hashes the model name, its weights (checkpoint sha256, or the packaged / random-init
 marker), the target, precision, input size and the toolkit version; an artifact is exported at most
-once per key (``edgevit_deploy.export.export(..., verify=False)``), and pushed to a device only when
+once per key (``edgevit_deploy.export(..., verify=False)``), and pushed to a device only when
 the device does not already hold a file with the same sha256.
 """
 

@@ -68,10 +68,10 @@ def layer_scales(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return found
 
 
-def _classifiers(model: nn.Module, x: torch.Tensor, num_classes: int) -> list[nn.Module]:
+def _classifiers(model: nn.Module, x: torch.Tensor, num_classes: int) -> list[nn.Linear | nn.Conv2d]:
     """The linear / 1x1 conv layers that produce the logits: the trailing run, in execution order, of such
     layers with ``num_classes`` outputs (``head`` then ``dist_head`` for distilled models)."""
-    order: list[nn.Module] = []
+    order: list[nn.Linear | nn.Conv2d] = []
     hooks = [
         m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
         for m in model.modules()
@@ -82,7 +82,7 @@ def _classifiers(model: nn.Module, x: torch.Tensor, num_classes: int) -> list[nn
     finally:
         for h in hooks:
             h.remove()
-    heads: list[nn.Module] = []
+    heads: list[nn.Linear | nn.Conv2d] = []
     for m in reversed(order):
         out = m.out_features if isinstance(m, nn.Linear) else m.out_channels
         if out != num_classes:
@@ -119,10 +119,11 @@ def well_conditioned(
     for m in model.modules():
         if not _is_norm(m):
             continue
-        if isinstance(getattr(m, "weight", None), nn.Parameter):
-            uniform(m.weight, 0.5, 1.5)
-        if isinstance(getattr(m, "bias", None), nn.Parameter):
-            normal(m.bias, 0.1)
+        weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
+        if isinstance(weight, nn.Parameter):
+            uniform(weight, 0.5, 1.5)
+        if isinstance(bias, nn.Parameter):
+            normal(bias, 0.1)
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
             bns.append(m)
     # a batch large enough that the statistics of the last, smallest feature maps generalise to new inputs

@@ -1,7 +1,10 @@
-"""Model registry: ``register_model``, ``create_model``, ``list_models``.
+"""Model registry: ``register_model``, ``register_resolver``, ``create_model``, ``list_models``.
 
-Names resolve in this order: a registered name; ``timm:NAME`` (any timm architecture);
-``path/to/file.py:factory`` or ``package.module:factory`` (a user's own model).
+A leaf: it imports no architecture and no resolver. ``models/__init__`` imports the architecture modules
+(each registers its factories with :func:`register_model`) and the resolver modules (each registers a
+:func:`register_resolver` hook). Names resolve in this order: a registered name; a resolver whose prefix the
+name starts with (``timm:NAME``, any timm architecture); a resolver whose predicate accepts the name
+(``path/to/file.py:factory`` or ``package.module:factory``, a user's own model).
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ class RegisteredModel:
     config: ModelConfig
 
 
+Resolver = Callable[[str], RegisteredModel]
+NamePredicate = Callable[[str], bool]
+
 _REGISTRY: dict[str, RegisteredModel] = {}
-# name prefix -> resolver returning (factory, config) for names outside the registry
-_RESOLVERS: dict[str, Callable[[str], RegisteredModel]] = {}
+# names outside the registry: name prefix -> resolver (tried first), then predicate -> resolver (in registration order)
+_PREFIX_RESOLVERS: dict[str, Resolver] = {}
+_PREDICATE_RESOLVERS: dict[NamePredicate, Resolver] = {}
 
 
 def register_model(config: ModelConfig) -> Callable[[Factory], Factory]:
@@ -48,12 +55,16 @@ def register_model(config: ModelConfig) -> Callable[[Factory], Factory]:
     return deco
 
 
-def register_resolver(prefix: str, resolver: Callable[[str], RegisteredModel]) -> None:
-    _RESOLVERS[prefix] = resolver
+def register_resolver(prefix_or_predicate: str | NamePredicate, resolver: Resolver) -> None:
+    """Resolve names outside the registry: those starting with a prefix (``"timm:"``), or those a predicate
+    accepts. Prefixes are tried before predicates; registering the same prefix again replaces its resolver."""
+    if isinstance(prefix_or_predicate, str):
+        _PREFIX_RESOLVERS[prefix_or_predicate] = resolver
+    else:
+        _PREDICATE_RESOLVERS[prefix_or_predicate] = resolver
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    _ensure_zoo()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
@@ -67,16 +78,14 @@ def _suggest(name: str) -> list[str]:
 
 def resolve(name: str) -> RegisteredModel:
     """The factory and default config for ``name`` (registered, ``timm:``, or ``file.py:factory``)."""
-    _ensure_zoo()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    for prefix, resolver in _RESOLVERS.items():
+    for prefix, resolver in _PREFIX_RESOLVERS.items():
         if name.startswith(prefix):
             return resolver(name)
-    if ":" in name:
-        from ._user import resolve_user_factory
-
-        return resolve_user_factory(name)
+    for accepts, resolver in _PREDICATE_RESOLVERS.items():
+        if accepts(name):
+            return resolver(name)
     raise UnknownModelError(name, _suggest(name))
 
 
@@ -148,26 +157,11 @@ def create_model(
 
         sha = load_checkpoint_into(model, checkpoint, cfg)
     model.eval()
-    model.deploy_cfg = replace(cfg.with_img_size(img_size), num_classes=num_classes)
-    model.checkpoint_sha256 = sha
+    model.deploy_cfg = replace(cfg.with_img_size(img_size), num_classes=num_classes)  # type: ignore[assignment]
+    model.checkpoint_sha256 = sha  # type: ignore[assignment]
     return model
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers excluded)."""
     return sum(p.numel() for p in model.parameters())
-
-
-_ZOO_LOADED = False
-
-
-def _ensure_zoo() -> None:
-    """Import every architecture module once so that their factories register."""
-    global _ZOO_LOADED
-    if _ZOO_LOADED:
-        return
-    _ZOO_LOADED = True
-    from . import _zoo  # noqa: F401
-
-
-def _torch_load(path: str | Path) -> object:
-    return torch.load(path, map_location="cpu", weights_only=True)

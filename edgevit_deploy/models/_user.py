@@ -1,4 +1,7 @@
-"""A user's own model: ``path/to/file.py:factory`` or ``package.module:factory``."""
+"""A user's own model: ``path/to/file.py:factory`` or ``package.module:factory``.
+
+Registers its resolver for every name with a ``:`` that no prefix resolver (``timm:``) claims.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UnknownModelError
 from ._config import ModelConfig
-from ._registry import RegisteredModel
+from ._registry import RegisteredModel, register_resolver
 
 
 def _load_module(ref: str):
@@ -31,6 +34,11 @@ def _load_module(ref: str):
         raise UnknownModelError(f"{ref} (cannot import: {exc})") from exc
 
 
+def is_user_ref(name: str) -> bool:
+    """``REF:factory``, where REF is a ``.py`` file or an importable module."""
+    return ":" in name
+
+
 def resolve_user_factory(name: str) -> RegisteredModel:
     ref, _, attr = name.rpartition(":")
     module = _load_module(ref)
@@ -48,3 +56,6 @@ def resolve_user_factory(name: str) -> RegisteredModel:
         return fn(**call_kw)
 
     return RegisteredModel(factory, ModelConfig(name=name, family="user", labels=None))
+
+
+register_resolver(is_user_ref, resolve_user_factory)

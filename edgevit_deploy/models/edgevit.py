@@ -77,9 +77,9 @@ class GlobalSparseAttn(nn.Module):
         self.sr = sr_ratio
         if sr_ratio > 1:
             # the authors' delegate sampler: average pooling with kernel 1 and stride r
-            self.sampler = nn.AvgPool2d(1, sr_ratio)
+            self.sampler: nn.Module = nn.AvgPool2d(1, sr_ratio)
             self.LocalProp = nn.ConvTranspose2d(dim, dim, sr_ratio, stride=sr_ratio, groups=dim)
-            self.norm = nn.LayerNorm(dim)
+            self.norm: nn.Module = nn.LayerNorm(dim)
         else:
             self.sampler = nn.Identity()
             self.upsample = nn.Identity()

@@ -142,6 +142,8 @@ class FcaBlock(nn.Module):
     (``dw_conv``, stride 4).
     """
 
+    attention_bias_idxs: torch.Tensor  # a buffer
+
     def __init__(
         self,
         dim: int,

@@ -22,7 +22,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -293,7 +293,7 @@ class VCMamba(nn.Module):
         total = sum(layers)
         network: list[nn.Module] = []
         for i, depth in enumerate(layers):
-            stage = []
+            stage: list[nn.Module] = []
             for j in range(depth):
                 dpr = drop_path_rate * (j + sum(layers[:i])) / max(total - 1, 1)
                 if i == len(layers) - 1 and depth - j <= mamba_blocks:
@@ -330,7 +330,7 @@ class VCMamba(nn.Module):
             if isinstance(stage, Embedding):
                 x = stage(x)
                 continue
-            for j, blk in enumerate(stage):
+            for j, blk in enumerate(cast(nn.ModuleList, stage)):
                 if (i, j) == self.first_mamba:
                     x = self.pos_drop(x + self._pos_embed(x.shape[2], x.shape[3]))
                 x = blk(x)

@@ -1,21 +1,22 @@
 """Shared helpers and session fixtures of the model-zoo tests (imported by tests/test_zoo_*.py)."""
 from __future__ import annotations
 
-import json
-from functools import lru_cache
-from pathlib import Path
+import copy
+from functools import cache
 
-import pytest
 import torch
 from torch import nn
 
 from edgevit_deploy.analysis import small_img_size
-from edgevit_deploy.models import create_model, get_model_config, list_models, resolve
+from edgevit_deploy.models import count_params, create_model, get_model_config, list_models, resolve
 
-ROOT = Path(__file__).resolve().parents[1]
-MATRIX_JSON = ROOT / "docs" / "support_matrix.json"
+from .zoo_expectations import expected_to_pass, random_init
 
 ALL_MODELS = list_models()
+#: the input side of the ONNX group export of tests/test_zoo_export.py
+GROUP_SIZE = 64
+#: families whose exports have their own tests (tests/test_export*.py, the quantization tests)
+TESTED_ELSEWHERE = {"edgevit", "efficientnet_lite"}
 
 
 def small_size(name: str) -> int:
@@ -23,7 +24,7 @@ def small_size(name: str) -> int:
     return small_img_size(get_model_config(name), 64)
 
 
-@lru_cache(maxsize=None)
+@cache
 def small_model(name: str) -> nn.Module:
     """``name`` built once per session at :func:`small_size`, eval mode, seeded random weights."""
     torch.manual_seed(0)
@@ -40,20 +41,28 @@ def default_size_params(name: str) -> int:
             model = entry.factory(num_classes=cfg.num_classes, img_size=cfg.img_size)
     except (NotImplementedError, RuntimeError):  # init that reads tensor values (e.g. linspace().tolist())
         model = entry.factory(num_classes=cfg.num_classes, img_size=cfg.img_size)
-    return sum(p.numel() for p in model.parameters())
+    return count_params(model)
 
 
-def matrix_cells() -> list[dict]:
-    if not MATRIX_JSON.is_file():
-        pytest.fail(f"{MATRIX_JSON} is missing: run scripts/support_matrix.py (it is committed with the repo)")
-    return json.loads(MATRIX_JSON.read_text())["cells"]
+def _in_group(name: str) -> bool:
+    return get_model_config(name).family not in TESTED_ELSEWHERE and small_size(name) == GROUP_SIZE
 
 
-def matrix_passed(target: str, precision: str = "fp32") -> list[str]:
-    """Registered models whose ``target`` x ``precision`` cell of the committed matrix passed."""
-    return sorted(c["model"] for c in matrix_cells()
-                  if c["target"] == target and c["precision"] == precision and c["status"] == "passed"
-                  and c["model"] in ALL_MODELS)
+def onnx_members() -> list[str]:
+    """The models of the ONNX group: those whose ONNX fp32 cell is expected to pass, at the group size."""
+    return [n for n in expected_to_pass("onnx") if _in_group(n)]
+
+
+def member(name: str) -> nn.Module:
+    """``name`` at :func:`small_size` with the random init its cells use (see zoo_expectations)."""
+    model = small_model(name)
+    if random_init(name) == "default":
+        return model
+    from edgevit_deploy.export_api import apply_random_init
+
+    model = copy.deepcopy(model)
+    apply_random_init(model, model.deploy_cfg, "random-init", "conditioned")
+    return model
 
 
 class ModelGroup(nn.Module):

@@ -1,0 +1,1 @@
+"""Helpers shared by several test files (fixtures, case tables, expectation tables); never test modules."""
