@@ -9,8 +9,9 @@ Device ids:
 - ``adb-server:SERIAL[@HOST:PORT]``         the same, forced even when SERIAL looks like HOST:PORT
 - ``adb:HOST:PORT``, ``adb-direct:HOST[:PORT]``  straight to adbd over TCP with adb-shell (no adb server)
 - ``adb-usb:SERIAL``                        straight to adbd over USB with adb-shell (needs adb-shell[usb])
-- ``ios:UDID``, ``ios:``                     an iPhone through ``xcrun devicectl`` (macOS, Xcode 15+; ``ios:`` alone =
-                                            the only attached iPhone); see transports/devicectl.py
+- ``ios:UDID``, ``ios:``                     an iPhone through ``xcrun devicectl`` when it exists (macOS, Xcode 15+),
+                                            else through pymobiledevice3 (``ios:`` alone = the only attached iPhone)
+- ``ios-pmd3:UDID``, ``ios-devicectl:UDID``  the same, the transport forced; see transports/pmd3.py, devicectl.py
 """
 
 from __future__ import annotations
@@ -174,12 +175,12 @@ def parse_device(device: str) -> DeviceSpec:
     if text == "local":
         return DeviceSpec(id="local", kind="local", via="local")
     scheme, sep, rest = text.partition(":")
-    if scheme == "ios" and sep:
+    if scheme in ("ios", "ios-pmd3", "ios-devicectl") and sep:
         if rest and not re.fullmatch(r"[A-Za-z0-9\-]{8,64}", rest):
             raise DeviceIdError(
                 f"{device!r}: an iOS UDID is 8-64 letters, digits and dashes (`xcrun devicectl list devices` shows it)"
             )
-        return DeviceSpec(id=text, kind="ios", via="ios", serial=rest)
+        return DeviceSpec(id=text, kind="ios", via=scheme, serial=rest)
     if not sep or not rest:
         raise DeviceIdError(
             f"unknown device {device!r}: use local, adb:SERIAL, adb:SERIAL@HOST:PORT, "
@@ -223,7 +224,8 @@ def parse_device(device: str) -> DeviceSpec:
     if scheme == "adb-usb":
         return DeviceSpec(id=text, kind="adb", via="direct-usb", serial=rest)
     raise DeviceIdError(
-        f"unknown device scheme {scheme!r} in {device!r}: use local, adb, adb-server, adb-direct, adb-usb, ios"
+        f"unknown device scheme {scheme!r} in {device!r}: use local, adb, adb-server, adb-direct, adb-usb, ios, "
+        "ios-pmd3, ios-devicectl"
     )
 
 
@@ -238,14 +240,10 @@ def open_transport(device: str, *, work_dir: str | None = None, connect: bool = 
     spec = parse_device(device)
     if spec.via == "local":
         return _load(LOCAL_TRANSPORT)()
-    if spec.via == "ios":
-        from .devicectl import DevicectlTransport, only_iphone
+    if spec.kind == "ios":
+        from .pmd3 import open_ios
 
-        udid = spec.serial or only_iphone()
-        ios = DevicectlTransport(udid, device_id=spec.id, **options)
-        if connect:
-            ios.connect()
-        return ios
+        return open_ios(spec.via, spec.serial, spec.id, connect=connect, **options)
     extra: dict[str, Any] = dict(options)
     if work_dir:
         extra["work_dir"] = work_dir
@@ -317,14 +315,14 @@ def list_devices(
 
 
 def list_ios_devices() -> list[DeviceEntry]:
-    """The iPhones ``xcrun devicectl list devices`` sees (none when there is no xcrun: not macOS)."""
-    import os
-    import shutil
+    """The iPhones ``xcrun devicectl list devices`` sees; without xcrun (not macOS), those pymobiledevice3 sees."""
+    from . import pmd3
+    from .devicectl import device_info_from, list_iphones
 
-    from .devicectl import XCRUN_ENV, device_info_from, list_iphones
-
-    if not (os.environ.get(XCRUN_ENV) or shutil.which("xcrun")):
-        return []
+    if not pmd3.devicectl_available():
+        return [
+            DeviceEntry(id=e.id, kind="ios", state=e.state, info=e.info, error=e.error) for e in pmd3.device_entries()
+        ]
     try:
         phones = list_iphones()
     except DeviceError as exc:
