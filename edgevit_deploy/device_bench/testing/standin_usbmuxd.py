@@ -253,12 +253,12 @@ class AfcServer:
     """AFC over one folder (the media root, or an app's container / Documents)."""
 
     def __init__(
-        self, phone: Phone, base: Path, container: Path | None = None, on_close: Callable[[Path], None] | None = None
+        self, phone: Phone, base: Path, container: Path | None = None, on_written: Callable[[Path], None] | None = None
     ):
         self.phone = phone
         self.base = base
         self.container = container  # what a quota limits
-        self.on_close = on_close
+        self.on_written = on_written  # called with a file written (closed after writing, or renamed to)
         self.handles: dict[int, tuple[IO[Any], Path]] = {}
         self._next = itertools.count(1)
 
@@ -329,6 +329,8 @@ class AfcServer:
         if op == OP_RENAME:
             src, dst, _ = body.split(b"\0", 2)
             os.replace(self.path(src), self.path(dst))
+            if self.on_written is not None:
+                self.on_written(self.path(dst))
             return self.ok()
         if op == OP_DEVINFO:
             usage = shutil.disk_usage(self.base)
@@ -383,8 +385,8 @@ class AfcServer:
             (handle,) = struct.unpack_from("<Q", body)
             f, path = self.handles.pop(handle)
             f.close()
-            if self.on_close is not None:
-                self.on_close(path)
+            if self.on_written is not None and f.mode != "rb":
+                self.on_written(path)
             return self.ok()
         return OP_STATUS, struct.pack("<Q", E_UNKNOWN_PACKET)
 
@@ -704,7 +706,7 @@ class StandinUsbmuxd:
             if path.name == "status.json" and path.parent == container / "Documents" and path.stat().st_size == 0:
                 phone.devicectl("device", "process", "launch", "--device", phone.udid, "--terminate-existing", bundle)
 
-        server = AfcServer(phone, base, container, on_close=user_opens_app)
+        server = AfcServer(phone, base, container, on_written=user_opens_app)
         try:
             server.serve(sock)
         finally:
