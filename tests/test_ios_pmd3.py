@@ -10,6 +10,7 @@ full container)."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -240,3 +241,26 @@ def test_iphone_detached_mid_job_fails_the_row_with_the_reason(iphone, ipa, tmp_
     [row] = api.read_rows(store)
     assert row["status"] == "failed", out[-2000:]
     assert "does not list the iPhone" in row["reason"] or "detached" in row["reason"], row["reason"]
+
+
+def test_launch_without_developer_services_asks_the_user(iphone, ipa, caplog):
+    """iOS 18 and no tunneld: the hint to start it; iOS 16: DVT over lockdown refused (no developer disk image
+    mounted). Either way one warning asks the user to open the app, and the launch returns no pid."""
+    caplog.set_level(logging.INFO, logger="edgevit_deploy")
+    transport = open_transport(f"ios-pmd3:{UDID}")
+    try:
+        transport.install_app(ipa)
+        assert transport.launch_app() is None
+        assert "no tunneld at 127.0.0.1" in caplog.text and "remote tunneld" in caplog.text
+        doc = json.loads((iphone / "device.json").read_text())
+        doc["deviceProperties"]["osVersionNumber"] = "16.7.10"
+        (iphone / "device.json").write_text(json.dumps(doc))
+        transport.close()
+        caplog.clear()
+        transport.device_info()
+        assert transport.launch_app() is None
+        assert "no developer services over lockdown (InvalidServiceError)" in caplog.text
+        assert caplog.text.count(ASK) == 1
+        assert not transport.app_running()  # no heartbeat yet
+    finally:
+        transport.close()

@@ -588,10 +588,15 @@ class Pmd3Transport:
                 from pymobiledevice3.tunneld.api import get_tunneld_device_by_udid
 
                 try:
-                    return await get_tunneld_device_by_udid(self.udid, address)
+                    found = await get_tunneld_device_by_udid(self.udid, address)
                 except TunneldConnectionError:
                     log.info("%s: no tunneld at %s:%d; %s", self.device_id, *address, _TUNNELD_HINT)
                     return None
+                if found is None:
+                    log.info(
+                        "%s: tunneld at %s:%d has no tunnel to this iPhone; %s", self.device_id, *address, _TUNNELD_HINT
+                    )
+                return found
 
             provider = self._run(rsd, timeout=30)
             return None if provider is None else (provider, "tunneld")
