@@ -134,7 +134,7 @@ def test_devices_lists_the_stand_in_iphone(iphone, tmp_path):
     assert (entry.state, entry.info.extra["name"], entry.info.extra["chip"]) == ("device", "iPhone", "T8120")
 
 
-def test_ios_device_ids_pick_pymobiledevice3_without_xcrun(iphone):
+def test_ios_device_ids_pick_pymobiledevice3_without_xcrun(iphone, monkeypatch):
     assert parse_device(f"ios-pmd3:{UDID}").via == "ios-pmd3"
     assert parse_device(f"ios-devicectl:{UDID}").via == "ios-devicectl"
     transport = open_transport("ios:")  # the only attached iPhone, through usbmuxd
@@ -150,6 +150,10 @@ def test_ios_device_ids_pick_pymobiledevice3_without_xcrun(iphone):
         open_transport("ios:")
     with pytest.raises(DeviceNotFoundError, match="does not list the iPhone"):
         open_transport(f"ios-pmd3:{UDID}")
+    monkeypatch.setenv("EDGEVIT_USBMUX_ADDRESS", str(iphone / "no-usbmuxd"))
+    with pytest.raises(DeviceNotFoundError, match="usbmuxd is not reachable"):
+        open_transport(f"ios-pmd3:{UDID}")
+    assert list_ios_devices() == []  # no usbmuxd socket: nothing to list, nothing imported
 
 
 def test_files_over_house_arrest_afc(iphone, ipa, tmp_path):

@@ -316,11 +316,18 @@ class Pmd3Transport:
 
     async def _ld(self) -> Any:
         if self._lockdown is None:
+            from pymobiledevice3.exceptions import ConnectionFailedToUsbmuxdError
             from pymobiledevice3.exceptions import DeviceNotFoundError as Pmd3NotFound
             from pymobiledevice3.lockdown import create_using_usbmux
 
             try:
                 lockdown = await create_using_usbmux(self.udid, autopair=False, usbmux_address=self.usbmux_address)
+            except ConnectionFailedToUsbmuxdError:
+                raise DeviceNotFoundError(
+                    self.device_id,
+                    f"usbmuxd is not reachable at {self.usbmux_address or 'its default address'} (Linux: install "
+                    "and start usbmuxd; or set $EDGEVIT_USBMUX_ADDRESS), see docs/ios.md",
+                ) from None
             except Pmd3NotFound:
                 raise DeviceDisconnectedError(
                     self.device_id,
