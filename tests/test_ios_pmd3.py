@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from device_helpers import iphone_device, run_bench
+from device_helpers import iphone_device, kill_9_once_the_app_times, run_bench
 
 from edgevit_deploy.device_bench import api
 from edgevit_deploy.device_bench.errors import DeviceNotFoundError
@@ -268,3 +268,24 @@ def test_launch_without_developer_services_asks_the_user(iphone, ipa, caplog):
         assert not transport.app_running()  # no heartbeat yet
     finally:
         transport.close()
+
+
+def test_kill_9_of_the_sweep_then_resume(iphone, ipa, tmp_path, cache):
+    """kill -9 of the host mid-job: the app goes on on the phone; the resumed sweep, which cannot list
+    processes, sees the heartbeat move and follows it (or pulls the result): one row, the job run once."""
+    store = tmp_path / "k.sqlite"
+    args = sweep_args(store, cache, "cpu", "--ios-app", str(ipa))
+    args[args.index("--iterations") + 1] = "150"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgevit_deploy.cli.bench_cmd", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    kill_9_once_the_app_times(proc, docs(iphone))
+    resumed = run_bench(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    [row] = api.read_rows(store)
+    assert row["status"] == "ok" and len(row["latencies_ms"]) == 150 and row["parity"]["passed"], row["reason"]
+    assert (iphone / "apps" / P.IOS_BUNDLE_ID / "app.log").read_text().count("jobs run") == 1
+    assert ASK not in resumed.stdout + resumed.stderr  # nothing relaunched
