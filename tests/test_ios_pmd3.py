@@ -27,6 +27,7 @@ from edgevit_deploy.device_bench.testing.standin_devicectl import make_iphone, w
 from edgevit_deploy.device_bench.testing.standin_usbmuxd import StandinUsbmuxd
 from edgevit_deploy.device_bench.transports import list_ios_devices, open_transport, parse_device
 from edgevit_deploy.device_bench.transports.pmd3 import Pmd3Transport
+from edgevit_deploy.errors import MissingBackendError
 
 IMG = 64
 DEVICE = iphone_device()
@@ -289,3 +290,10 @@ def test_kill_9_of_the_sweep_then_resume(iphone, ipa, tmp_path, cache):
     assert row["status"] == "ok" and len(row["latencies_ms"]) == 150 and row["parity"]["passed"], row["reason"]
     assert (iphone / "apps" / P.IOS_BUNDLE_ID / "app.log").read_text().count("jobs run") == 1
     assert ASK not in resumed.stdout + resumed.stderr  # nothing relaunched
+
+
+def test_without_pymobiledevice3_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymobiledevice3", None)  # as if not installed
+    monkeypatch.delenv("EDGEVIT_XCRUN", raising=False)
+    with pytest.raises(MissingBackendError, match=r"edgevit-deploy\[ios\]"):
+        open_transport(f"ios-pmd3:{UDID}")

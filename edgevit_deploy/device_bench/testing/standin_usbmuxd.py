@@ -593,6 +593,14 @@ class StandinUsbmuxd:
             self._untrack(phone, fd)
 
     def _lockdownd(self, phone: Phone, sock: Any) -> None:
+        tls: list[ssl.SSLSocket] = []  # the session's TLS socket, closed when the client goes
+        try:
+            self._lockdown_requests(phone, sock, tls)
+        finally:
+            for t in tls:
+                t.close()
+
+    def _lockdown_requests(self, phone: Phone, sock: Any, tls: list[ssl.SSLSocket]) -> None:
         session = False
         while True:
             request = recv_plist(sock)
@@ -620,6 +628,7 @@ class StandinUsbmuxd:
                     reply.update(SessionID=str(uuid.uuid4()).upper(), EnableSessionSSL=True)
                     send_plist(sock, reply)
                     sock = _tls_server(sock, record, device_key)
+                    tls.append(sock)
                     session = True
                     continue
             elif name == "StopSession":

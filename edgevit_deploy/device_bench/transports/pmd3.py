@@ -380,7 +380,7 @@ class Pmd3Transport:
                     for item in (afc, lockdown):
                         if item is not None:
                             try:
-                                await item.close()
+                                await getattr(item, "aclose", item.close)()  # AFC: stops its reader task too
                             except Exception as exc:  # closing a dead connection
                                 log.debug("%s: close: %s", self.device_id, exc)
 
