@@ -642,6 +642,12 @@ class Pmd3Transport:
                     type(exc).__name__,
                 )
                 return None
+            finally:
+                if how == "tunneld":  # a connection of its own per call: close it
+                    try:
+                        await getattr(provider, "aclose", provider.close)()
+                    except Exception as exc:
+                        log.debug("%s: closing the tunnel's RSD: %s", self.device_id, exc)
 
         return self._run(go, retry=False)
 
