@@ -21,7 +21,7 @@ import pytest
 from device_helpers import iphone_device, kill_9_once_the_app_times, run_bench
 
 from edgevit_deploy.device_bench import api
-from edgevit_deploy.device_bench.errors import DeviceNotFoundError
+from edgevit_deploy.device_bench.errors import DeviceError, DeviceNotFoundError
 from edgevit_deploy.device_bench.jobs import protocol as P
 from edgevit_deploy.device_bench.testing.standin_devicectl import make_iphone, write_fake_ipa
 from edgevit_deploy.device_bench.testing.standin_usbmuxd import StandinUsbmuxd
@@ -297,3 +297,14 @@ def test_without_pymobiledevice3_the_error_names_the_extra(monkeypatch):
     monkeypatch.delenv("EDGEVIT_XCRUN", raising=False)
     with pytest.raises(MissingBackendError, match=r"edgevit-deploy\[ios\]"):
         open_transport(f"ios-pmd3:{UDID}")
+
+
+def test_unpaired_iphone_says_how_to_pair(iphone, tmp_path, monkeypatch):
+    """usbmuxd has no pair record for it (and pymobiledevice3 none of its own): no session; the error and the
+    device list say so."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.pymobiledevice3 record of a real pairing
+    (iphone / "unpaired").write_text("")
+    with pytest.raises(DeviceError, match=r"not paired with the iPhone.*tap Trust"):
+        open_transport(f"ios-pmd3:{UDID}")
+    [entry] = list_ios_devices()
+    assert entry.state == "unpaired" and entry.info.model == "iPhone15,2"

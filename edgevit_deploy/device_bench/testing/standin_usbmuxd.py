@@ -23,7 +23,8 @@ stand-in starts it. Extra files: ``ROOT/<udid>/media/`` (the AFC media root), ``
 Launching: an iPhone without developer services cannot be told to launch an app; the user opens it. The
 stand-in plays that user: when the host resets the app's heartbeat (writes an empty ``Documents/status.json``,
 which the host does just before it asks for the launch) the app is started, unless ``fault`` says ``nolaunch``.
-Faults (cheap ones): remove ``attached`` = the iPhone is unplugged (every open connection to it drops, usbmuxd
+Faults (cheap ones): ``unpaired`` present = this host never paired (usbmuxd has no pair record, so no
+session can start); remove ``attached`` = the iPhone is unplugged (every open connection to it drops, usbmuxd
 lists it no more, ``Listen`` clients get ``Detached``); ``quota`` = bytes the app container may hold (an AFC
 write past it answers ``NO_SPACE_LEFT``); ``fault`` = the reference app's fault of the next launch.
 
@@ -513,7 +514,7 @@ class StandinUsbmuxd:
                     self._reply(sock, tag, {"DeviceList": [self._attached(p) for p in self.phones()]})
                 elif kind == "ReadPairRecord":
                     phone = self._phone(udid=str(request.get("PairRecordID", "")))
-                    if phone is None:
+                    if phone is None or (phone.folder / "unpaired").exists():
                         self._reply(sock, tag, {"MessageType": "Result", "Number": RESULT_BADDEV})
                     else:
                         self._reply(sock, tag, {"PairRecordData": plistlib.dumps(phone.pair_record()[0])})
