@@ -13,6 +13,8 @@ want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,lint]"
+  # the `ios` extra apart (pyproject.toml says why): pip warns about xdsl's typing-extensions pin and goes on
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[ios]"
   echo "$want" > "$stamp"
 fi
 # Debian's adb client: the device-benchmark tests drive the stand-in adbd with it as well.

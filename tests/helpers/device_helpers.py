@@ -1,4 +1,6 @@
-"""Shared helpers of the device-app tests (imported by tests/test_app_faults.py and tests/test_ios_devicectl.py)."""
+"""Shared helpers of the device-app tests (imported by tests/test_app_faults.py, tests/test_ios_devicectl.py and
+tests/test_ios_pmd3.py)."""
+
 from __future__ import annotations
 
 import json
@@ -28,4 +30,26 @@ def kill_9_once_the_app_times(proc: subprocess.Popen, files: Path, timeout_s: fl
         pytest.fail("the app never reached its timing loop")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not P.result_path(files, P.pending_jobs(files)[0]).exists()   # killed before the result
+    assert not P.result_path(files, P.pending_jobs(files)[0]).exists()  # killed before the result
+
+
+IOS_FIXTURES = Path(__file__).parent / "fixtures" / "devicectl"
+
+
+def iphone_device() -> dict:
+    """The stand-in iPhone's devicectl device object (iPhone15,2 on iOS 18.4.1), shared by the iOS tests."""
+    return json.loads((IOS_FIXTURES / "iphone_device.json").read_text())
+
+
+def run_bench(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``edgevit-bench ARGS`` in a fresh process (wide console so table lines are not wrapped)."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "edgevit_deploy.cli.bench_cmd", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "250", **(env or {})},
+    )

@@ -4,7 +4,7 @@
 - ``factory``: ``open_transport``, a device id -> an open transport;
 - ``listing``: ``list_devices`` / ``list_ios_devices`` and :class:`DeviceEntry`;
 - ``base``: :class:`AndroidTransport`, what the adb transports share;
-- one module per transport: ``local``, ``adb_server``, ``adb_shell``, ``devicectl``.
+- one module per transport: ``local``, ``adb_server``, ``adb_shell``, ``devicectl``, ``pmd3``.
 
 This module only re-exports.
 """

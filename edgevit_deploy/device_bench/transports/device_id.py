@@ -9,8 +9,9 @@ Device ids:
 - ``adb-server:SERIAL[@HOST:PORT]``         the same, forced even when SERIAL looks like HOST:PORT
 - ``adb:HOST:PORT``, ``adb-direct:HOST[:PORT]``  straight to adbd over TCP with adb-shell (no adb server)
 - ``adb-usb:SERIAL``                        straight to adbd over USB with adb-shell (needs adb-shell[usb])
-- ``ios:UDID``, ``ios:``                     an iPhone through ``xcrun devicectl`` (macOS, Xcode 15+; ``ios:`` alone =
-                                            the only attached iPhone); see transports/devicectl.py
+- ``ios:UDID``, ``ios:``                     an iPhone through ``xcrun devicectl`` when it exists (macOS, Xcode 15+),
+                                            else through pymobiledevice3 (``ios:`` alone = the only attached iPhone)
+- ``ios-pmd3:UDID``, ``ios-devicectl:UDID``  the same, the transport forced; see transports/pmd3.py, devicectl.py
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class DeviceSpec:
 
     id: str
     kind: str  # "local" | "adb" | "ios"
-    via: str  # "local" | "server" | "direct-tcp" | "direct-usb" | "ios"
+    via: str  # "local" | "server" | "direct-tcp" | "direct-usb" | "ios" | "ios-pmd3" | "ios-devicectl"
     serial: str = ""
     host: str = ""
     port: int = 0
@@ -55,12 +56,12 @@ def parse_device(device: str) -> DeviceSpec:
     if text == "local":
         return DeviceSpec(id="local", kind="local", via="local")
     scheme, sep, rest = text.partition(":")
-    if scheme == "ios" and sep:
+    if scheme in ("ios", "ios-pmd3", "ios-devicectl") and sep:
         if rest and not re.fullmatch(r"[A-Za-z0-9\-]{8,64}", rest):
             raise DeviceIdError(
                 f"{device!r}: an iOS UDID is 8-64 letters, digits and dashes (`xcrun devicectl list devices` shows it)"
             )
-        return DeviceSpec(id=text, kind="ios", via="ios", serial=rest)
+        return DeviceSpec(id=text, kind="ios", via=scheme, serial=rest)
     if not sep or not rest:
         raise DeviceIdError(
             f"unknown device {device!r}: use local, adb:SERIAL, adb:SERIAL@HOST:PORT, "
@@ -104,5 +105,6 @@ def parse_device(device: str) -> DeviceSpec:
     if scheme == "adb-usb":
         return DeviceSpec(id=text, kind="adb", via="direct-usb", serial=rest)
     raise DeviceIdError(
-        f"unknown device scheme {scheme!r} in {device!r}: use local, adb, adb-server, adb-direct, adb-usb, ios"
+        f"unknown device scheme {scheme!r} in {device!r}: use local, adb, adb-server, adb-direct, adb-usb, ios, "
+        "ios-pmd3, ios-devicectl"
     )

@@ -22,14 +22,10 @@ def open_transport(device: str, *, work_dir: str | None = None, connect: bool = 
     spec = parse_device(device)
     if spec.via == "local":
         return _load(LOCAL_TRANSPORT)()
-    if spec.via == "ios":
-        from .devicectl import DevicectlTransport, only_iphone
+    if spec.kind == "ios":
+        from .pmd3 import open_ios
 
-        udid = spec.serial or only_iphone()
-        ios = DevicectlTransport(udid, device_id=spec.id, **options)
-        if connect:
-            ios.connect()
-        return ios
+        return open_ios(spec.via, spec.serial, spec.id, connect=connect, **options)
     extra: dict[str, Any] = dict(options)
     if work_dir:
         extra["work_dir"] = work_dir

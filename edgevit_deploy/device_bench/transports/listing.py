@@ -63,14 +63,14 @@ def list_devices(
 
 
 def list_ios_devices() -> list[DeviceEntry]:
-    """The iPhones ``xcrun devicectl list devices`` sees (none when there is no xcrun: not macOS)."""
-    import os
-    import shutil
+    """The iPhones ``xcrun devicectl list devices`` sees; without xcrun (not macOS), those pymobiledevice3 sees."""
+    from . import pmd3
+    from .devicectl import device_info_from, list_iphones
 
-    from .devicectl import XCRUN_ENV, device_info_from, list_iphones
-
-    if not (os.environ.get(XCRUN_ENV) or shutil.which("xcrun")):
-        return []
+    if not pmd3.devicectl_available():
+        return [
+            DeviceEntry(id=e.id, kind="ios", state=e.state, info=e.info, error=e.error) for e in pmd3.device_entries()
+        ]
     try:
         phones = list_iphones()
     except DeviceError as exc:
