@@ -203,7 +203,9 @@ def _read_up_to(
     files: Sequence[Path], n: int, cfg: ModelConfig, root: Path
 ) -> tuple[list[np.ndarray], list[str], list[str], int]:
     """Read files in order until ``n`` are readable: (arrays, names, skipped names, files consumed)."""
-    arrays, names, skipped = [], [], []
+    arrays: list[np.ndarray] = []
+    names: list[str] = []
+    skipped: list[str] = []
     consumed = 0
     for path in files:
         if len(arrays) >= n:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ def _aten_ops(*names: str) -> set:
     return {getattr(getattr(torch.ops.aten, op), overload) for op, overload in (n.split(".") for n in names)}
 
 
-def _is(node, ops: set) -> bool:
+def _is(node: object, ops: set) -> TypeGuard[torch.fx.Node]:
     return isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target in ops
 
 
@@ -68,7 +69,9 @@ def litert_quantizer(dynamic: bool):
     pq = require("litert_torch.quantize.pt2e_quantizer", "tflite")
     utils = require("litert_torch.quantize.pt2e_quantizer_utils", "tflite")
 
-    class ClampAwareQuantizer(pq.PT2EQuantizer):
+    base: Any = pq.PT2EQuantizer  # a class of an optional backend, only known at run time
+
+    class ClampAwareQuantizer(base):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
             config = self.global_config

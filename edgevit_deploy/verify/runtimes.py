@@ -109,7 +109,7 @@ class _LiteRtSession:
         self.nhwc = len(shape) == 4 and shape[-1] in (1, 3) and shape[1] not in (1, 3)
         self.batch = int(shape[0])
         try:
-            from ai_edge_litert import __version__ as v  # type: ignore[attr-defined]
+            from ai_edge_litert import __version__ as v
         except ImportError:
             v = "?"
         self.executor = f"LiteRT {v}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import builtins
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -34,7 +35,12 @@ def to_static(value: Any) -> Any:
 
 class OpArgs:
     """Named inputs of one op. ``names`` maps an input name to a variable name (or a tuple of names
-    for variadic inputs such as ``concat.values``); ``env`` holds every variable's current value."""
+    for variadic inputs such as ``concat.values``); ``env`` holds every variable's current value.
+
+    The typed accessors (``int``, ``float``, ``str``, ``bools``) return ``default`` for an absent input.
+    Called without a default they read a required input and are typed as present (a program missing it
+    fails inside the op, which the executor reports); pass ``None`` explicitly for an optional input.
+    The methods are named after the builtins, so annotations in this class spell ``builtins.int`` etc."""
 
     __slots__ = ("env", "names", "op_name", "op_type", "out_dtypes")
 
@@ -69,34 +75,60 @@ class OpArgs:
         raw = self.raw(key)
         return [to_static(r) for r in raw] if isinstance(self.names[key], tuple) else to_static(raw)
 
-    def int(self, key: str, default: int | None = None) -> int:
+    @overload
+    def int(self, key: builtins.str) -> builtins.int: ...
+    @overload
+    def int(self, key: builtins.str, default: builtins.int) -> builtins.int: ...
+    @overload
+    def int(self, key: builtins.str, default: None) -> builtins.int | None: ...
+    def int(self, key: builtins.str, default: builtins.int | None = None) -> builtins.int | None:
         val = self.v(key)
-        return default if val is None else int(val)
+        return default if val is None else builtins.int(val)
 
-    def float(self, key: str, default: float | None = None) -> float:
+    @overload
+    def float(self, key: builtins.str) -> builtins.float: ...
+    @overload
+    def float(self, key: builtins.str, default: builtins.float) -> builtins.float: ...
+    @overload
+    def float(self, key: builtins.str, default: None) -> builtins.float | None: ...
+    def float(self, key: builtins.str, default: builtins.float | None = None) -> builtins.float | None:
         val = self.v(key)
-        return default if val is None else float(val)
+        return default if val is None else builtins.float(val)
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def bool(self, key: builtins.str, default: builtins.bool = False) -> builtins.bool:
         val = self.v(key)
-        return default if val is None else bool(val)
+        return default if val is None else builtins.bool(val)
 
-    def str(self, key: str, default: str | None = None) -> str:
+    @overload
+    def str(self, key: builtins.str) -> builtins.str: ...
+    @overload
+    def str(self, key: builtins.str, default: builtins.str) -> builtins.str: ...
+    @overload
+    def str(self, key: builtins.str, default: None) -> builtins.str | None: ...
+    def str(self, key: builtins.str, default: builtins.str | None = None) -> builtins.str | None:
         val = self.v(key)
-        return default if val is None else str(val)
+        return default if val is None else builtins.str(val)
 
-    def ints(self, key: str, default: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    def ints(self, key: builtins.str, default: tuple[builtins.int, ...] | None = None) -> tuple[builtins.int, ...]:
         val = self.v(key)
         if val is None:
             return default  # type: ignore[return-value]
-        return tuple(int(i) for i in np.atleast_1d(np.asarray(val)).tolist())
+        return tuple(builtins.int(i) for i in np.atleast_1d(np.asarray(val)).tolist())
 
-    def bools(self, key: str, default: tuple[bool, ...] | None = None) -> tuple[bool, ...] | None:
+    @overload
+    def bools(self, key: builtins.str) -> tuple[builtins.bool, ...]: ...
+    @overload
+    def bools(self, key: builtins.str, default: tuple[builtins.bool, ...]) -> tuple[builtins.bool, ...]: ...
+    @overload
+    def bools(self, key: builtins.str, default: None) -> tuple[builtins.bool, ...] | None: ...
+    def bools(
+        self, key: builtins.str, default: tuple[builtins.bool, ...] | None = None
+    ) -> tuple[builtins.bool, ...] | None:
         val = self.v(key)
         if val is None:
             return default
-        return tuple(bool(b) for b in np.atleast_1d(np.asarray(val)).tolist())
+        return tuple(builtins.bool(b) for b in np.atleast_1d(np.asarray(val)).tolist())
 
     @property
-    def out_dtype(self) -> str:
+    def out_dtype(self) -> builtins.str:
         return self.out_dtypes[0]

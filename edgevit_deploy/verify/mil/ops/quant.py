@@ -109,7 +109,7 @@ def _constexpr_cast(a: OpArgs) -> torch.Tensor:
 @register("quantize")
 def _quantize(a: OpArgs) -> torch.Tensor:
     x = a.t("input")
-    axis = a.int("axis")
+    axis = a.int("axis", None)  # optional: per-tensor when absent
     dtype = a.str("output_dtype")
     lo, hi = _INT_RANGE[dtype]
     q = torch.round(x / _along(a.t("scale"), axis, x.dim()))
@@ -121,7 +121,7 @@ def _quantize(a: OpArgs) -> torch.Tensor:
 @register("dequantize")
 def _dequantize(a: OpArgs) -> torch.Tensor:
     x = a.t("input").float()
-    axis = a.int("axis")
+    axis = a.int("axis", None)  # optional: per-tensor when absent
     if a.has("zero_point"):
         x = x - _along(a.t("zero_point").float(), axis, x.dim())
     return x * _along(a.t("scale"), axis, x.dim())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,8 +56,8 @@ def _squeeze(a: OpArgs) -> torch.Tensor:
     axes = a.ints("axes")
     if axes is None:
         return x.reshape([d for d in x.shape if d != 1])
-    axes = {_axis(ax, x.dim()) for ax in axes}
-    return x.reshape([d for i, d in enumerate(x.shape) if i not in axes])
+    dropped = {_axis(ax, x.dim()) for ax in axes}
+    return x.reshape([d for i, d in enumerate(x.shape) if i not in dropped])
 
 
 @register("expand_dims")
@@ -136,7 +138,11 @@ def _stack(a: OpArgs) -> torch.Tensor:
     return torch.stack(values, dim=_axis(a.int("axis"), values[0].dim() + 1))
 
 
-_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "symmetric": "symmetric"}
+_PAD_MODES: dict[str, Literal["reflect", "edge", "symmetric"]] = {
+    "reflect": "reflect",
+    "replicate": "edge",
+    "symmetric": "symmetric",
+}
 
 
 @register("pad")
