@@ -33,7 +33,7 @@ def kill_9_once_the_app_times(proc: subprocess.Popen, files: Path, timeout_s: fl
     assert not P.result_path(files, P.pending_jobs(files)[0]).exists()  # killed before the result
 
 
-IOS_FIXTURES = Path(__file__).parent / "fixtures" / "devicectl"
+IOS_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devicectl"
 
 
 def iphone_device() -> dict:

@@ -321,6 +321,8 @@ class Pmd3Transport:
             from pymobiledevice3.lockdown import create_using_usbmux
 
             try:
+                if not usbmuxd_reachable(self.usbmux_address):  # no socket there: say so before connecting
+                    raise ConnectionFailedToUsbmuxdError()
                 lockdown = await create_using_usbmux(self.udid, autopair=False, usbmux_address=self.usbmux_address)
             except ConnectionFailedToUsbmuxdError:
                 raise DeviceNotFoundError(
