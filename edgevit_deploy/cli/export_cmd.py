@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from ..converters.base import EtBackend, ExportOptions, Precision, QuantMode, QuantSettings
 from ..converters.coreml import DEPLOYMENT_TARGETS
-from ..converters.table import backend_names, target_names
+from ..converters.table import ONNX_EXPORTERS, backend_names, target_names
 from ..models._conditioning import RANDOM_INIT_CHOICES
 from ..quantize.base import ACTIVATION_DTYPES, CALIB_METHODS
 from ..verify.runtimes import CoremlHost
@@ -80,7 +80,7 @@ from ._models_table import models_table
 )
 @click.option(
     "--onnx-exporter",
-    type=choice_of(["torchscript", "dynamo"]),
+    type=choice_of(list(ONNX_EXPORTERS)),
     default="torchscript",
     show_default=True,
     help="torch.onnx exporter (torchscript gives the faster onnxruntime graph here).",

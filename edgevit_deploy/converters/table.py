@@ -126,6 +126,7 @@ _Q = QuantMode
 COREML_EXECUTORS = ("auto", "native", "reference", "both")
 # torch.onnx's supported opsets here: 17 (the toolkit's floor) to torch 2.14's ONNX_MAX_OPSET (a test compares)
 ONNX_OPSETS = (17, 23)
+ONNX_EXPORTERS = ("torchscript", "dynamo")  # ExportOptions.onnx_exporter: torch.onnx.export(dynamo=False|True)
 
 TARGETS: dict[str, TargetSpec] = {  # keyed by name (a Target is its name: a str Enum)
     Target.ONNX: TargetSpec(

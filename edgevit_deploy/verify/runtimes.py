@@ -7,7 +7,6 @@ into the model) and fixed batch sizes are handled inside the session, from the a
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -176,10 +175,6 @@ class CoremlHost(_ImportableHost):
 
     def inspect(self, path: Path) -> ArtifactContents:
         return coreml_contents(Path(path))
-
-
-def read_json_metadata(path: Path) -> dict[str, str]:
-    return json.loads(Path(path).read_text())
 
 
 # ------------------------------------------------------------------------------------------- ExecuTorch
