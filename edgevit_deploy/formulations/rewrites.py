@@ -1,5 +1,5 @@
 """Generic export-friendly rewrites, each numerically equal to the module it replaces (proven by
-tests/test_formulations.py): XNNPACK-friendly spellings of strided average pooling and depthwise transposed
+tests/converters/test_formulations.py): XNNPACK-friendly spellings of strided average pooling and depthwise transposed
 convolutions, and drop-path / dropout removed for every target.
 """
 

@@ -1,7 +1,7 @@
 """Export-friendly rewrites for the model zoo, registered with :func:`edgevit_deploy.formulations.register_rewrite`.
 
 :mod:`edgevit_deploy.formulations.registry` imports this module the first time a formulation is looked up. Each
-rewrite returns a module numerically equal to the one it replaces (proven by tests/test_zoo_formulations.py),
+rewrite returns a module numerically equal to the one it replaces (proven by tests/converters/test_zoo_formulations.py),
 or ``None`` when it does not apply.
 
 * ``unfold_patches_to_reshape``: ``nn.Unfold`` whose kernel equals its stride (non-overlapping patches, as

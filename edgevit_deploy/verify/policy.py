@@ -52,7 +52,7 @@ BARS: dict[Variant, Thresholds] = {
 }
 # with real weights a classifier must keep its decisions on the held-out views (6 photos x 8 views; some crops are
 # fp32 near-ties): measured 91.7 % (int8, every target), 89.6 % (TFLite int8-dynamic), 93.8 % (w8), 85.4 %
-# (palettize6). The tests also require >= 90 % on the natural photos (tests/test_quant_lite0.py).
+# (palettize6). The tests also require >= 90 % on the natural photos (tests/quantize/test_quant_lite0.py).
 PRETRAINED_TOP1: dict[Variant, float] = {
     Variant.INT8: 0.85,
     Variant.INT8_DYNAMIC: 0.85,

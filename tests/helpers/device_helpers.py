@@ -1,5 +1,5 @@
-"""Shared helpers of the device-app tests (imported by tests/test_app_faults.py, tests/test_ios_devicectl.py and
-tests/test_ios_pmd3.py)."""
+"""Shared helpers of the device-app tests (imported by tests/device_bench/test_app_faults.py, tests/device_bench/test_ios_devicectl.py and
+tests/device_bench/test_ios_pmd3.py)."""
 
 from __future__ import annotations
 

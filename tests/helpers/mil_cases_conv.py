@@ -1,6 +1,6 @@
-"""The per-op cases of tests/test_mil_ops_conv.py (conv / conv_transpose / pools / norms).
+"""The per-op cases of tests/verify/test_mil_ops_conv.py (conv / conv_transpose / pools / norms).
 
-tests/test_mil_coverage.py checks that together the case tables exercise every op the reference
+tests/verify/test_mil_coverage.py checks that together the case tables exercise every op the reference
 executor implements."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The per-op cases of tests/test_mil_quant.py (quantization / compression ops).
+"""The per-op cases of tests/verify/test_mil_quant.py (quantization / compression ops).
 
-tests/test_mil_coverage.py checks that together the case tables exercise every op the reference
+tests/verify/test_mil_coverage.py checks that together the case tables exercise every op the reference
 executor implements."""
 from __future__ import annotations
 

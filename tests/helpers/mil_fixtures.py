@@ -1,4 +1,4 @@
-"""Shared helpers of the reference ML Program executor tests (tests/test_mil_*.py).
+"""Shared helpers of the reference ML Program executor tests (tests/verify/test_mil_*.py).
 
 Per-op tests group many small cases into ONE program (one input set and one output per case), save it
 as an .mlpackage, run it once with the executor and compare every output with torch.

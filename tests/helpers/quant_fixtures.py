@@ -1,4 +1,4 @@
-"""Shared helpers of the quantization tests (imported by tests/test_quant_*.py).
+"""Shared helpers of the quantization tests (imported by tests/quantize/test_quant_*.py).
 
 Every int8 artifact is built once per session (``lru_cache``: the builders are shared by every test module
 that imports them): EdgeViT-XXS at 64 px with seeded random weights, EfficientNet-Lite0 at 224 px with its

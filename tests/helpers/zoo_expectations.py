@@ -2,7 +2,7 @@
 cases from (as optimum's ``tests/exporters/exporters_utils.py`` lists each architecture's expected exports).
 
 The committed ``docs/support_matrix.json`` is a measurement, not the source of the test cases: a regenerated
-matrix that marks a cell failed must fail ``tests/test_zoo_expectations.py`` loudly, not drop that cell's test
+matrix that marks a cell failed must fail ``tests/matrix/test_zoo_expectations.py`` loudly, not drop that cell's test
 quietly. When a cell really changes, change its row here (with the reason) in the same commit as the matrix.
 
 A cell is (model, target, variant); variant is a precision (``fp32``) or a quantization mode (``int8``), the

@@ -1,4 +1,4 @@
-"""Shared helpers and session fixtures of the model-zoo tests (imported by tests/test_zoo_*.py)."""
+"""Shared helpers and session fixtures of the model-zoo tests (imported by tests/*/test_zoo_*.py)."""
 from __future__ import annotations
 
 import copy
@@ -13,9 +13,9 @@ from edgevit_deploy.models import count_params, create_model, get_model_config, 
 from .zoo_expectations import expected_to_pass, random_init
 
 ALL_MODELS = list_models()
-#: the input side of the ONNX group export of tests/test_zoo_export.py
+#: the input side of the ONNX group export of tests/converters/test_zoo_export.py
 GROUP_SIZE = 64
-#: families whose exports have their own tests (tests/test_export*.py, the quantization tests)
+#: families whose exports have their own tests (tests/converters/test_export*.py, the quantization tests)
 TESTED_ELSEWHERE = {"edgevit", "efficientnet_lite"}
 
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the tests of the models written from their papers (tests/test_zoo_papers_*.py):
+"""Shared helpers of the tests of the models written from their papers (tests/*/test_zoo_papers_*.py):
 MobileViG, EfficientMod, FcaFormer, VCMamba.
 
 Randomly initialised models of these families have degenerate outputs (layer scales of 1e-5 / 1e-6 and

@@ -10,7 +10,7 @@ import pytest
 from edgevit_deploy import matrix as sm
 from edgevit_deploy.models import get_model_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cell(model: str, target: str, status: str, **kw) -> dict:

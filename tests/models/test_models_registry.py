@@ -88,7 +88,7 @@ def test_registered_resolvers_are_used_prefixes_before_predicates(monkeypatch):
     assert len(seen) == 2
 
 
-# the builds are shared with tests/test_zoo_models.py (small_model is cached per process): same worker, no cost
+# the builds are shared with tests/models/test_zoo_models.py (small_model is cached per process): same worker, no cost
 @pytest.mark.xdist_group("test_zoo_models")
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_every_registered_name_creates_a_model(name):

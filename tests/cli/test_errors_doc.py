@@ -16,9 +16,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 COMMANDS = ("edgevit-export", "edgevit-verify", "edgevit-bench")
-WALKED_HERE = COMMANDS[:2]  # the edgevit-bench rows run in their own folder layout: tests/test_errors_bench_doc.py
+WALKED_HERE = COMMANDS[:2]  # the edgevit-bench rows run in their own folder layout: tests/cli/test_errors_bench_doc.py
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 from edgevit_deploy.device_bench.jobs import protocol as P
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ from edgevit_deploy.cli.bench_cmd import main as bench_main
 from edgevit_deploy.device_bench.store import ResultStore
 from edgevit_deploy.device_bench.types import BenchJob, Measurement
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
 
 def _rows() -> list[tuple[str, str, str, int]]:
     rows = []
     text = DOC.read_text()
-    section = text[text.index("\n## edgevit-bench\n"):]  # the bench section (the others: tests/test_errors_doc.py)
+    section = text[text.index("\n## edgevit-bench\n"):]  # the bench section (the others: tests/cli/test_errors_doc.py)
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
         if len(cells) != 4 or cells[0] in ("input", "---") or set(cells[0]) <= {"-"}:

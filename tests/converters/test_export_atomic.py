@@ -19,7 +19,7 @@ import edgevit_deploy
 from edgevit_deploy._atomic import atomic_path, sha256_of, stale_temporaries, write_text
 from edgevit_deploy.converters import ExportOptions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FP32, DYN = "edgevit_xxs-fp32.onnx", "edgevit_xxs-fp32-dynbatch.onnx"
 
 

@@ -2,7 +2,7 @@
 
 Every bar comes from the policy keyed by a validated variant; an unknown variant is bad input; the user's
 looser flags are applied but listed; a crash / an op the runtime cannot run is a failure, "not executed" only
-for a runtime that cannot exist here. (The CLI end to end: tests/test_verify_cli.py.)
+for a runtime that cannot exist here. (The CLI end to end: tests/cli/test_verify_cli.py.)
 """
 from __future__ import annotations
 

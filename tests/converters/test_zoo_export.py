@@ -1,15 +1,15 @@
 """The ONNX fp32 cells expected to pass (tests/helpers/zoo_expectations.py, which the committed support
-matrix must agree with: tests/test_zoo_expectations.py), re-checked in CI through the real export pipeline.
+matrix must agree with: tests/matrix/test_zoo_expectations.py), re-checked in CI through the real export pipeline.
 
 To fit the CI budget, the models go into one :class:`ModelGroup` (a single ONNX export covers them all;
 every member's logits are then checked separately with the one validator): every model whose ONNX fp32
 cell is expected to pass at the group's 64 px; rows whose cells use ``--random-init conditioned`` get the
 same conditioning. The fixed-224 EfficientFormer L1/L3/L7 and every
-TFLite cell are exported one model per test in tests/test_zoo_export_each.py (a TFLite group is no
+TFLite cell are exported one model per test in tests/converters/test_zoo_export_each.py (a TFLite group is no
 cheaper: 6 models took 83.6 s grouped vs 88.2 s one by one, and all 34 grouped did not get through
 litert-torch's decomposition pass in 12 min).
 
-EdgeViT and EfficientNet-Lite have their own export tests (tests/test_export*.py, the quantization tests).
+EdgeViT and EfficientNet-Lite have their own export tests (tests/converters/test_export*.py, the quantization tests).
 """
 from __future__ import annotations
 

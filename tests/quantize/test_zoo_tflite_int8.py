@@ -7,7 +7,7 @@ with "Attempting to convert non-NHWC compatible node to NHWC: dequantize_per_ten
 
 FcaFormer: with the authors' list of cross-token groups (group 0 concatenated anew by every later block)
 the conversion failed with "'tfl.reshape' op quantization parameters violate the same scale constraint";
-the model now keeps the concatenation running (equal: tests/test_zoo_papers_models.py) and converts.
+the model now keeps the concatenation running (equal: tests/models/test_zoo_papers_models.py) and converts.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from edgevit_deploy.device_bench.transports import open_transport, parse_device
 from edgevit_deploy.device_bench.errors import DeviceIdError, DeviceNotFoundError
 
 IMG = 64
-FIXTURES = Path(__file__).parent / "fixtures" / "devicectl"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devicectl"
 DEVICE = json.loads((FIXTURES / "iphone_device.json").read_text())
 UDID = DEVICE["hardwareProperties"]["udid"]
 

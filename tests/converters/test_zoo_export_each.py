@@ -1,13 +1,13 @@
 """Every TFLite fp32 cell expected to pass (tests/helpers/zoo_expectations.py, which the committed support
-matrix must agree with), and the ONNX cells the 64 px group of tests/test_zoo_export.py cannot hold
+matrix must agree with), and the ONNX cells the 64 px group of tests/converters/test_zoo_export.py cannot hold
 (EfficientFormer L1/L3/L7 are fixed at 224), exported again in CI through ``edgevit_deploy.export`` one model
 per test and held to the one validator's fp32 thresholds.
 
 Same weights as the matrix (seeded random init; ``--random-init conditioned`` for the rows marked † there)
-and the same input size (the ``size`` column; tests/test_zoo_expectations.py checks both). One model per
+and the same input size (the ``size`` column; tests/matrix/test_zoo_expectations.py checks both). One model per
 test so that pytest-xdist spreads them over the workers (``SPREAD_ACROSS_WORKERS``, see conftest.py): the
 TFLite column is ~22 min of worker time here (15-82 s per model).
-EdgeViT and EfficientNet-Lite are exported by their own tests (tests/test_export.py, the quantization tests).
+EdgeViT and EfficientNet-Lite are exported by their own tests (tests/converters/test_export.py, the quantization tests).
 """
 from __future__ import annotations
 

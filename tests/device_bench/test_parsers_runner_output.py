@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edgevit_deploy.device_bench.parsers import litert, ort
 
-FIXTURES = Path(__file__).parent / "fixtures" / "runner_output"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runner_output"
 LITERT = sorted(FIXTURES.glob("litert_*.txt"))
 ORT = sorted(FIXTURES.glob("ort_*.txt"))
 

@@ -14,7 +14,7 @@ import yaml
 from edgevit_deploy.device_bench.jobs import protocol as P
 from edgevit_deploy.device_bench.jobs.builder import COMPUTE_UNITS
 
-APP = Path(__file__).resolve().parents[1] / "ios_app"
+APP = Path(__file__).resolve().parents[2] / "ios_app"
 SWIFT = sorted((APP / "BenchKit" / "Sources" / "BenchKit").glob("*.swift"))
 
 
