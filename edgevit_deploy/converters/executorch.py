@@ -94,8 +94,8 @@ def lower_to_pte(
             buffer = edge.to_executorch().buffer
     except Exception as exc:
         raise ConversionError("executorch", first_line(exc), op=unsupported_op_from(str(exc))) from exc
-    if outside:
-        log.warning(
+    if outside:  # in the result's notes too: the CLI prints them under its table
+        log.info(
             "executorch: %d op(s) run outside the %s delegate (portable kernels): %s",
             sum(outside.values()),
             backend,

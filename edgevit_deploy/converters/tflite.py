@@ -15,7 +15,7 @@ from .._atomic import write_bytes as atomic_write_bytes
 from .._lazy import require
 from ..errors import ConversionError, first_line
 from ._errors import unsupported_op_from
-from ._quiet import quiet_backends
+from ._quiet import native_output_to_log, quiet_backends
 from .base import ArtifactMetadata, ExportOptions, Precision
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ class TfliteConverter:
         options: ExportOptions,
         metadata: ArtifactMetadata,
     ) -> Path:
-        litert_torch = require("litert_torch", "tflite")
+        with native_output_to_log():  # TensorFlow's import: absl's banner, oneDNN's notice
+            litert_torch = require("litert_torch", "tflite")
         module, sample = model, example
         if options.nhwc:
             module = litert_torch.to_channel_last_io(model, args=[0]).eval()  # a new wrapper starts in training mode

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .._lazy import require
+from ..converters._quiet import native_output_to_log
 from ..converters.table import COREML_EXECUTORS
 from ..errors import RuntimeUnavailableError
 from .contents import ArtifactContents, coreml_contents, executorch_contents, onnx_contents, tflite_contents
@@ -99,9 +100,10 @@ class OnnxRuntimeHost(_ImportableHost):
 # ---------------------------------------------------------------------------------------------- LiteRT
 class _LiteRtSession:
     def __init__(self, path: Path, threads: int):
-        interp_mod = require("ai_edge_litert.interpreter", "tflite")
-        self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
-        self.interp.allocate_tensors()
+        with native_output_to_log():  # absl's banner, LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+            interp_mod = require("ai_edge_litert.interpreter", "tflite")
+            self.interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
+            self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
         shape = tuple(self.inp["shape"])
@@ -185,10 +187,11 @@ def _et_set_threads(threads: int) -> int:
     """Size the process-wide threadpool (XNNPACK's delegate and the portable kernels use it) to ``threads``
     and return the size it reports back. ``_unsafe_reset_threadpool`` must not run while a method executes;
     the sessions here run one method at a time."""
-    pl = require("executorch.extension.pybindings.portable_lib", "executorch")
-    if pl._threadpool_get_thread_count() != threads:
-        pl._unsafe_reset_threadpool(int(threads))
-    return int(pl._threadpool_get_thread_count())
+    with native_output_to_log():  # cpuinfo's probe of /sys and the threadpool's "Resetting" line
+        pl = require("executorch.extension.pybindings.portable_lib", "executorch")
+        if pl._threadpool_get_thread_count() != threads:
+            pl._unsafe_reset_threadpool(int(threads))
+        return int(pl._threadpool_get_thread_count())
 
 
 def et_delegates(path: Path) -> set[str]:
@@ -200,7 +203,8 @@ def et_delegates(path: Path) -> set[str]:
 
 class _ExecuTorchSession:
     def __init__(self, path: Path, threads: int):
-        rt_mod = require("executorch.runtime", "executorch")
+        with native_output_to_log():
+            rt_mod = require("executorch.runtime", "executorch")
         import torch
 
         self._torch = torch
