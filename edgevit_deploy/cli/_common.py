@@ -84,6 +84,9 @@ def setup_logging(verbose: int) -> None:
     if verbose < 2:  # the C++ logs of TensorFlow / LiteRT's converter (set before they are imported)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GLOG_minloglevel", "2")
+        # torch installs its own handler on "torch" when imported (after this, in a sweep or its workers),
+        # resetting the level set below: its TORCH_LOGS syntax for "torch at ERROR"
+        os.environ.setdefault("TORCH_LOGS", "-torch")
     logging.basicConfig(level=logging.ERROR, handlers=[ConsoleLogHandler(show_names=verbose >= 2)], force=True)
     logging.getLogger("edgevit_deploy").setLevel(level)
     for noisy in THIRD_PARTY_LOGGERS:
