@@ -73,14 +73,10 @@ class SweepResult:
 
 
 def open_device(device_id: str, work_dir: str | Path | None = None) -> Transport:
-    """``local`` is the host; anything else goes to the Android transports (``adb:SERIAL``, ``adb:HOST:PORT``)."""
-    if device_id == "local":
-        from .transports.local import LocalTransport
-
-        return LocalTransport(work_dir)
+    """The transport of ``device_id`` (``local``: the host, working in ``work_dir``); one factory for every kind."""
     from .transports import open_transport
 
-    return open_transport(device_id)
+    return open_transport(device_id, local_work_dir=work_dir)
 
 
 def default_runner_factory(config: Any = None) -> RunnerFactory:

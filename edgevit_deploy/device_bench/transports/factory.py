@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from ..types import Transport
@@ -16,12 +17,20 @@ def _load(ref: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def open_transport(device: str, *, work_dir: str | None = None, connect: bool = True, **options: Any) -> Transport:
+def open_transport(
+    device: str,
+    *,
+    work_dir: str | None = None,
+    connect: bool = True,
+    local_work_dir: str | Path | None = None,
+    **options: Any,
+) -> Transport:
     """A transport for ``device``; ``connect`` (default) reaches the device now so a wrong id fails early.
+    ``work_dir``: the folder on an Android device; ``local_work_dir``: the host folder of ``local``.
     ``options`` go to the transport class (timeouts, ``key_path`` for adb-shell, ...)."""
     spec = parse_device(device)
     if spec.via == "local":
-        return _load(LOCAL_TRANSPORT)()
+        return _load(LOCAL_TRANSPORT)(local_work_dir)
     if spec.kind == "ios":
         from .pmd3 import open_ios
 
