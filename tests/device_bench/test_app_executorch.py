@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from edgevit_deploy.device_bench.testing.standin_adbd import StandinAdbd
 from edgevit_deploy.device_bench.testing.standin_app import write_fake_apk
 
 IMG = 64
+APP = Path(__file__).resolve().parents[2] / "android_app" / "app"
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +84,23 @@ def test_runner_app_runs_executorch_programs_with_on_device_parity(tmp_path, cac
     [result_file] = (files / "results").glob("*.json")
     result = P.Result.from_dict(json.loads(result_file.read_text()))
     assert result.ok and result.runtime["name"] == "executorch" and result.runtime["threads"] == 2
+
+
+def test_android_app_has_a_runner_for_every_android_runtime_of_the_table():
+    """The app module is never compiled here: check its sources against the table. Every app runtime the job
+    builder can send to an Android device (RUNNERS rows of kind adb:app) has a case in Runners.java, and the
+    ExecuTorch AAR's version in app/build.gradle is the executorch pip package's minor (the .pte's exporter)."""
+    from edgevit_deploy.converters.table import get_spec
+    from edgevit_deploy.device_bench.runners import RUNNERS
+
+    runners = (APP / "src/main/java/org/edgevit/bench/Runners.java").read_text()
+    cases = set(re.findall(r'case "([a-z]+)":', runners))
+    android = {get_spec(target).app_runtime for target, kind in RUNNERS if kind == "adb:app"}
+    assert "executorch" in android and android <= cases, (android, cases)
+    gradle = (APP / "build.gradle").read_text()
+    [version] = re.findall(r'def executorchVersion = "([0-9.]+)"', gradle)
+    assert "org.pytorch:executorch-android:${executorchVersion}" in gradle
+    pyproject = (APP.parents[1] / "pyproject.toml").read_text()
+    low, high = re.search(r'"executorch>=([0-9.]+),<([0-9.]+)"', pyproject).groups()
+    as_tuple = lambda v: tuple(int(p) for p in v.split("."))
+    assert as_tuple(low) <= as_tuple(version) < as_tuple(high), (version, low, high)
