@@ -202,6 +202,7 @@ TARGETS: dict[str, TargetSpec] = {  # keyed by name (a Target is its name: a str
         verified_where="executed in the ExecuTorch Python runtime on every OS (XNNPACK, portable); "
         "Core ML-delegated programs on macOS, elsewhere executed: false",
         backends=(EtBackend.XNNPACK, EtBackend.PORTABLE, EtBackend.COREML),
+        app_runtime="executorch",  # the Android app's ExecuTorch runner (org.pytorch.executorch Module)
     ),
 }
 

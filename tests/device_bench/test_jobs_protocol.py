@@ -143,3 +143,26 @@ def test_npy_written_by_the_protocol_is_format_1_little_endian(tmp_path):
     np.save(tmp_path / "b.npy", np.zeros(3, dtype=">f4"))
     with pytest.raises(P.ProtocolError, match="little-endian float32"):
         P.load_npy(tmp_path / "b.npy")
+
+
+def test_builder_makes_schema_valid_jobs_for_every_target_with_an_app_runtime(tmp_path):
+    """The table's app_runtime picks the job's runtime; ExecuTorch's program goes as format "pte"."""
+    from edgevit_deploy.converters.table import TARGETS
+    from edgevit_deploy.device_bench.jobs import builder
+    from edgevit_deploy.device_bench.types import BenchJob
+    from edgevit_deploy.errors import UnsupportedOptionError
+
+    x = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    made = {}
+    for name, spec in TARGETS.items():
+        if not spec.app_runtime:
+            with pytest.raises(UnsupportedOptionError, match="no runtime for target"):
+                builder.app_runtime(name)
+            continue
+        job = builder.build_job(
+            BenchJob("m", name, "fp32", threads=2, delegate="cpu"), tmp_path / "m", "0" * 64, x, timeout_s=30
+        )
+        doc = job.to_dict()  # validated against job.schema.json
+        made[name] = (doc["runtime"]["name"], doc["model"]["format"], doc["model"]["file"])
+    assert made["executorch"] == ("executorch", "pte", "model.pte")
+    assert made["onnx"] == ("onnxruntime", "onnx", "model.onnx") and made["tflite"][:2] == ("litert", "tflite")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...converters.table import get_spec
+from ...converters.table import TARGETS, get_spec
 from ...errors import UnsupportedOptionError
 from ..types import BenchJob
 from . import protocol as P
@@ -19,15 +19,21 @@ from . import protocol as P
 DELEGATES = {"cpu": "cpu", "xnnpack": "xnnpack", "gpu": "gpu", "nnapi": "nnapi"}
 #: sweep delegate names -> Core ML compute units (MLComputeUnits) for the iOS app's runtime "coreml"
 COMPUTE_UNITS = {"cpu": "cpu_only", "gpu": "cpu_and_gpu", "ane": "cpu_and_neural_engine", "all": "all"}
+#: target -> the protocol's ``model.format`` where they differ (job.schema.json: tflite, onnx, pte, coreml)
+MODEL_FORMATS = {"executorch": "pte"}
+
+
+def model_format(target: str) -> str:
+    """The ``model.format`` of a job for ``target``: the target's name, ExecuTorch's ``.pte`` program as ``pte``."""
+    return MODEL_FORMATS.get(str(target), str(target))
 
 
 def app_runtime(target: str) -> str:
     """The app runtime of ``target`` from the target table; UnsupportedOptionError when it has none."""
     spec = get_spec(target)
     if not spec.app_runtime:
-        raise UnsupportedOptionError(
-            f"the benchmark app has no runtime for target {target!r} (it runs tflite and onnx artifacts)"
-        )
+        have = ", ".join(str(s.target) for s in TARGETS.values() if s.app_runtime)
+        raise UnsupportedOptionError(f"the benchmark app has no runtime for target {target!r} (it runs: {have})")
     return spec.app_runtime
 
 
@@ -55,7 +61,7 @@ def build_job(job: BenchJob, artifact_path: Path, artifact_sha256: str, inputs: 
             name=job.model,
             file=model_file,
             sha256=artifact_sha256,
-            format=job.target,
+            format=model_format(job.target),
             precision=job.precision,
             input_shape=sample_shape,
         ),

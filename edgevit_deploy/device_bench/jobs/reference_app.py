@@ -56,7 +56,8 @@ class DelegateError(RuntimeError):
 
 
 class HostModelRunner:
-    """The host runtime of the target whose ``app_runtime`` is the job's runtime (LiteRT / onnxruntime)."""
+    """The host runtime of the target whose ``app_runtime`` is the job's runtime (LiteRT / onnxruntime /
+    ExecuTorch's Python runtime for ``.pte``; the Android app's ExecuTorchRunner is its twin)."""
 
     CPU_DELEGATES = ("cpu", "xnnpack")
 

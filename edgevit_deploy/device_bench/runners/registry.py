@@ -28,6 +28,8 @@ RUNNERS: dict[tuple[str, str], str] = {
     ("onnx", "adb:app"): "edgevit_deploy.device_bench.runners.app:AppRunner",
     ("tflite", "adb:instrument"): "edgevit_deploy.device_bench.runners.app:InstrumentRunner",
     ("onnx", "adb:instrument"): "edgevit_deploy.device_bench.runners.app:InstrumentRunner",
+    ("executorch", "adb:app"): "edgevit_deploy.device_bench.runners.app:AppRunner",
+    ("executorch", "adb:instrument"): "edgevit_deploy.device_bench.runners.app:InstrumentRunner",
     # iPhones: Core ML in the iOS app (ios_app/), the only way to measure there (`--runner app` is the same)
     ("coreml", "ios"): "edgevit_deploy.device_bench.runners.ios_app:IosAppRunner",
     ("coreml", "ios:app"): "edgevit_deploy.device_bench.runners.ios_app:IosAppRunner",

@@ -12,8 +12,9 @@ public final class Runners implements ModelRunner.Factory {
                 return new LiteRtRunner();
             case "onnxruntime":
                 return new OrtRunner();
+            case "executorch":
+                return new ExecuTorchRunner();
             default:
-                // "executorch": no ExecuTorch runner until the toolkit has an ExecuTorch (.pte) target
                 throw new UnsupportedOperationException("this app build has no runner for runtime '" + job.runtime.name + "'");
         }
     }

@@ -19,19 +19,25 @@ public class JobRunnerTest {
     public TemporaryFolder tmp = new TemporaryFolder();
 
     private File writeJob(File files, String id, String delegate, int iterations) throws IOException {
+        return writeJob(files, id, "litert", "tflite", "model.tflite", delegate, iterations);
+    }
+
+    private File writeJob(File files, String id, String runtime, String format, String modelFile, String delegate,
+                          int iterations) throws IOException {
         File dir = new File(new File(files, "jobs"), id);
         assertTrue(new File(dir, "inputs").mkdirs());
         byte[] model = ("model of " + id).getBytes(StandardCharsets.UTF_8);
-        Files.write(new File(dir, "model.tflite").toPath(), model);
+        Files.write(new File(dir, modelFile).toPath(), model);
         float[] x = new float[2 * 2 * 2];
         for (int i = 0; i < x.length; i++) {
             x[i] = i;
         }
         Npy.write(new File(dir, "inputs/x0.npy"), new Tensor(x, new int[]{1, 2, 2, 2}));
-        String sha = JobRunner.sha256(new File(dir, "model.tflite"));
+        String sha = JobRunner.sha256(new File(dir, modelFile));
         String job = "{\"protocol\": 1, \"job_id\": \"" + id + "\", \"created_at\": \"now\", \"model\": {\"name\": \"m\", "
-                + "\"file\": \"model.tflite\", \"sha256\": \"" + sha + "\", \"format\": \"tflite\", \"precision\": \"fp32\", "
-                + "\"input_shape\": [1, 2, 2, 2]}, \"runtime\": {\"name\": \"litert\", \"delegate\": \"" + delegate + "\", "
+                + "\"file\": \"" + modelFile + "\", \"sha256\": \"" + sha + "\", \"format\": \"" + format + "\", "
+                + "\"precision\": \"fp32\", \"input_shape\": [1, 2, 2, 2]}, \"runtime\": {\"name\": \"" + runtime + "\", "
+                + "\"delegate\": \"" + delegate + "\", "
                 + "\"threads\": 2}, \"warmup\": 1, \"iterations\": " + iterations + ", \"timeout_s\": 60, "
                 + "\"inputs\": [{\"name\": \"input\", \"file\": \"inputs/x0.npy\", \"dtype\": \"float32\", "
                 + "\"shape\": [1, 2, 2, 2]}], \"save_outputs\": true}";
@@ -101,6 +107,54 @@ public class JobRunnerTest {
         assertTrue((String) results.get(0).get("error"), ((String) results.get(0).get("error")).contains("protocol 2"));
         assertTrue((String) results.get(1).get("error"), ((String) results.get(1).get("error")).contains("executorch"));
         assertEquals("failed", results.get(1).get("status"));
+    }
+
+    @Test
+    public void executorchJobsGoToTheRunnerOfRuntimeExecutorch() throws Exception {
+        File files = tmp.newFolder("files");
+        writeJob(files, "et", "executorch", "pte", "model.pte", "xnnpack", 3);
+        writeJob(files, "lite", "litert", "tflite", "model.tflite", "cpu", 3);
+        final List<String> loaded = new java.util.ArrayList<>();
+        ModelRunner.Factory byRuntime = job -> {   // what the app's Runners does: job.runtime.name -> runner
+            if (!"executorch".equals(job.runtime.name)) {
+                throw new UnsupportedOperationException("this build has no runner for runtime '" + job.runtime.name + "'");
+            }
+            final MeanRunner mean = new MeanRunner();
+            return new ModelRunner() {
+                @Override
+                public void load(File model, Job.Runtime runtime) throws Exception {
+                    loaded.add(model.getName() + " t" + runtime.threads);
+                    mean.load(model, runtime);
+                }
+
+                @Override
+                public Tensor run(Tensor input) {
+                    return mean.run(input);
+                }
+
+                @Override
+                public String runtimeVersion() {
+                    return "ExecuTorch (test)";
+                }
+
+                @Override
+                public void close() {
+                    mean.close();
+                }
+            };
+        };
+        List<Map<String, Object>> results;
+        try (Heartbeat beat = new Heartbeat(files, "0.1.0", 50).start()) {
+            results = new JobRunner(files, byRuntime, DeviceProbe.NONE, beat, "0.1.0").runPending();
+        }
+        Map<String, Object> et = results.get(0);
+        assertEquals(et.get("error") + "", "ok", et.get("status"));
+        assertEquals("executorch", ((Map<?, ?>) et.get("runtime")).get("name"));
+        assertEquals(3, ((List<?>) et.get("latencies_ms")).size());
+        assertEquals(Arrays.asList("model.pte t2"), loaded);
+        assertEquals(1.5f, Npy.read(new File(files, "results/et/out0.npy")).data[0], 0f);
+        assertEquals("failed", results.get(1).get("status"));
+        assertTrue((String) results.get(1).get("error"), ((String) results.get(1).get("error")).contains("'litert'"));
     }
 
     @Test
