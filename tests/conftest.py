@@ -54,7 +54,7 @@ SCHEDULE_FIRST = ("test_quant_artifacts", "test_executorch_int8", "test_zoo_expo
                   "test_quant_lite0", "test_executorch", "test_zoo_tflite_int8", "test_mil_edgevit", "test_cli",
                   "test_ios_devicectl", "test_ios_pmd3", "test_adb_standin", "test_verify_cli",
                   "test_zoo_coreml_rewrites", "test_random_init", "test_bench_local", "test_app_faults",
-                  "test_app_sweep", "test_eval_lite0", "test_zoo_export_each")
+                  "test_app_sweep", "test_app_executorch", "test_eval_lite0", "test_zoo_export_each")
 
 
 def pytest_collection_modifyitems(config, items):
