@@ -2,6 +2,7 @@
 (``--input_layer_value_files``) and dumps its outputs (``--output_filepath``); the row's ``parity`` is the
 validator's report against PyTorch, as for app rows. Through a stand-in phone with a really exported
 EdgeViT-XXS (tflite, 64x64) and the stand-in benchmark_model running it in the host LiteRT runtime."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,11 +34,22 @@ def adb_key(tmp_path, monkeypatch):
 
 
 def one_row(dev: StandinAdbd, tools, tmp_path: Path, cache: Path, **overrides) -> dict:
-    spec = api.SweepSpec(models=["edgevit_xxs"], targets=["tflite"], devices=[f"adb:{dev.address}"], img_size=IMG,
-                         warmup=1, iterations=4, runner="tool")
+    spec = api.SweepSpec(
+        models=["edgevit_xxs"],
+        targets=["tflite"],
+        devices=[f"adb:{dev.address}"],
+        img_size=IMG,
+        warmup=1,
+        iterations=4,
+        runner="tool",
+    )
     store = tmp_path / "s.sqlite"
-    api.sweep(spec, store=store, cache_dir=cache,
-              runner_overrides={"timeout_s": 300, "benchmark_model": tools.benchmark_model, **overrides})
+    api.sweep(
+        spec,
+        store=store,
+        cache_dir=cache,
+        runner_overrides={"timeout_s": 300, "benchmark_model": tools.benchmark_model, **overrides},
+    )
     [row] = api.read_rows(store)
     return row
 
@@ -78,7 +90,7 @@ def test_tool_without_the_output_flags_is_a_normal_row_with_parity_not_available
         row = one_row(dev, tools, tmp_path, cache)
     assert row["status"] == "ok" and row["median_ms"] > 0, row["reason"]
     assert row["parity"]["reason"] == NO_OUTPUT_FLAG and not row["parity"]["executed"]
-    assert "Unconsumed cmdline flags" not in row["raw_output"]   # the stored output is the good run's
+    assert "Unconsumed cmdline flags" not in row["raw_output"]  # the stored output is the good run's
     assert any("rejected the output flags" in n for n in row["notes"]) == (fault == "old")
 
 

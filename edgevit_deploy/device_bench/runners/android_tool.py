@@ -44,7 +44,9 @@ class AndroidToolRunner(abc.ABC):
         """A Measurement from the tool's output."""
 
     # optional output check (runners whose tool can take an input file and dump its outputs) ----------
-    def prepare_outputs(self, transport: Transport, job: BenchJob, artifact: Any, scratch: str, notes: list[str]) -> Any:
+    def prepare_outputs(
+        self, transport: Transport, job: BenchJob, artifact: Any, scratch: str, notes: list[str]
+    ) -> Any:
         """Push what the output check needs into ``scratch``; a state for the hooks below, or None (no check)."""
         return None
 
