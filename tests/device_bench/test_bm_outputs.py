@@ -81,17 +81,20 @@ def test_perturbed_outputs_fail_parity_on_an_ok_latency_row(tools, tmp_path, cac
     assert any(n.startswith("on-device outputs differ from PyTorch") for n in row["notes"])
 
 
-@pytest.mark.parametrize("fault", ["old", "ignore"])
+@pytest.mark.parametrize("fault", ["old", "reject", "ignore"])
 def test_tool_without_the_output_flags_is_a_normal_row_with_parity_not_available(fault, tools, tmp_path, cache):
-    """``old``: the build names the flags as unconsumed and fails, so the run is repeated without them;
-    ``ignore``: it runs and writes no output file. Either way the latency row is ok."""
+    """``old``: the build warns "Unconsumed cmdline flags: --output_filepath=.." and measures without writing
+    outputs (the row keeps that run); ``reject``: a build that stops on them is run again without them;
+    ``ignore``: it runs and writes no output file. Either way the latency row is ok, parity "not available"."""
     with StandinAdbd(tmp_path / "phone") as dev:
         tool_fault_file(dev.root).write_text(fault)
         row = one_row(dev, tools, tmp_path, cache)
+        assert not list((tmp_path / "phone").rglob("parity_output.bin"))
     assert row["status"] == "ok" and row["median_ms"] > 0, row["reason"]
     assert row["parity"]["reason"] == NO_OUTPUT_FLAG and not row["parity"]["executed"]
-    assert "Unconsumed cmdline flags" not in row["raw_output"]  # the stored output is the good run's
-    assert any("rejected the output flags" in n for n in row["notes"]) == (fault == "old")
+    assert ("Unconsumed cmdline flags: --output_filepath=" in row["raw_output"]) == (fault == "old")
+    assert any("does not know the output flags" in n for n in row["notes"]) == (fault == "old")
+    assert any("rejected the output flags: ran again" in n for n in row["notes"]) == (fault == "reject")
 
 
 def test_outputs_opt_out(tools, tmp_path, cache):

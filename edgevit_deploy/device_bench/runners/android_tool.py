@@ -55,7 +55,8 @@ class AndroidToolRunner(abc.ABC):
         return []
 
     def rejects_output_flags(self, state: Any, result: ShellResult) -> bool:
-        """Whether the tool refused the output flags (too old): the run is repeated without them."""
+        """Whether the tool named the output flags as unknown (too old): no outputs; a failed run is repeated
+        without them."""
         return False
 
     def check_outputs(self, transport: Transport, state: Any, notes: list[str]) -> dict[str, Any]:
@@ -161,12 +162,16 @@ class AndroidToolRunner(abc.ABC):
         result = transport.shell(command, timeout=timeout)
         outputs_fields: dict[str, Any] = {}
         if io_state is not None and not result.timed_out and self.rejects_output_flags(io_state, result):
-            log.info("%s: %s rejects the output flags; running again without them", transport.device_id, self.name)
-            notes.append(f"{self.name} rejected the output flags: ran again without them (no on-device parity)")
+            # builds that do not know a flag warn and go on (no outputs then); one that stops is run again
             outputs_fields = self.outputs_unavailable(io_state)
             io_state = None
-            command = tool_command(False)
-            result = transport.shell(command, timeout=timeout)
+            first = self.parse(transport, result, model_path, scratch)
+            if first.ok and result.exit_code == 0:
+                notes.append(f"{self.name} does not know the output flags (no on-device parity)")
+            else:
+                log.info("%s: %s rejects the output flags; running again without them", transport.device_id, self.name)
+                notes.append(f"{self.name} rejected the output flags: ran again without them (no on-device parity)")
+                result = transport.shell(tool_command(False), timeout=timeout)
         base["raw_output"] = (result.stdout + ("\n" + result.stderr if result.stderr else ""))[-20000:]
         self._probe_after(transport, snap_before, base, notes)
 

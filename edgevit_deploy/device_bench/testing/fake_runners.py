@@ -6,8 +6,9 @@ Python) that the runners push to the stand-in device like the real binaries.
 The stand-in ``benchmark_model`` takes ``--input_layer`` / ``--input_layer_shape`` / ``--input_layer_value_files``
 (raw float32 input) and ``--output_filepath`` (raw bytes of the outputs after the last run). Faults, written to
 :func:`tool_fault_file` in the device's root: ``perturb`` (the dumped outputs are changed, as a delegate that
-silently computes something else would), ``old`` (a build without those flags: it names them as unconsumed
-and fails, as an old tool does), ``ignore`` (takes the flags and writes no output file).
+silently computes something else would), ``old`` (a build without ``--output_filepath``: it warns
+"Unconsumed cmdline flags" and goes on without writing outputs, as the real tool's flag parser does),
+``reject`` (a build that names the flags and stops), ``ignore`` (takes the flags and writes no output file).
 
 Unavailable accelerators fail the way the real tools do: ``--use_gpu`` / ``--use_nnapi`` print "Failed to
 apply ... delegate." and "Benchmarking failed."; ``-e nnapi`` prints the ORT error line.
@@ -156,11 +157,16 @@ def _garbage() -> bool:
 def litert_main(argv: list[str]) -> int:
     fault = _tool_fault()
     unknown = [a for a in argv if a.startswith(_OUTPUT_FLAGS)]
-    if fault == "old" and unknown:
+    if fault == "reject" and unknown:
         print("INFO: STARTING!")
         print(f"ERROR: Unconsumed cmdline flags: {' '.join(unknown)}")
         print("Benchmarking failed.")
         return 1
+    if fault == "old":
+        unknown = [a for a in argv if a.startswith("--output_filepath=")]
+        if unknown:
+            print(f"WARN: Unconsumed cmdline flags: {' '.join(unknown)}")
+        argv = [a for a in argv if a not in unknown]
     args = _litert_args(argv)
     if _garbage():
         return 0
