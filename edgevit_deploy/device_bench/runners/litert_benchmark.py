@@ -4,16 +4,19 @@ Delegates: ``cpu`` / ``xnnpack`` (XNNPACK, the LiteRT CPU default), ``cpu-builti
 kernels, ``--use_xnnpack=false``), ``gpu`` (``--use_gpu=true``), ``nnapi`` (``--use_nnapi=true``).
 
 On-device parity (runner config ``outputs``, default on): the run is fed the first of the fixed parity inputs
-the app path uses (raw little-endian float32 in the artifact's input layout) and dumps its output tensors;
-the row's ``parity`` is THE validator's report on them against PyTorch, as for app rows. The flags, as
-``tensorflow/lite/tools/benchmark/benchmark_tflite_model.cc`` (tensorflow/tensorflow, LiteRT) defines them:
-``--input_layer`` (comma-separated input names), ``--input_layer_shape`` (comma-separated dims, ':' between
-inputs), ``--input_layer_value_files`` (``name:path`` items, the file is the tensor's raw bytes; the name
-must be listed in ``--input_layer``) and ``--output_filepath`` (its OutputSaver listener writes every output
-tensor's raw bytes, in output order, at the end of the benchmark). ``--input_layer_value_files`` is in the
-tool since 2020; ``--output_filepath`` only in builds of 2023 and later (the older sources have no
-OutputSaver). A tool that rejects the flags is run again without them and the row's parity says
-"not available: benchmark_model has no --output_filepath"; a tool that ignores them (writes no file) too.
+the app path uses (raw little-endian float32 in the artifact's input layout, NHWC if the artifact is NHWC)
+and dumps its output tensors; the row's ``parity`` is THE validator's report on them against PyTorch, as for
+app rows. The flags, as ``tensorflow/lite/tools/benchmark/benchmark_tflite_model.cc`` (tensorflow/tensorflow)
+defines them: ``--input_layer`` (comma-separated input names), ``--input_layer_shape`` (comma-separated dims,
+':' between inputs), ``--input_layer_value_files`` (``name:path`` items, ``::`` escapes a ':' in a name; the
+file holds exactly the tensor's bytes; the name must be in ``--input_layer``) and ``--output_filepath`` (the
+OutputSaver listener writes every output tensor's raw bytes, in output order, when the benchmark ends).
+``--input_layer_value_files`` is already in the 2020 source (commit 010f3edc, the one with ``allow_fp16``);
+``--output_filepath`` is not there and only in the current source (the one with ``tensorflow/lite/core/``
+includes and the OutputSaver), so older prebuilt binaries lack it. Such builds warn "Unconsumed cmdline
+flags: --output_filepath=.." and measure anyway (``tools/benchmark/benchmark_model.cc``, ParseFlags): the
+row keeps that run and its parity says "not available: benchmark_model has no --output_filepath"; a build
+that stops on the flags is run again without them; one that writes no file gets the same parity.
 """
 
 from __future__ import annotations
