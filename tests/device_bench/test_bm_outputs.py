@@ -5,12 +5,18 @@ EdgeViT-XXS (tflite, 64x64) and the stand-in benchmark_model running it in the h
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from edgevit_deploy.device_bench import api
+from edgevit_deploy.device_bench.api import export_rows
 from edgevit_deploy.device_bench.runners.litert_benchmark import NO_OUTPUT_FLAG
+from edgevit_deploy.device_bench.testing.adb_client import AdbServer, adb_binary
 from edgevit_deploy.device_bench.testing.fake_runners import tool_fault_file, write_fake_tools
 from edgevit_deploy.device_bench.testing.standin_adbd import StandinAdbd
 
@@ -102,3 +108,55 @@ def test_outputs_opt_out(tools, tmp_path, cache):
         row = one_row(dev, tools, tmp_path, cache, outputs=False)
         assert not list((tmp_path / "phone").rglob("parity_input.bin"))
     assert row["status"] == "ok" and not row["parity"]
+
+
+def test_cli_tool_sweep_with_both_adb_clients_reports_parity(tools, tmp_path, cache):
+    """`edgevit-bench sweep --runner tool`: phone A straight to adbd (adb-shell), phone B through Debian's
+    adb server; both rows carry passing parity and the table's parity column shows it."""
+    if adb_binary() is None:
+        pytest.fail("the `adb` binary is not on PATH: install Debian's adb package (apt-get install -y adb)")
+    with (
+        StandinAdbd(tmp_path / "phone-a") as a,
+        StandinAdbd(tmp_path / "phone-b") as b,
+        AdbServer(home=tmp_path / "adb-home") as server,
+    ):
+        devices = [f"adb:{a.address}", f"adb:{server.connect(b.address)}@127.0.0.1:{server.port}"]
+        store = tmp_path / "tool.sqlite"
+        cmd = [
+            sys.executable,
+            "-m",
+            "edgevit_deploy.cli.bench_cmd",
+            "sweep",
+            "--devices",
+            ",".join(devices),
+            "--models",
+            "edgevit_xxs",
+            "--targets",
+            "tflite",
+            "--img-size",
+            str(IMG),
+            "--warmup",
+            "1",
+            "--iterations",
+            "4",
+            "--store",
+            str(store),
+            "--cache-dir",
+            str(cache),
+            "--timeout",
+            "300",
+            "--runner",
+            "tool",
+            "--benchmark-model",
+            str(tools.benchmark_model),
+        ]
+        env = {**os.environ, **server.env, "EDGEVIT_ADB_KEY": str(tmp_path / "adbkey")}
+        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 measured, 0 failed" in proc.stdout
+    assert proc.stdout.count("pass max") == 2  # the table's parity column
+    rows = json.loads(export_rows(store, "json"))
+    assert sorted(r["device"] for r in rows) == sorted(devices)
+    for r in rows:
+        assert r["status"] == "ok" and r["runtime"].startswith("benchmark_model"), r["reason"]
+        assert r["parity"]["executed"] and r["parity"]["passed"] and r["parity"]["max_abs"] < 1e-3, r["parity"]
