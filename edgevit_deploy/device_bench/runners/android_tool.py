@@ -140,13 +140,14 @@ class AndroidToolRunner(abc.ABC):
             return failed(f"cannot create {scratch} on the device: {(made.stdout + made.stderr).strip()[:300]}")
 
         notes: list[str] = []
+        # before the probe and the energy sampler: building the reference takes host time
+        io_state = self.prepare_outputs(transport, job, artifact, scratch, notes)
         snap_before = self._probe_before(transport, base, notes)
         sampler = EnergySampler.start(self.config, transport, scratch, notes)
         mask = job.cpu_mask
         if mask == BIG_CORES:
             mask = _big_core_mask(snap_before)
             notes.append(f"taskset mask {mask} (big cores)" if mask else "cpu mask 'big': all cores alike, not pinned")
-        io_state = self.prepare_outputs(transport, job, artifact, scratch, notes)
 
         def tool_command(with_outputs: bool) -> str:
             args = self.command(job, tool_path, model_path, scratch)
