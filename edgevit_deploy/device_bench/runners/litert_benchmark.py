@@ -191,13 +191,14 @@ def _output_check(artifact: Path, job: BenchJob, config: Any, scratch: str) -> t
 
 
 def _build_check(artifact: Path, job: BenchJob, config: Any) -> tuple[dict[str, Any], np.ndarray, bytes]:
-    from ai_edge_litert.interpreter import Interpreter
-
+    from ..._lazy import require
+    from ...converters._quiet import native_output_to_log
     from ...verify.artifact import model_for_artifact, read_artifact
     from ...verify.inputs import parity_inputs
     from ...verify.parity import reference_outputs
 
-    interp = Interpreter(model_path=str(artifact))
+    with native_output_to_log():  # absl's banner: the library logs, the CLI prints
+        interp = require("ai_edge_litert.interpreter", "tflite").Interpreter(model_path=str(artifact))
     inputs, outputs = interp.get_input_details(), interp.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs; the check needs 1 and 1")
