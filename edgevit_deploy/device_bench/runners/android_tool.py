@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import RunnerConfigError
-from ..types import BenchJob, Measurement, Transport
+from ..types import BenchJob, Measurement, ShellResult, Transport
 from .config import BIG_CORES, DEFAULT_DEVICE_TIMEOUT_S, ENV_BENCHMARK_MODEL, ENV_ORT_PERF_TEST, RunnerConfig
 from .energy_sampler import EnergySampler
 
@@ -42,6 +42,30 @@ class AndroidToolRunner(abc.ABC):
     @abc.abstractmethod
     def parse(self, transport: Transport, result: Any, model_path: str, scratch: str) -> Any:
         """A Measurement from the tool's output."""
+
+    # optional output check (runners whose tool can take an input file and dump its outputs) ----------
+    def prepare_outputs(
+        self, transport: Transport, job: BenchJob, artifact: Any, scratch: str, notes: list[str]
+    ) -> Any:
+        """Push what the output check needs into ``scratch``; a state for the hooks below, or None (no check)."""
+        return None
+
+    def output_flags(self, state: Any) -> list[str]:
+        """The tool's extra arguments that feed the input and dump the outputs."""
+        return []
+
+    def rejects_output_flags(self, state: Any, result: ShellResult) -> bool:
+        """Whether the tool named the output flags as unknown (too old): no outputs; a failed run is repeated
+        without them."""
+        return False
+
+    def check_outputs(self, transport: Transport, state: Any, notes: list[str]) -> dict[str, Any]:
+        """Measurement fields (``parity``) from the dumped outputs of an ok run."""
+        return {}
+
+    def outputs_unavailable(self, state: Any) -> dict[str, Any]:
+        """Measurement fields when the tool could not dump outputs."""
+        return {}
 
     # shared ------------------------------------------------------------------------------------
     def tool_binary(self) -> Path:
@@ -116,19 +140,39 @@ class AndroidToolRunner(abc.ABC):
             return failed(f"cannot create {scratch} on the device: {(made.stdout + made.stderr).strip()[:300]}")
 
         notes: list[str] = []
+        # before the probe and the energy sampler: building the reference takes host time
+        io_state = self.prepare_outputs(transport, job, artifact, scratch, notes)
         snap_before = self._probe_before(transport, base, notes)
         sampler = EnergySampler.start(self.config, transport, scratch, notes)
         mask = job.cpu_mask
         if mask == BIG_CORES:
             mask = _big_core_mask(snap_before)
             notes.append(f"taskset mask {mask} (big cores)" if mask else "cpu mask 'big': all cores alike, not pinned")
-        args = self.command(job, tool_path, model_path, scratch) + list(self.config.flags_for(self.tool))
-        line = shell.pinned(args, mask)
-        if lib_dirs:
-            line = shell.with_env(line, {"LD_LIBRARY_PATH": ":".join(lib_dirs)})
-        command = sampler.wrap(f"cd {shell.quote(scratch)} && {line}")
+
+        def tool_command(with_outputs: bool) -> str:
+            args = self.command(job, tool_path, model_path, scratch)
+            if with_outputs:
+                args += self.output_flags(io_state)
+            line = shell.pinned(args + list(self.config.flags_for(self.tool)), mask)
+            if lib_dirs:
+                line = shell.with_env(line, {"LD_LIBRARY_PATH": ":".join(lib_dirs)})
+            return sampler.wrap(f"cd {shell.quote(scratch)} && {line}")
+
+        command = tool_command(io_state is not None)
         log.debug("%s: %s", transport.device_id, command)
         result = transport.shell(command, timeout=timeout)
+        outputs_fields: dict[str, Any] = {}
+        if io_state is not None and not result.timed_out and self.rejects_output_flags(io_state, result):
+            # builds that do not know a flag warn and go on (no outputs then); one that stops is run again
+            outputs_fields = self.outputs_unavailable(io_state)
+            io_state = None
+            first = self.parse(transport, result, model_path, scratch)
+            if first.ok and result.exit_code == 0:
+                notes.append(f"{self.name} does not know the output flags (no on-device parity)")
+            else:
+                log.info("%s: %s rejects the output flags; running again without them", transport.device_id, self.name)
+                notes.append(f"{self.name} rejected the output flags: ran again without them (no on-device parity)")
+                result = transport.shell(tool_command(False), timeout=timeout)
         base["raw_output"] = (result.stdout + ("\n" + result.stderr if result.stderr else ""))[-20000:]
         self._probe_after(transport, snap_before, base, notes)
 
@@ -149,7 +193,9 @@ class AndroidToolRunner(abc.ABC):
         fields = parsed.measurement_fields()
         charging = bool(snap_before and snap_before.battery.charging)
         energy_fields = sampler.finish(parsed.latency.median or parsed.latency.mean, charging, notes)
-        return Measurement(status="ok", notes=notes, **fields, **energy_fields, **base)
+        if io_state is not None:
+            outputs_fields = self.check_outputs(transport, io_state, notes)
+        return Measurement(status="ok", notes=notes, **fields, **energy_fields, **outputs_fields, **base)
 
     @staticmethod
     def _probe_before(transport: Transport, base: dict[str, Any], notes: list[str]) -> Any:

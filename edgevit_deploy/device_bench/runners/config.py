@@ -47,6 +47,7 @@ class RunnerConfig:
     launch_timeout_s: float = 60.0  # runner app: no first heartbeat for this long = the app never started
     checkpoint: str | None = None  # runner app: the weights the artifacts were exported with (parity reference)
     ios_app: Path | None = None  # the iOS app (.ipa or .app): installed on an iPhone when missing or outdated
+    outputs: bool = True  # runner tool (benchmark_model): feed the fixed parity input, dump outputs, check parity
 
     def __post_init__(self) -> None:
         if self.benchmark_model is not None:

@@ -3,6 +3,13 @@ a REAL run of the model in the host runtime (ai_edge_litert / onnxruntime), and 
 formats around the real host timings. ``write_fake_tools(dir)`` writes executable scripts (shebang = this
 Python) that the runners push to the stand-in device like the real binaries.
 
+The stand-in ``benchmark_model`` takes ``--input_layer`` / ``--input_layer_shape`` / ``--input_layer_value_files``
+(raw float32 input) and ``--output_filepath`` (raw bytes of the outputs after the last run). Faults, written to
+:func:`tool_fault_file` in the device's root: ``perturb`` (the dumped outputs are changed, as a delegate that
+silently computes something else would), ``old`` (a build without ``--output_filepath``: it warns
+"Unconsumed cmdline flags" and goes on without writing outputs, as the real tool's flag parser does),
+``reject`` (a build that names the flags and stops), ``ignore`` (takes the flags and writes no output file).
+
 Unavailable accelerators fail the way the real tools do: ``--use_gpu`` / ``--use_nnapi`` print "Failed to
 apply ... delegate." and "Benchmarking failed."; ``-e nnapi`` prints the ORT error line.
 """
@@ -23,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ..stats import percentile
-from .standin_fs import GARBAGE_ENV, simulated_load
+from .standin_fs import GARBAGE_ENV, ROOT_ENV, simulated_load
+
+_OUTPUT_FLAGS = ("--input_layer=", "--input_layer_shape=", "--input_layer_value_files=", "--output_filepath=")
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,19 @@ def _bool_flag(value: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------ benchmark_model
+def tool_fault_file(root: Path) -> Path:
+    """Write ``perturb`` / ``old`` / ``ignore`` here (the stand-in device's root) to fault benchmark_model."""
+    path = Path(root) / ".standin/faults/benchmark_model"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _tool_fault() -> str:
+    root = os.environ.get(ROOT_ENV)
+    path = Path(root) / ".standin/faults/benchmark_model" if root else None
+    return path.read_text().strip() if path is not None and path.is_file() else ""
+
+
 def _litert_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmark_model", prefix_chars="-")
     p.add_argument("--graph", required=True)
@@ -100,6 +122,10 @@ def _litert_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--use_nnapi", type=_bool_flag, default=False)
     p.add_argument("--enable_op_profiling", type=_bool_flag, default=False)
     p.add_argument("--report_peak_memory_footprint", type=_bool_flag, default=False)
+    p.add_argument("--input_layer", default="")
+    p.add_argument("--input_layer_shape", default="")
+    p.add_argument("--input_layer_value_files", default="")
+    p.add_argument("--output_filepath", default="")
     return p.parse_args(argv)
 
 
@@ -129,6 +155,18 @@ def _garbage() -> bool:
 
 
 def litert_main(argv: list[str]) -> int:
+    fault = _tool_fault()
+    unknown = [a for a in argv if a.startswith(_OUTPUT_FLAGS)]
+    if fault == "reject" and unknown:
+        print("INFO: STARTING!")
+        print(f"ERROR: Unconsumed cmdline flags: {' '.join(unknown)}")
+        print("Benchmarking failed.")
+        return 1
+    if fault == "old":
+        unknown = [a for a in argv if a.startswith("--output_filepath=")]
+        if unknown:
+            print(f"WARN: Unconsumed cmdline flags: {' '.join(unknown)}")
+        argv = [a for a in argv if a not in unknown]
     args = _litert_args(argv)
     if _garbage():
         return 0
@@ -170,6 +208,8 @@ def _litert_run(args: argparse.Namespace) -> int:
         if np.issubdtype(detail["dtype"], np.floating)
         else rng.integers(-128, 127, detail["shape"]).astype(detail["dtype"])
     )
+    if args.input_layer_value_files:
+        data = _input_from_file(args, detail)
     interp.set_tensor(detail["index"], data)
     init_us = (time.perf_counter() - t0) * 1e6
     mem_init = _peak_rss_mb() - mem0
@@ -203,7 +243,28 @@ def _litert_run(args: argparse.Namespace) -> int:
     )
     if args.report_peak_memory_footprint:
         print(f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {_peak_rss_mb():g}")
+    if args.output_filepath and _tool_fault() != "ignore":
+        with open(args.output_filepath, "wb") as fh:
+            for out in interp.get_output_details():
+                y = interp.get_tensor(out["index"])
+                if _tool_fault() == "perturb":
+                    y = y + (0.5 * (np.arange(y.size) % 2)).reshape(y.shape).astype(y.dtype)
+                fh.write(np.ascontiguousarray(y).tobytes())
     return 0
+
+
+def _input_from_file(args: argparse.Namespace, detail: dict) -> np.ndarray:
+    """The input tensor from ``--input_layer_value_files`` (``name:path``, raw bytes), checked like the tool."""
+    names = args.input_layer.split(",") if args.input_layer else []
+    name, _, path = args.input_layer_value_files.replace("::", "\0").partition(":")
+    name, path = name.replace("\0", ":"), path.replace("\0", ":")
+    if name not in names:
+        raise SystemExit(f"ERROR: Cannot find the corresponding input_layer name({name}) in --input_layer")
+    shape = [int(d) for d in args.input_layer_shape.split(",")]
+    if shape != [int(d) for d in detail["shape"]]:
+        raise SystemExit(f"ERROR: --input_layer_shape {shape} does not match the model's {list(detail['shape'])}")
+    raw = Path(path).read_bytes()
+    return np.frombuffer(raw, dtype=detail["dtype"]).reshape(shape).copy()
 
 
 # ------------------------------------------------------------------------------ onnxruntime_perf_test
