@@ -204,12 +204,12 @@ def test_report_pareto_plot_uses_the_measured_top1(tmp_path, monkeypatch):
     row = {"model": "edgevit_xxs", "target": "onnx", "precision": "fp32", "threads": 1, "delegate": "cpu",
            "device": "host", "img_size": 224, "status": "ok", "median_ms": 10.0}
     plots.pareto_accuracy_latency([row], tmp_path / "a.png")
-    published = [ys for ys, lab in seen if lab.startswith("measured:")]
+    published = [ys for ys, lab in seen if lab.startswith("measured on ")]
     assert published == [[74.4]]  # EdgeViT-XXS's published top-1
     seen.clear()
     plots.pareto_accuracy_latency([{**row, "measured_top1": 33.3, "measured_top1_on": "photos (n=10)"}],
                                   tmp_path / "b.png")
-    assert [ys for ys, lab in seen if lab.startswith("measured:")] == [[33.3]]
+    assert [ys for ys, lab in seen if lab.startswith("measured on ")] == [[33.3]]
     assert any("measured on photos (n=10)" in text for _, text in seen)
 
 
