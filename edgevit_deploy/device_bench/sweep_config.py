@@ -73,6 +73,7 @@ class SweepSpec:
     checkpoint: str | None = None
     runners: dict[str, Any] = field(default_factory=dict)  # RunnerConfig keys
     runner: str = "default"  # Android: "default" (tool binaries), "app" or "instrument" (the benchmark app)
+    profile: bool = False  # per-op profiles where the runner can (BenchJob.profile)
 
     def __post_init__(self) -> None:
         self.models = _split(self.models)
@@ -130,6 +131,7 @@ class SweepSpec:
                 cpu_mask=self.cpu_mask,
                 cooldown_s=self.cooldown_s,
                 runner="default" if dev == "local" else self.runner,
+                profile=self.profile,
             )
             for dev in self.devices
             for m in self.models
