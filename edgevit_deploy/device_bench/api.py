@@ -88,8 +88,10 @@ def run_one(
     store: str | Path | None = None,
     cache_dir: str | Path | None = None,
     runner_overrides: dict[str, Any] | None = None,
+    profile: bool = False,
 ) -> Measurement:
-    """One model on one device, measured again even when the store already has the row."""
+    """One model on one device, measured again even when the store already has the row (``profile``: with a
+    per-op profile where the runner can)."""
     spec = SweepSpec(
         models=[model],
         targets=[target],
@@ -100,6 +102,7 @@ def run_one(
         img_size=img_size,
         warmup=warmup,
         iterations=iterations,
+        profile=profile,
     )
     job: BenchJob = spec.jobs()[0]
     path = Path(store) if store else None
