@@ -478,7 +478,9 @@ def _given_artifact(
     from ..device_bench.artifact_inputs import ArtifactInputError, target_of
 
     if target is not None and target.lower() != target_of(Path(path)):
-        raise ArtifactInputError(f"--target {target} contradicts {Path(path).name} (a {target_of(Path(path))} file)")
+        raise ArtifactInputError(
+            f"--target {target} contradicts {Path(path).name} (its suffix says {target_of(Path(path))})"
+        )
     return api.resolve_artifact(path, model=model, precision=precision, img_size=img_size)
 
 
