@@ -23,9 +23,12 @@ from edgevit_deploy.cli.bench_cmd import main as bench_main
 from edgevit_deploy.device_bench.api import export_rows
 from edgevit_deploy.device_bench.artifact_inputs import ArtifactInputError, looks_like_artifact, resolve
 from edgevit_deploy.device_bench.artifacts import ArtifactCache, push_once, sha256_of
+from edgevit_deploy.device_bench.store import ResultStore
+from edgevit_deploy.device_bench.sweep_config import SweepConfigError, SweepSpec
 from edgevit_deploy.device_bench.testing.fake_runners import write_fake_tools
 from edgevit_deploy.device_bench.testing.standin_adbd import StandinAdbd
 from edgevit_deploy.device_bench.transports.local import LocalTransport
+from edgevit_deploy.device_bench.types import BenchJob, Measurement
 
 IMG = 64
 INT8 = "edgevit_xxs-int8.tflite"
@@ -152,6 +155,8 @@ def test_a_file_without_metadata_needs_the_flags_and_then_runs(bench, tmp_path):
     [line] = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert line.startswith("error: ") and "plain model.onnx" in line
     assert "--model NAME" in line and "--precision VARIANT" in line and "--img-size N" in line
+    with ResultStore(store) as db:  # an older row first: `run` shows and returns the row it measured
+        db.put(Measurement(job=BenchJob("edgevit_xs", "onnx", "fp32", img_size=IMG), status="ok", median_ms=9.0))
     half = bench("run", str(plain), "--model", "edgevit_xxs", "--store", str(store))
     assert half.exit_code == 2 and "--model" not in half.stderr and "--precision VARIANT, --img-size N" in half.stderr
     ok = bench(
@@ -171,7 +176,8 @@ def test_a_file_without_metadata_needs_the_flags_and_then_runs(bench, tmp_path):
         str(store),
     )
     assert ok.exit_code == 0, ok.output
-    [row] = _rows(store)
+    assert "my_net" in ok.output and "edgevit_xs " not in ok.output
+    [row] = [r for r in _rows(store) if r["model"] == "my_net"]
     assert (row["model"], row["precision"], row["img_size"], row["status"]) == ("my_net", "fp32", IMG, "ok")
     assert row["artifact_sha256"] == _file_sha256(plain) and row["parity"] == {} and row["parity_summary"] == "-"
 
@@ -278,6 +284,22 @@ def test_sweep_refuses_files_that_failed_parity_unless_allowed(bench, tmp_path):
     assert "FAIL max 2.5e-01" in allowed.output
     run = bench("run", str(folder / "bad.onnx"), "--store", str(tmp_path / "r.sqlite"))
     assert run.exit_code == 2 and "--allow-failed-parity" in run.stderr
+
+
+def test_a_sweep_file_names_the_folder(tmp_path):
+    folder = tmp_path / "exp"
+    tiny_onnx(folder / "a.onnx", metadata=toolkit_metadata())
+    write_report(folder, {"a.onnx": {}})
+    spec = SweepSpec.from_mapping({"artifacts": str(folder), "threads": [1, 2], "devices": ["local"]})
+    jobs = spec.jobs()
+    assert [(j.model, j.target, j.precision, j.threads, j.img_size) for j in jobs] == [
+        ("edgevit_xxs", "onnx", "fp32", 1, IMG),
+        ("edgevit_xxs", "onnx", "fp32", 2, IMG),
+    ]
+    assert {j.artifact_path for j in jobs} == {str(folder / "a.onnx")}
+    for bad in ({"artifacts": str(folder), "targets": ["onnx"]}, {"artifacts": str(folder), "models": ["x"]}):
+        with pytest.raises(SweepConfigError):
+            SweepSpec.from_mapping(bad).jobs()
 
 
 def test_sweep_artifacts_bad_input(bench, tmp_path):
