@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers.artifact_fixtures import parity, tiny_onnx, toolkit_metadata, write_report
+from helpers.artifact_fixtures import parity, tiny_mlpackage, tiny_onnx, toolkit_metadata, write_report
 
 from edgevit_deploy.cli.bench_cmd import main as bench_main
 from edgevit_deploy.device_bench.api import export_rows
@@ -302,6 +302,19 @@ def test_a_sweep_file_names_the_folder(tmp_path):
             SweepSpec.from_mapping(bad).jobs()
 
 
+def test_resume_says_when_a_stored_row_measured_other_bytes(bench, tmp_path):
+    folder = tmp_path / "exp"
+    tiny_onnx(folder / "a.onnx", metadata=toolkit_metadata())
+    write_report(folder, {"a.onnx": {}})
+    store = tmp_path / "s.sqlite"
+    with ResultStore(store) as db:  # the same configuration, measured on another file
+        job = BenchJob("edgevit_xxs", "onnx", "fp32", img_size=IMG)
+        db.put(Measurement(job=job, status="ok", median_ms=3.0, artifact_sha256="0" * 64))
+    res = bench("sweep", "--artifacts", str(folder), "--store", str(store))
+    assert res.exit_code == 0 and "0 measured, 0 failed, 1 already" in res.output
+    assert "measured on other bytes (sha256 000000000000)" in res.stderr and "edgevit-bench run" in res.stderr
+
+
 def test_sweep_artifacts_bad_input(bench, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -330,6 +343,21 @@ def test_one_digest_for_files_and_package_trees(tmp_path):
     assert sha256_of(a) != sha256_of(b)
     with pytest.raises(FileNotFoundError):
         sha256_of(tmp_path / "missing.onnx")
+
+
+def test_an_mlpackage_by_path_is_named_by_its_tree_digest(tmp_path):
+    """A Core ML package given by path: its metadata read by the Core ML converter, its tree digest the one the
+    cache hands the runners (and a row records) and the one report.json's row carries."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    pkg = tiny_mlpackage(folder / "edgevit_xxs-fp16.mlpackage", metadata=toolkit_metadata(precision="fp16"))
+    write_report(folder, {pkg.name: {"target": "coreml", "precision": "fp16", "variant": "fp16"}})
+    given = resolve(str(pkg) + "/")
+    assert (given.target, given.model, given.precision, given.img_size) == ("coreml", "edgevit_xxs", "fp16", IMG)
+    assert given.sources["precision"] == "metadata" and given.parity["passed"]
+    art = ArtifactCache(tmp_path / "cache").given(pkg)
+    reported = json.loads((folder / "report.json").read_text())["artifacts"][0]["sha256"]
+    assert art.path == pkg and art.sha256 == given.sha256 == reported and art.parity["source"] == "report.json"
 
 
 def test_given_files_are_used_in_place_and_never_share_a_remote_name(tmp_path):

@@ -104,3 +104,26 @@ def write_report(folder: Path, files: dict[str, dict[str, Any]], model: str = "e
         )
     )
     return report
+
+
+def tiny_mlpackage(path: Path, img: int = 64, metadata: dict[str, str] | None = None) -> Path:
+    """A one-op ML Program (relu on a 1x3xNxN float input) saved as an .mlpackage, with ``metadata`` in its
+    user_defined metadata (where edgevit-export writes the toolkit's); built without compiling or loading it."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, img, img))], opset_version=ct.target.iOS16)
+    def prog(x):
+        return mb.relu(x=x, name="y")
+
+    model = ct.convert(
+        prog,
+        convert_to="mlprogram",
+        pass_pipeline=ct.PassPipeline.EMPTY,
+        minimum_deployment_target=ct.target.iOS16,
+        compute_precision=ct.precision.FLOAT32,
+        skip_model_load=True,
+    )
+    model.user_defined_metadata.update(metadata or {})
+    model.save(str(path))
+    return Path(path)
