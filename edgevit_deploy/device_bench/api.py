@@ -20,7 +20,7 @@ from .artifacts import ArtifactCache
 from .store import DEFAULT_STORE, ResultStore, StoreError
 from .sweep import Sweep, SweepCallbacks, SweepResult, default_runner_factory, open_device
 from .sweep_config import SweepSpec
-from .types import BenchJob, Measurement
+from .types import BenchJob, Measurement, row_key
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ __all__ = [
     "export_rows",
     "read_rows",
     "report",
+    "resolve_artifact",
+    "run_artifact",
     "run_one",
     "sweep",
 ]
@@ -69,6 +71,7 @@ def sweep(
         return open_device(device, local_work_dir)
 
     with ResultStore(store) as db:
+        _warn_rows_of_other_files(spec, db)
         cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
         return Sweep(
             spec, db, cache, opener=opener, runner_factory=default_runner_factory(config), callbacks=callbacks
@@ -104,6 +107,81 @@ def run_one(
         iterations=iterations,
         profile=profile,
     )
+    return _run_single(spec, store, cache_dir, runner_overrides)
+
+
+def _warn_rows_of_other_files(spec: SweepSpec, db: ResultStore) -> None:
+    """A stored row of a given file's configuration measured other bytes (another file of the same model and
+    variant): resume counts the configuration as done by its key, so say so (``run FILE`` always measures)."""
+    jobs = {j.key: j for j in spec.jobs() if j.artifact_path}
+    if not jobs:
+        return
+    given = {str(a.path): a.sha256 for a in spec.given_artifacts()}
+    for row in db.rows(status="ok"):
+        job = jobs.get(row_key(row))
+        if job is not None and row.get("artifact_sha256") not in (None, given.get(str(job.artifact_path))):
+            log.warning(
+                "%s: the store already has %s %s %s %dt @%s measured on other bytes (sha256 %s); that row is "
+                "kept as done: time this file with `edgevit-bench run` or use another --store",
+                Path(str(job.artifact_path)).name,
+                job.model,
+                job.target,
+                job.precision,
+                job.threads,
+                job.device,
+                str(row["artifact_sha256"])[:12],
+            )
+
+
+def resolve_artifact(
+    path: str | Path, model: str | None = None, precision: str | None = None, img_size: int | None = None
+) -> Any:
+    """What a given artifact file is (``artifact_inputs.GivenArtifact``): from its metadata, its folder's
+    report.json and these flags; bad input raises ``ArtifactInputError`` naming the flag that fixes it."""
+    from .artifact_inputs import resolve
+
+    return resolve(path, model=model, precision=precision, img_size=img_size)
+
+
+def run_artifact(
+    artifact: Any,
+    device: str = "local",
+    threads: int = 1,
+    delegate: str = "cpu",
+    warmup: int = 10,
+    iterations: int = 50,
+    store: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    runner_overrides: dict[str, Any] | None = None,
+    allow_failed_parity: bool = False,
+    profile: bool = False,
+) -> Measurement:
+    """One given file (a path, or :func:`resolve_artifact`'s result) on one device, timed as it is (never
+    re-exported); measured again even when the store already has the row. The row records the file's sha256
+    and its parity figures (report.json's, or the runner's on-device check)."""
+    from .artifact_inputs import GivenArtifact, refuse_failed_parity
+
+    given = artifact if isinstance(artifact, GivenArtifact) else resolve_artifact(artifact)
+    refuse_failed_parity([given], allow_failed_parity)
+    spec = SweepSpec(
+        models=[],
+        targets=[given.target],
+        precisions=[given.precision],
+        threads=[threads],
+        delegates=[delegate],
+        devices=[device],
+        warmup=warmup,
+        iterations=iterations,
+        artifacts=str(given.path),
+        allow_failed_parity=allow_failed_parity,
+        profile=profile,
+    ).with_given([given])
+    return _run_single(spec, store, cache_dir, runner_overrides)
+
+
+def _run_single(
+    spec: SweepSpec, store: str | Path | None, cache_dir: str | Path | None, overrides: dict[str, Any] | None
+) -> Measurement:
     job: BenchJob = spec.jobs()[0]
     path = Path(store) if store else None
     with ResultStore(path or ":memory:") as db:
@@ -112,9 +190,9 @@ def run_one(
             spec,
             db,
             ArtifactCache(cache_dir or default_cache_dir()),
-            runner_factory=default_runner_factory(_runner_config(spec, runner_overrides)),
+            runner_factory=default_runner_factory(_runner_config(spec, overrides)),
         ).run()
-        return next(db.measurements())
+        return next(m for m in db.measurements() if m.job.key == job.key)
 
 
 def devices(probe: bool = True) -> list[Any]:

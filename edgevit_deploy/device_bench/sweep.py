@@ -319,6 +319,8 @@ class Sweep:
         m.device = m.device or info
         m.artifact_sha256 = m.artifact_sha256 or artifact.sha256
         m.model_size_bytes = m.model_size_bytes or artifact.size_bytes
+        if artifact.parity:  # a given file's report.json figures; an on-device check keeps its place
+            m.parity = {**m.parity, "report_json": artifact.parity} if m.parity else dict(artifact.parity)
         m.thermal_before = m.thermal_before or before
         m.thermal_after = m.thermal_after or after
         if m.throttled is None:

@@ -77,6 +77,7 @@ class BenchJob:
     cpu_mask: str | None = None  # taskset mask, e.g. "f0" for big cores
     cooldown_s: float = 0.0
     runner: str = "default"  # "default" (the device kind's tool / host runner), "app", "instrument"
+    artifact_path: str | None = None  # a user-given artifact file to time as is (None: exported on demand)
     profile: bool = False  # also record a per-op profile (Measurement.op_profile) where the runner can
 
     @property

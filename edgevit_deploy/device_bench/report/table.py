@@ -29,12 +29,15 @@ def busy_note(row: dict[str, Any]) -> str:
 
 
 def parity_cell(parity: dict[str, Any] | None) -> str:
-    """On-device outputs vs PyTorch (app rows): pass / FAIL with max abs and cosine; empty when not checked."""
+    """The file's outputs vs PyTorch: pass / FAIL with max abs and cosine, from an on-device check (app and tool
+    rows) or, marked "(export)", from the report.json of a given artifact's folder; "-" when not known."""
     if not parity:
-        return ""
+        return "-"
     if not parity.get("executed"):
         return "not run"
     figures = f"max {parity.get('max_abs', float('nan')):.1e} cos {parity.get('cosine', float('nan')):.4f}"
+    if parity.get("source") == "report.json":
+        figures += " (export)"
     return f"[green]pass[/] {figures}" if parity.get("passed") else f"[red]FAIL[/] {figures}"
 
 
