@@ -230,6 +230,7 @@ RUNNER_CHOICES_SHOWN = ["tool", *(c for c in RUNNER_CHOICES if c != "default")]
     help="Android rows: tool binaries (default), the benchmark app's Activity, or its instrumentation test.",
 )
 @click.option("--no-retry-failed", is_flag=True, help="On resume, skip rows that failed before too.")
+@click.option("--profile", is_flag=True, help="Also record per-op profiles where the runner can (show --ops).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights for the models.")
 @STORE_OPTION
 @click.option(
@@ -256,6 +257,7 @@ def sweep(
     cpu_mask: str | None,
     runner: str | None,
     no_retry_failed: bool,
+    profile: bool,
     checkpoint: str | None,
     store: Path,
     out: Path | None,
@@ -286,6 +288,7 @@ def sweep(
         "runner": runner,
         "artifacts": artifacts,
         "allow_failed_parity": allow_failed_parity or None,
+        "profile": True if profile else None,
     }
     try:  # every input is checked before anything (store, cache, --out) is created
         if artifacts and (models or targets or precisions):
@@ -390,6 +393,7 @@ def devices(no_probe: bool) -> None:
 @click.option("--img-size", type=int)
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--iterations", type=int, default=50, show_default=True)
+@click.option("--profile", is_flag=True, help="Also record a per-op profile where the runner can (show --ops).")
 @click.option(
     "--store",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -409,6 +413,7 @@ def run(
     img_size: int | None,
     warmup: int,
     iterations: int,
+    profile: bool,
     store: Path | None,
     runner_config: Path | None,
     benchmark_model: Path | None,
@@ -447,6 +452,7 @@ def run(
                 cache_dir=cache_dir,
                 runner_overrides=overrides,
                 allow_failed_parity=allow_failed_parity,
+                profile=profile,
             )
         else:
             m = api.run_one(
@@ -462,6 +468,7 @@ def run(
                 store=store,
                 cache_dir=cache_dir,
                 runner_overrides=overrides,
+                profile=profile,
             )
     except KeyboardInterrupt:
         _interrupted(store)
@@ -532,11 +539,28 @@ def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None
 @main.command()
 @STORE_OPTION
 @click.option("--status", type=click.Choice(STATUSES), help="Only rows with this status.")
+@click.option("--ops", "ops_row", metavar="ROW", help="The top ops by time of one row (the # shown, or a run id).")
+@click.option("--top", "top_n", type=click.IntRange(min=1), default=15, show_default=True, help="Ops shown by --ops.")
 @handle_errors
-def show(store: Path, status: str | None) -> None:
+def show(store: Path, status: str | None, ops_row: str | None, top_n: int) -> None:
     """The store as a table."""
-    rows = api.read_rows(store)
+    from ..device_bench.report.ops import number_rows
+
+    rows = number_rows(api.read_rows(store))
+    if ops_row is not None:
+        _show_ops(rows, ops_row, top_n)
+        return
     console.print(rich_table([r for r in rows if status is None or r["status"] == status]))
+
+
+def _show_ops(rows: list[dict[str, Any]], ref: str, top_n: int) -> None:
+    from ..device_bench.report.ops import find_row, no_ops_reason, ops_table, row_title
+
+    row = find_row(rows, ref)
+    if not row.get("op_profile"):
+        console.print(f"no op profile for row {ref} ({row_title(row)}): {no_ops_reason(row)}")
+        return
+    console.print(ops_table(row, top_n))
 
 
 @main.command("export")
@@ -571,6 +595,8 @@ def report(store: Path, out: Path) -> None:
     for name, path in written.items():
         console.print(f"{name}: {path}")
 
+
+from . import bench_coverage  # noqa: E402,F401  (registers `coverage`)
 
 if __name__ == "__main__":
     main()

@@ -91,8 +91,10 @@ def run_one(
     store: str | Path | None = None,
     cache_dir: str | Path | None = None,
     runner_overrides: dict[str, Any] | None = None,
+    profile: bool = False,
 ) -> Measurement:
-    """One model on one device, measured again even when the store already has the row."""
+    """One model on one device, measured again even when the store already has the row (``profile``: with a
+    per-op profile where the runner can)."""
     spec = SweepSpec(
         models=[model],
         targets=[target],
@@ -103,6 +105,7 @@ def run_one(
         img_size=img_size,
         warmup=warmup,
         iterations=iterations,
+        profile=profile,
     )
     return _run_single(spec, store, cache_dir, runner_overrides)
 
@@ -151,6 +154,7 @@ def run_artifact(
     cache_dir: str | Path | None = None,
     runner_overrides: dict[str, Any] | None = None,
     allow_failed_parity: bool = False,
+    profile: bool = False,
 ) -> Measurement:
     """One given file (a path, or :func:`resolve_artifact`'s result) on one device, timed as it is (never
     re-exported); measured again even when the store already has the row. The row records the file's sha256
@@ -170,6 +174,7 @@ def run_artifact(
         iterations=iterations,
         artifacts=str(given.path),
         allow_failed_parity=allow_failed_parity,
+        profile=profile,
     ).with_given([given])
     return _run_single(spec, store, cache_dir, runner_overrides)
 

@@ -83,6 +83,7 @@ class SweepSpec:
     runner: str = "default"  # Android: "default" (tool binaries), "app" or "instrument" (the benchmark app)
     artifacts: str | None = None  # an edgevit-export --out folder: time its files instead of exporting models
     allow_failed_parity: bool = False  # time files whose report.json parity check failed (else refused)
+    profile: bool = False  # per-op profiles where the runner can (BenchJob.profile)
     _given: list[Any] | None = field(default=None, init=False, repr=False, compare=False)  # resolved artifacts
 
     def __post_init__(self) -> None:
@@ -167,6 +168,7 @@ class SweepSpec:
                     cooldown_s=self.cooldown_s,
                     runner="default" if dev == "local" else self.runner,
                     artifact_path=str(a.path),
+                    profile=self.profile,
                 )
                 for dev in self.devices
                 for a in given
@@ -189,6 +191,7 @@ class SweepSpec:
                 cpu_mask=self.cpu_mask,
                 cooldown_s=self.cooldown_s,
                 runner="default" if dev == "local" else self.runner,
+                profile=self.profile,
             )
             for dev in self.devices
             for m in self.models

@@ -78,6 +78,7 @@ class BenchJob:
     cooldown_s: float = 0.0
     runner: str = "default"  # "default" (the device kind's tool / host runner), "app", "instrument"
     artifact_path: str | None = None  # a user-given artifact file to time as is (None: exported on demand)
+    profile: bool = False  # also record a per-op profile (Measurement.op_profile) where the runner can
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -145,6 +146,8 @@ class Measurement:
     raw_output: str = ""
     notes: list[str] = field(default_factory=list)  # caveats: screen on, charging, throttling, delegate...
     parity: dict[str, Any] = field(default_factory=dict)  # on-device outputs vs PyTorch (ParityReport.to_dict())
+    op_profile: list[dict[str, Any]] = field(default_factory=list)  # per-op rows (device_bench.profiles), ms desc
+    delegate_coverage: dict[str, Any] = field(default_factory=dict)  # nodes delegated / total, partitions
 
     @property
     def latency(self) -> LatencySummary:
