@@ -598,5 +598,7 @@ def report(store: Path, out: Path) -> None:
 
 from . import bench_coverage  # noqa: E402,F401  (registers `coverage`)
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m ...bench_cmd`: run the package module's group, which has every command
+    from edgevit_deploy.cli.bench_cmd import main as _package_main
+
+    _package_main()

@@ -7,7 +7,6 @@ Registered on the ``edgevit-bench`` group by one import line at the end of ``cli
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -58,17 +57,10 @@ def coverage_cmd(what: str, targets: str, img_size: int | None, checkpoint: str 
 
 
 def _register() -> None:
-    """Attach the command to the ``edgevit-bench`` group, and also to the one ``python -m
-    edgevit_deploy.cli.bench_cmd`` runs as ``__main__`` (a second module object with its own group)."""
+    """Attach the command to the ``edgevit-bench`` group (``python -m ...bench_cmd`` runs the same group)."""
     from . import bench_cmd
 
-    groups = [bench_cmd.main]
-    top = sys.modules.get("__main__")
-    spec = getattr(top, "__spec__", None)
-    if spec is not None and spec.name == bench_cmd.__name__ and isinstance(getattr(top, "main", None), click.Group):
-        groups.append(top.main)  # type: ignore[union-attr]
-    for group in groups:
-        group.add_command(coverage_cmd)
+    bench_cmd.main.add_command(coverage_cmd)
 
 
 _register()
