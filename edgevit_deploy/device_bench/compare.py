@@ -15,8 +15,9 @@ interval of the ratio of medians by a seeded percentile bootstrap of the stored 
 (:func:`~.stats.bootstrap_median_ratio`); the verdict is ``slower`` (the whole interval above
 ``+threshold``), ``faster`` (below ``-threshold``), ``same`` (inside ``+-threshold``), ``inconclusive`` (it
 straddles a bound) or ``unknown`` (no per-iteration latencies). A pair is untrustworthy (never gating) when
-either run was throttled, ran hot / charging / busy (its notes say so), or had fewer than ``min_iterations``
-per-iteration latencies. :attr:`Comparison.regressions` are the trustworthy ``slower`` pairs.
+either run was throttled, was busy (a host whose load exceeded its cores: the report's ``busy_note``), ran hot
+or charging (its notes say so), or had fewer than ``min_iterations`` per-iteration latencies.
+:attr:`Comparison.regressions` are the trustworthy ``slower`` pairs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import EdgeVitDeployError
+from .report.table import busy_note
 from .stats import bootstrap_median_ratio
 from .store import ResultStore, StoreError, latest_rows
 from .types import ROW_KEY, row_key
@@ -223,10 +225,14 @@ class Comparison:
 
 
 def untrustworthy_reasons(row: dict[str, Any], side: str, min_iterations: int) -> list[str]:
-    """Why one run's timing cannot gate: throttled, hot / charging / busy notes, too few iterations."""
+    """Why one run's timing cannot gate: throttled, busy (load above the core count), hot / charging / busy
+notes, too few iterations."""
     reasons = []
     if row.get("throttled"):
         reasons.append(f"{side} throttled")
+    busy = busy_note(row)
+    if busy:
+        reasons.append(f"{side} {busy}")
     for note in row.get("notes") or []:
         if any(marker in str(note).lower() for marker in BUSY_MARKERS):
             reasons.append(f"{side}: {note}")
