@@ -143,7 +143,7 @@ def read_rows(store: str | Path, sweep_id: str | None = None, history: bool = Fa
         raise StoreError(f"no result store at {path}; run `edgevit-bench sweep --store {path}` first")
     with ResultStore(path, readonly=True) as db:
         if sweep_id is not None and sweep_id not in (known := db.sweep_ids()):
-            shown = ", ".join(list(known)[-10:]) or "none"
+            shown = ", ".join(s or "''" for s in list(known)[-10:]) or "none"
             raise StoreError(f"no sweep {sweep_id!r} in {path} (its sweep ids: {shown})")
         rows = db.rows(sweep_id=sweep_id)
     return rows if history else latest_rows(rows)

@@ -107,7 +107,7 @@ def select(spec: str, store: str | Path, since: str | None = None, tags: Sequenc
     rows, sweeps = _read(path)
     if kind == "sweep":
         if value not in sweeps:
-            shown = ", ".join(list(sweeps)[-10:]) or "none"
+            shown = ", ".join(s or "''" for s in list(sweeps)[-10:]) or "none"
             raise CompareError(f"no sweep {value!r} in {path} (its sweep ids: {shown}); see `edgevit-bench show`")
         rows = [r for r in rows if r["sweep_id"] == value]
         what = f"sweep {value} in {path}"
@@ -226,7 +226,7 @@ class Comparison:
 
 def untrustworthy_reasons(row: dict[str, Any], side: str, min_iterations: int) -> list[str]:
     """Why one run's timing cannot gate: throttled, busy (load above the core count), hot / charging / busy
-notes, too few iterations."""
+    notes, too few iterations."""
     reasons = []
     if row.get("throttled"):
         reasons.append(f"{side} throttled")
@@ -273,8 +273,10 @@ def compare(
     pairs: list[Pair] = []
     unpaired: list[Unpaired] = []
     for key in [*base, *(k for k in cand if k not in base)]:
-        config = dict(zip(ROW_KEY, key))
         b, c = base.get(key), cand.get(key)
+        either = b if b is not None else c
+        assert either is not None
+        config = {name: either.get(name) for name in ROW_KEY}  # the row's own values (threads an int, ...)
         if b is None or c is None:
             name, row = ("baseline", b) if c is None else ("candidate", c)
             assert row is not None

@@ -114,10 +114,10 @@ def test_noise_alone_passes_and_a_20_percent_slowdown_fails_the_gate(tmp_path):
     assert slow.exit_code == 1, slow.output
     doc = json.loads(slow.output)
     assert doc["regressions"] == 1 and doc["gate"] is True and "bootstrap" in doc["method"]
-    by_threads = {p["config"]["threads"]: p for p in doc["pairs"]}
-    assert by_threads["1"]["verdict"] == "slower" and by_threads["1"]["trustworthy"]
-    assert 15.0 < by_threads["1"]["change_pct"] < 25.0 and by_threads["1"]["ci_low_pct"] > 5.0
-    assert by_threads["4"]["verdict"] in ("same", "inconclusive")
+    by_threads = {int(p["config"]["threads"]): p for p in doc["pairs"]}
+    assert by_threads[1]["verdict"] == "slower" and by_threads[1]["trustworthy"]
+    assert 15.0 < by_threads[1]["change_pct"] < 25.0 and by_threads[1]["ci_low_pct"] > 5.0
+    assert by_threads[4]["verdict"] in ("same", "inconclusive")
     # without --fail-on-regression it only reports
     assert _cli("base", "slow", "--store", str(db)).exit_code == 0
     # a higher bar than the slowdown passes
@@ -136,12 +136,12 @@ def test_a_throttled_busy_or_short_run_is_untrustworthy_and_never_gates(tmp_path
     ])
     result = _cli("base", "cand", "--store", str(db), "--fail-on-regression", "5%", "--json")
     assert result.exit_code == 0, result.output
-    pairs = {p["config"]["threads"]: p for p in json.loads(result.output)["pairs"]}
+    pairs = {int(p["config"]["threads"]): p for p in json.loads(result.output)["pairs"]}
     assert all(p["verdict"] == "slower" and not p["trustworthy"] for p in pairs.values())
-    assert pairs["1"]["reasons"] == ["candidate throttled"]
-    assert pairs["2"]["reasons"] == ["candidate has 6 iterations (< 10)"]
-    assert "thermal status is 2" in pairs["3"]["reasons"][0]
-    assert pairs["4"]["reasons"] == ["candidate busy (load 9.5 on 2 cores)"]
+    assert pairs[1]["reasons"] == ["candidate throttled"]
+    assert pairs[2]["reasons"] == ["candidate has 6 iterations (< 10)"]
+    assert "thermal status is 2" in pairs[3]["reasons"][0]
+    assert pairs[4]["reasons"] == ["candidate busy (load 9.5 on 2 cores)"]
     table = _cli("base", "cand", "--store", str(db))
     assert "candidate throttled" in table.output and "4 untrustworthy" in table.output
     # --min-iterations lowers the bar: the short run then gates
@@ -156,9 +156,9 @@ def test_unpaired_and_failed_rows_are_listed_not_paired(tmp_path):
         Measurement(job=_job(2), status="failed", reason="delegate failed", sweep_id="b"),
     ])
     doc = json.loads(_cli("a", "b", "--store", str(db), "--json").output)
-    assert [p["config"]["threads"] for p in doc["pairs"]] == ["1"]
+    assert [p["config"]["threads"] for p in doc["pairs"]] == [1]
     assert sorted((u["side"], u["config"]["threads"], u["reason"]) for u in doc["unpaired"]) == [
-        ("candidate", "2", "failed: delegate failed"), ("candidate", "8", "only in the candidate")]
+        ("candidate", 2, "failed: delegate failed"), ("candidate", 8, "only in the candidate")]
 
 
 def test_two_stores_tags_and_dates_select_the_sides(tmp_path):
