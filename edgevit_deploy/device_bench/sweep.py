@@ -116,12 +116,13 @@ class _Stopped(Exception):
 
 def spec_sweep_id(spec: SweepSpec) -> str:
     """The default sweep id of ``spec``: ``sweep-`` + 12 hex digits of a hash of what it measures (every row's
-    configuration, warm-up and iterations, the checkpoint, the toolkit version). The same command gives the
-    same id, so running it again resumes; a toolkit upgrade starts a new sweep (its rows are new figures)."""
+    configuration, :data:`~.types.ROW_KEY`; the checkpoint; the toolkit version). The same command gives the
+    same id, so running it again resumes; as with the row key, warm-up, iterations and cooldown are not part of
+    it (a resume with other counts skips what is measured). A toolkit upgrade starts a new sweep (new figures)."""
     from .. import __version__
 
     what = {
-        "jobs": sorted([*job.key, job.warmup, job.iterations] for job in spec.jobs()),
+        "jobs": sorted(list(job.key) for job in spec.jobs()),
         "checkpoint": spec.checkpoint,
         "toolkit": __version__,
     }

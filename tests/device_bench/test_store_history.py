@@ -121,7 +121,8 @@ def _row(median, threads=2):
 def test_the_default_sweep_id_is_derived_from_the_spec_and_resume_skips_only_within_it(tmp_path):
     spec = SweepSpec(**SPEC)
     assert spec_sweep_id(spec) == spec_sweep_id(SweepSpec(**SPEC))              # same command, same id
-    assert spec_sweep_id(spec) != spec_sweep_id(SweepSpec(**{**SPEC, "iterations": 5}))
+    assert spec_sweep_id(spec) != spec_sweep_id(SweepSpec(**{**SPEC, "threads": [1, 4]}))
+    assert spec_sweep_id(spec) == spec_sweep_id(SweepSpec(**{**SPEC, "iterations": 5}))  # counts: as the row key
     assert re.fullmatch(r"sweep-[0-9a-f]{12}", spec_sweep_id(spec))
     store = ResultStore(tmp_path / "s.sqlite")
     fail = {BenchJob("edgevit_xxs", "tflite", "fp32", threads=2, device="local", img_size=64).key}
