@@ -180,8 +180,9 @@ def _v2_copy(tmp_path: Path) -> Path:
     return db
 
 
-def test_the_committed_store_is_a_schema_2_store_of_the_previous_release():
-    with sqlite3.connect(f"{V2_STORE.resolve().as_uri()}?mode=ro", uri=True) as c:
+def test_the_committed_store_is_a_schema_2_store_of_the_previous_release(tmp_path):
+    # a WAL-mode file: even a read-only reader makes -shm / -wal beside it, so a copy is read, never the fixture
+    with sqlite3.connect(f"{_v2_copy(tmp_path).resolve().as_uri()}?mode=ro", uri=True) as c:
         assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
         cols = {r[1] for r in c.execute("PRAGMA table_info(measurements)")}
         assert not {"run_id", "sweep_id", "tags"} & cols
