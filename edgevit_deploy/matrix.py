@@ -82,6 +82,7 @@ class Cell:
     finished_at: str | None = None
     random_init: str = "default"  # "conditioned": the model's own random init is degenerate
     non_delegated_ops: dict[str, int] = field(default_factory=dict)  # ExecuTorch: ops left to portable kernels
+    coverage_xnnpack: str | None = None  # tflite: LiteRT XNNPACK's predicted take, "full (M/M)" / "partial (..)"
 
     @property
     def key(self) -> str:
@@ -167,6 +168,10 @@ def run_cell(cell: Cell, work: Path, calib_size: int = 16) -> Cell:
     if art.error is not None:
         cell.status, cell.reason = "export-failed", first_line(art.error, "")[:300]
         return cell
+    if cell.target == "tflite" and art.path is not None:
+        from .device_bench.coverage import matrix_xnnpack_cell
+
+        cell.coverage_xnnpack = matrix_xnnpack_cell(art.path)
     report = art.parity
     _fill_parity(cell, report)
     if not report.executed:
@@ -353,6 +358,29 @@ def _figure(cell: dict[str, Any]) -> str:
     return ""
 
 
+def _coverage_section(cells: list[dict[str, Any]], models: list[str]) -> list[str]:
+    """The ``coverage_xnnpack`` column (tflite cells that have it): LiteRT XNNPACK's predicted take of the graph,
+    per model and precision (``edgevit-bench coverage``); nothing when no cell has it."""
+    have = [c for c in cells if c.get("coverage_xnnpack")]
+    if not have:
+        return []
+    precisions = [p for p in PRECISIONS if any(c["precision"] == p for c in have)]
+    index = {(c["model"], c["precision"]): c["coverage_xnnpack"] for c in have}
+    lines = [
+        "## LiteRT XNNPACK coverage (predicted)",
+        "",
+        "Nodes of each tflite cell the XNNPACK delegate takes on this host (`edgevit-bench coverage`; the "
+        "phone's LiteRT build decides: a prediction).",
+        "",
+        "| model | " + " | ".join(f"coverage_xnnpack {p}" for p in precisions) + " |",
+        "|---|" + "---|" * len(precisions),
+    ]
+    for name in models:
+        if any((name, p) in index for p in precisions):
+            lines.append(f"| {name} | " + " | ".join(index.get((name, p), "") for p in precisions) + " |")
+    return [*lines, ""]
+
+
 def render_markdown(payload: dict[str, Any], get_config) -> str:
     cells = payload["cells"]
     models = sorted({c["model"] for c in cells}, key=lambda n: (get_config(n).family, n))
@@ -401,6 +429,7 @@ def render_markdown(payload: dict[str, Any], get_config) -> str:
             row.append(text)
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Totals: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v), ""]
+    lines += _coverage_section(cells, models)
     if conditioned:
         from .verify.validator import DEGENERATE_STD
 

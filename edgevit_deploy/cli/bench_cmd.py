@@ -205,6 +205,12 @@ RUNNER_CHOICES_SHOWN = ["tool", *(c for c in RUNNER_CHOICES if c != "default")]
     "--device", "--devices", "devices", help="Comma-separated device ids: local, adb:SERIAL, adb:HOST:PORT, ios:UDID."
 )
 @click.option("--models", help="Comma-separated model names (edgevit_xxs, timm:mobilenetv2_100, ...).")
+@click.option(
+    "--artifacts",
+    type=click.Path(exists=True, file_okay=False),
+    help="An edgevit-export --out folder: time its files as they are (instead of --models/--targets/--precision).",
+)
+@click.option("--allow-failed-parity", is_flag=True, help="With --artifacts: also time files that failed parity.")
 @click.option("--targets", help=f"Comma-separated targets: {', '.join(known_targets())}.")
 @click.option("--precision", "--precisions", "precisions", help="Comma-separated: fp32, fp16, int8, ...")
 @click.option("--threads", help="Comma-separated thread counts, e.g. 1,4.")
@@ -231,6 +237,7 @@ RUNNER_CHOICES_SHOWN = ["tool", *(c for c in RUNNER_CHOICES if c != "default")]
 )
 @click.option("--rerun", is_flag=True, help="Measure everything again under a new sweep id; old rows are kept.")
 @click.option("--tag", "tags", multiple=True, help="Label every row of this sweep (repeatable), e.g. --tag v0.3.")
+@click.option("--profile", is_flag=True, help="Also record per-op profiles where the runner can (show --ops).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights for the models.")
 @STORE_OPTION
 @click.option(
@@ -244,6 +251,8 @@ def sweep(
     config_file: Path | None,
     devices: str | None,
     models: str | None,
+    artifacts: str | None,
+    allow_failed_parity: bool,
     targets: str | None,
     precisions: str | None,
     threads: str | None,
@@ -258,6 +267,7 @@ def sweep(
     sweep_id: str | None,
     rerun: bool,
     tags: tuple[str, ...],
+    profile: bool,
     checkpoint: str | None,
     store: Path,
     out: Path | None,
@@ -286,13 +296,18 @@ def sweep(
         "checkpoint": checkpoint,
         "retry_failed": False if no_retry_failed else None,
         "runner": runner,
+        "artifacts": artifacts,
+        "allow_failed_parity": allow_failed_parity or None,
+        "profile": True if profile else None,
     }
     try:  # every input is checked before anything (store, cache, --out) is created
+        if artifacts and (models or targets or precisions):
+            raise click.UsageError("--artifacts times the folder's files: drop --models, --targets and --precision")
         if config_file:
             spec = SweepSpec.load(config_file).with_overrides(**flags)
         else:
-            if not flags["models"]:
-                raise click.UsageError("give --models (or a --config sweep file)")
+            if not flags["models"] and not artifacts:
+                raise click.UsageError("give --models (or --artifacts DIR, or a --config sweep file)")
             spec = SweepSpec.from_mapping({k: v for k, v in flags.items() if v is not None})
         from ..device_bench.transports import parse_device
 
@@ -383,15 +398,18 @@ def devices(no_probe: bool) -> None:
 
 
 @main.command()
-@click.argument("model")
+@click.argument("model", metavar="MODEL_OR_ARTIFACT")
 @click.option("--device", default="local", show_default=True)
-@click.option("--target", required=True, help=f"One of {', '.join(known_targets())}.")
-@click.option("--precision", default="fp32", show_default=True)
+@click.option("--target", help=f"One of {', '.join(known_targets())} (an artifact's is its suffix's).")
+@click.option("--precision", help="Variant: fp32 (default for a model name), fp16, int8, ... (an artifact's: its own).")
+@click.option("--model", "model_name", help="An artifact's model name, when its metadata has none.")
+@click.option("--allow-failed-parity", is_flag=True, help="Time an artifact whose report.json parity check failed.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--delegate", default="cpu", show_default=True)
 @click.option("--img-size", type=int)
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--iterations", type=int, default=50, show_default=True)
+@click.option("--profile", is_flag=True, help="Also record a per-op profile where the runner can (show --ops).")
 @click.option(
     "--store",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -402,13 +420,16 @@ def devices(no_probe: bool) -> None:
 def run(
     model: str,
     device: str,
-    target: str,
-    precision: str,
+    target: str | None,
+    precision: str | None,
+    model_name: str | None,
+    allow_failed_parity: bool,
     threads: int,
     delegate: str,
     img_size: int | None,
     warmup: int,
     iterations: int,
+    profile: bool,
     store: Path | None,
     runner_config: Path | None,
     benchmark_model: Path | None,
@@ -419,36 +440,71 @@ def run(
     android_app: Path | None,
     ios_app: Path | None,
 ) -> None:
-    """One model on one device."""
+    """One model (exported on demand) or one artifact file (timed as it is) on one device."""
     try:
+        from ..device_bench.artifact_inputs import looks_like_artifact
         from ..device_bench.transports import parse_device
 
         parse_device(device)
+        given = _given_artifact(model, target, precision, model_name, img_size) if looks_like_artifact(model) else None
+        if given is None and (target is None or model_name is not None):
+            raise click.UsageError(
+                "--model names the model of an artifact path" if model_name else "give --target for a model name"
+            )
         if store is not None:
             _check_writable(store, "--store", folder=False)
         if cache_dir is not None:
             _check_writable(cache_dir, "--cache-dir", folder=True)
-        m = api.run_one(
-            model,
-            target,
-            device=device,
-            precision=precision,
-            threads=threads,
-            delegate=delegate,
-            img_size=img_size,
-            warmup=warmup,
-            iterations=iterations,
-            store=store,
-            cache_dir=cache_dir,
-            runner_overrides=_runner_flags(
-                runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app, ios_app
-            ),
-        )
+        overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app, ios_app)
+        if given is not None:
+            m = api.run_artifact(
+                given,
+                device=device,
+                threads=threads,
+                delegate=delegate,
+                warmup=warmup,
+                iterations=iterations,
+                store=store,
+                cache_dir=cache_dir,
+                runner_overrides=overrides,
+                allow_failed_parity=allow_failed_parity,
+                profile=profile,
+            )
+        else:
+            m = api.run_one(
+                model,
+                str(target),
+                device=device,
+                precision=precision or "fp32",
+                threads=threads,
+                delegate=delegate,
+                img_size=img_size,
+                warmup=warmup,
+                iterations=iterations,
+                store=store,
+                cache_dir=cache_dir,
+                runner_overrides=overrides,
+                profile=profile,
+            )
     except KeyboardInterrupt:
         _interrupted(store)
     console.print(rich_table([row_of(m)]))
     if m.status != "ok":
         sys.exit(EXIT_FAILED)
+
+
+def _given_artifact(
+    path: str, target: str | None, precision: str | None, model: str | None, img_size: int | None
+) -> Any:
+    """``run PATH``: what the file is (bad input: one line naming the flag that fixes it); --target, when
+    given, must be the suffix's."""
+    from ..device_bench.artifact_inputs import ArtifactInputError, target_of
+
+    if target is not None and target.lower() != target_of(Path(path)):
+        raise ArtifactInputError(
+            f"--target {target} contradicts {Path(path).name} (its suffix says {target_of(Path(path))})"
+        )
+    return api.resolve_artifact(path, model=model, precision=precision, img_size=img_size)
 
 
 @main.command()
@@ -501,11 +557,28 @@ def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None
 @click.option("--status", type=click.Choice(STATUSES), help="Only rows with this status.")
 @click.option("--sweep-id", help="Only the rows of this sweep id.")
 @click.option("--history", is_flag=True, help="Every run, not only the latest ok run of each configuration.")
+@click.option("--ops", "ops_row", metavar="ROW", help="The top ops by time of one row (the # shown, or a run id).")
+@click.option("--top", "top_n", type=click.IntRange(min=1), default=15, show_default=True, help="Ops shown by --ops.")
 @handle_errors
-def show(store: Path, status: str | None, sweep_id: str | None, history: bool) -> None:
-    """The store as a table (the latest ok run of each configuration)."""
-    rows = api.read_rows(store, sweep_id, history)
+def show(store: Path, status: str | None, sweep_id: str | None, history: bool, ops_row: str | None, top_n: int) -> None:
+    """The store as a table (the latest ok run of each configuration; --history: every run)."""
+    from ..device_bench.report.ops import number_rows
+
+    rows = number_rows(api.read_rows(store, sweep_id, history))
+    if ops_row is not None:
+        _show_ops(rows, ops_row, top_n)
+        return
     console.print(rich_table([r for r in rows if status is None or r["status"] == status]))
+
+
+def _show_ops(rows: list[dict[str, Any]], ref: str, top_n: int) -> None:
+    from ..device_bench.report.ops import find_row, no_ops_reason, ops_table, row_title
+
+    row = find_row(rows, ref)
+    if not row.get("op_profile"):
+        console.print(f"no op profile for row {ref} ({row_title(row)}): {no_ops_reason(row)}")
+        return
+    console.print(ops_table(row, top_n))
 
 
 @main.command("export")
@@ -544,6 +617,7 @@ def report(store: Path, out: Path, sweep_id: str | None) -> None:
         console.print(f"{name}: {path}")
 
 
+from . import bench_coverage  # noqa: E402,F401  (registers `coverage`)
 from .bench_compare import compare as _compare  # noqa: E402  (`edgevit-bench compare`; no import of this module)
 
 main.add_command(_compare)

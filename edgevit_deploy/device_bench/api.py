@@ -20,7 +20,7 @@ from .artifacts import ArtifactCache
 from .store import DEFAULT_STORE, ResultStore, StoreError, latest_rows, new_run_id
 from .sweep import Sweep, SweepCallbacks, SweepResult, default_runner_factory, open_device
 from .sweep_config import SweepSpec
-from .types import BenchJob, Measurement
+from .types import BenchJob, Measurement, row_key
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ __all__ = [
     "export_rows",
     "read_rows",
     "report",
+    "resolve_artifact",
+    "run_artifact",
     "run_one",
     "sweep",
 ]
@@ -74,7 +76,7 @@ def sweep(
 
     with ResultStore(store) as db:
         cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
-        return Sweep(
+        run = Sweep(
             spec,
             db,
             cache,
@@ -84,7 +86,9 @@ def sweep(
             sweep_id=sweep_id,
             rerun=rerun,
             tags=tags,
-        ).run()
+        )
+        _warn_rows_of_other_files(spec, db, run.sweep_id)
+        return run.run()
 
 
 def run_one(
@@ -100,9 +104,11 @@ def run_one(
     store: str | Path | None = None,
     cache_dir: str | Path | None = None,
     runner_overrides: dict[str, Any] | None = None,
+    profile: bool = False,
 ) -> Measurement:
     """One model on one device, measured again even when the store already has the configuration: each call is
-    its own sweep (id ``run-`` + 12 hex digits), added to the store's history."""
+    its own sweep (id ``run-`` + 12 hex digits), added to the store's history (``profile``: with a per-op profile
+    where the runner can)."""
     spec = SweepSpec(
         models=[model],
         targets=[target],
@@ -113,7 +119,84 @@ def run_one(
         img_size=img_size,
         warmup=warmup,
         iterations=iterations,
+        profile=profile,
     )
+    return _run_single(spec, store, cache_dir, runner_overrides)
+
+
+def _warn_rows_of_other_files(spec: SweepSpec, db: ResultStore, sweep_id: str) -> None:
+    """A row of sweep ``sweep_id`` measured a given file's configuration on other bytes (another file of the same
+    model and variant): resume counts the configuration as done by its key, so say so (``run FILE`` always
+    measures). Only a named sweep (``--sweep-id``) can hold one: the default id is derived from the files' sha256."""
+    jobs = {j.key: j for j in spec.jobs() if j.artifact_path}
+    if not jobs:
+        return
+    given = {str(a.path): a.sha256 for a in spec.given_artifacts()}
+    for row in db.rows(status="ok", sweep_id=sweep_id):
+        job = jobs.get(row_key(row))
+        if job is not None and row.get("artifact_sha256") not in (None, given.get(str(job.artifact_path))):
+            log.warning(
+                "%s: the store already has %s %s %s %dt @%s measured on other bytes (sha256 %s); that row is "
+                "kept as done: time this file with `edgevit-bench run` or use another --store",
+                Path(str(job.artifact_path)).name,
+                job.model,
+                job.target,
+                job.precision,
+                job.threads,
+                job.device,
+                str(row["artifact_sha256"])[:12],
+            )
+
+
+def resolve_artifact(
+    path: str | Path, model: str | None = None, precision: str | None = None, img_size: int | None = None
+) -> Any:
+    """What a given artifact file is (``artifact_inputs.GivenArtifact``): from its metadata, its folder's
+    report.json and these flags; bad input raises ``ArtifactInputError`` naming the flag that fixes it."""
+    from .artifact_inputs import resolve
+
+    return resolve(path, model=model, precision=precision, img_size=img_size)
+
+
+def run_artifact(
+    artifact: Any,
+    device: str = "local",
+    threads: int = 1,
+    delegate: str = "cpu",
+    warmup: int = 10,
+    iterations: int = 50,
+    store: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    runner_overrides: dict[str, Any] | None = None,
+    allow_failed_parity: bool = False,
+    profile: bool = False,
+) -> Measurement:
+    """One given file (a path, or :func:`resolve_artifact`'s result) on one device, timed as it is (never
+    re-exported); measured again even when the store already has the row. The row records the file's sha256
+    and its parity figures (report.json's, or the runner's on-device check)."""
+    from .artifact_inputs import GivenArtifact, refuse_failed_parity
+
+    given = artifact if isinstance(artifact, GivenArtifact) else resolve_artifact(artifact)
+    refuse_failed_parity([given], allow_failed_parity)
+    spec = SweepSpec(
+        models=[],
+        targets=[given.target],
+        precisions=[given.precision],
+        threads=[threads],
+        delegates=[delegate],
+        devices=[device],
+        warmup=warmup,
+        iterations=iterations,
+        artifacts=str(given.path),
+        allow_failed_parity=allow_failed_parity,
+        profile=profile,
+    ).with_given([given])
+    return _run_single(spec, store, cache_dir, runner_overrides)
+
+
+def _run_single(
+    spec: SweepSpec, store: str | Path | None, cache_dir: str | Path | None, overrides: dict[str, Any] | None
+) -> Measurement:
     job: BenchJob = spec.jobs()[0]
     path = Path(store) if store else None
     with ResultStore(path or ":memory:") as db:
@@ -121,7 +204,7 @@ def run_one(
             spec,
             db,
             ArtifactCache(cache_dir or default_cache_dir()),
-            runner_factory=default_runner_factory(_runner_config(spec, runner_overrides)),
+            runner_factory=default_runner_factory(_runner_config(spec, overrides)),
             sweep_id=f"run-{new_run_id()[:12]}",
         ).run()
         return next(m for m in result.measurements if m.job.key == job.key)

@@ -4,6 +4,11 @@ The cache key hashes the model name, its weights (checkpoint sha256, or the pack
 marker), the target, precision, input size and the toolkit version; an artifact is exported at most
 once per key (``edgevit_deploy.export(..., verify=False)``), and pushed to a device only when
 the device does not already hold a file with the same sha256.
+
+A job with ``artifact_path`` (a file the user gave: ``edgevit-bench run FILE``, ``sweep --artifacts DIR``)
+is never exported nor copied on the host: the cache hands back that very path, with its sha256 and the parity
+figures of its folder's report.json (``artifact_inputs``). On a device it lands under a folder named by its
+sha256 (:func:`remote_path`), so two different files of one model and variant never share a remote name.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,7 @@ class Artifact:
     sha256: str
     size_bytes: int
     key: str
+    parity: dict[str, Any] = field(default_factory=dict, compare=False)  # a given file's report.json figures
 
 
 @dataclass(frozen=True)
@@ -87,17 +93,17 @@ class ArtifactRequest:
 
 
 def sha256_of(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (relative path + content, sorted) for packages."""
-    h = hashlib.sha256()
+    """THE digest of an artifact, the ``artifact_sha256`` of every row: for a file, the sha256 of its bytes (what
+    ``sha256sum`` prints); for a package folder (``.mlpackage``), one sha256 over its regular files in sorted
+    order of their POSIX relative names, each contributing its name, a NUL byte, then its bytes. The same
+    function writes ``report.json``'s ``sha256`` (``edgevit_deploy._atomic.sha256_of``), so a row and its
+    export report match; it does not depend on file times, permissions or the OS's path separator."""
+    from .._atomic import sha256_of as digest
+
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    if not path.exists():
+        raise FileNotFoundError(f"no such artifact: {path}")
+    return digest(path)
 
 
 size_of = artifact_size  # one definition (edgevit_deploy.export_common)
@@ -158,6 +164,7 @@ class ArtifactCache:
         self.checkpoint = checkpoint
         self._lock = threading.Lock()
         self.exported = 0  # how many exports this cache ran (the rest were hits)
+        self._given: dict[tuple[str, int, int], Artifact] = {}  # given files: (path, size, mtime) -> Artifact
 
     def _remove_stale_temp_dirs(self) -> int:
         """Temp export folders of processes that died (``kill -9``) mid-export; a live process's are kept."""
@@ -195,7 +202,31 @@ class ArtifactCache:
             return None
         return Artifact(path=path, sha256=data["sha256"], size_bytes=int(data["size_bytes"]), key=key)
 
+    def given(self, path: str | Path) -> Artifact:
+        """A file the user gave, as it is (no export, no copy): its sha256 (memoized while its size and
+        mtime stay) and its folder's report.json parity figures for these bytes."""
+        from .artifact_inputs import REPORT_NAME, read_report, report_parity, report_row
+
+        path = Path(path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise ArtifactError(f"the given artifact {path} cannot be read: {exc.strerror or exc}") from None
+        memo = (str(path.absolute()), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            hit = self._given.get(memo)
+        if hit is not None:
+            return hit
+        sha = sha256_of(path)
+        parity = report_parity(report_row(read_report(path.parent), path, sha), path.parent / REPORT_NAME)
+        art = Artifact(path=path, sha256=sha, size_bytes=size_of(path), key=f"given-{sha[:24]}", parity=parity)
+        with self._lock:
+            self._given[memo] = art
+        return art
+
     def ensure(self, job: BenchJob) -> Artifact:
+        if job.artifact_path:
+            return self.given(job.artifact_path)
         req = ArtifactRequest.from_job(job, self.checkpoint)
         with self._lock:
             hit = self.lookup(req)

@@ -7,6 +7,9 @@ times every iteration with ``perf_counter_ns`` and prints ONE JSON line on stdou
 ``{"ok": true, "executor": ..., "init_ms": ..., "first_ms": ..., "warmup": N, "latencies_ms": [...],
 "peak_rss_mb": ..., "input_shape": [...]}`` or ``{"ok": false, "error": "..."}`` (exit code 2).
 
+``--profile`` adds ``"op_profile"``, ``"delegate_coverage"`` and ``"notes"`` (see :func:`profile_ops`): a
+second, profiled pass after the timed one, so the latencies never carry a profiler's overhead.
+
 The host runner (``runners/host.py``) starts it through its transport; nothing else imports it.
 """
 
@@ -95,8 +98,95 @@ def timed_runs(session: Any, x: np.ndarray, warmup: int, iterations: int) -> tup
     return first_ms, latencies
 
 
+#: the ExecuTorch ETDump hook (module written by the ExecuTorch side): imported lazily, "not available" without it
+EXECUTORCH_PROFILE_HOOK = ("edgevit_deploy.device_bench.profiles_executorch", "op_profile_from_etdump")
+
+
+def _onnx_profile(artifact: Path, x: np.ndarray, threads: int, warmup: int, iterations: int) -> dict[str, Any]:
+    """onnxruntime session profiling: the same options as the timed session (CPU EP, ``threads`` intra-op,
+    one inter-op thread), one first run and ``warmup`` runs left out, ``iterations`` runs averaged."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from .parsers.ort_profile import CPU_EP, parse_trace
+
+    with tempfile.TemporaryDirectory(prefix="edgevit-ortprof-") as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(tmp) / "ort_profile")
+        sess = ort.InferenceSession(str(artifact), so, providers=[CPU_EP])
+        feeds = {sess.get_inputs()[0].name: x}
+        for _ in range(1 + warmup + iterations):
+            sess.run(None, feeds)
+        trace = Path(sess.end_profiling()).read_text()
+    parsed = parse_trace(trace, skip_runs=1 + warmup, provider=CPU_EP)
+    notes = [f"op profile: {parsed.reason}"] if parsed.reason else []
+    notes.append(f"op profile from a separate profiled pass of {parsed.runs} runs (onnxruntime session profiling)")
+    return {"op_profile": parsed.op_profile, "delegate_coverage": parsed.delegate_coverage, "notes": notes}
+
+
+def _executorch_profile(artifact: Path, x: np.ndarray, threads: int, warmup: int, iterations: int) -> dict[str, Any]:
+    """The ExecuTorch ETDump hook: ``op_profile_from_etdump`` returns the op_profile rows; not available without
+    the module (or when it fails), said in the notes."""
+    import importlib
+
+    module, name = EXECUTORCH_PROFILE_HOOK
+    try:
+        hook = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        return {"notes": [f"op profile not available for ExecuTorch on the host ({type(exc).__name__}: {exc})"]}
+    try:
+        rows = hook(artifact=artifact, inputs=x, threads=threads, warmup=warmup, iterations=iterations)
+    except Exception as exc:
+        return {"notes": [f"op profile not available for ExecuTorch: the ETDump hook failed ({exc})"]}
+    from .profiles import finish
+
+    return {"op_profile": finish(rows), "notes": ["op profile from ExecuTorch's ETDump (separate profiled pass)"]}
+
+
+def _litert_coverage(artifact: Path, threads: int) -> dict[str, Any]:
+    """Host LiteRT: the XNNPACK delegate's take of the graph as this interpreter applied it (structural reading of
+    its nodes); no per-op times (the ai_edge_litert package has no op profiler and ships no benchmark_model)."""
+    notes = ["op profile not available for host LiteRT (ai_edge_litert has no op profiler; use benchmark_model)"]
+    try:
+        from .coverage import xnnpack_coverage
+
+        cov = xnnpack_coverage(artifact, threads=threads, source="measured")
+    except Exception as exc:
+        notes.append(f"delegate coverage not read: {type(exc).__name__}: {exc}")
+        return {"notes": notes}
+    return {"delegate_coverage": cov.to_dict(), "notes": notes}
+
+
+def profile_ops(
+    target: str, artifact: Path, x: np.ndarray, threads: int, warmup: int, iterations: int
+) -> dict[str, Any]:
+    """``op_profile`` / ``delegate_coverage`` / ``notes`` for ``--profile``, by target; never raises."""
+    try:
+        if target == "onnx":
+            return _onnx_profile(artifact, x, threads, warmup, iterations)
+        if target == "tflite":
+            return _litert_coverage(artifact, threads)
+        if target == "executorch":
+            return _executorch_profile(artifact, x, threads, warmup, iterations)
+    except Exception as exc:
+        return {"notes": [f"op profile failed: {type(exc).__name__}: {str(exc)[:300]}"]}
+    return {"notes": [f"op profile not available for target {target} on the host"]}
+
+
 def measure(
-    target: str, artifact: Path, input_shape: tuple[int, ...], threads: int, warmup: int, iterations: int, seed: int = 0
+    target: str,
+    artifact: Path,
+    input_shape: tuple[int, ...],
+    threads: int,
+    warmup: int,
+    iterations: int,
+    seed: int = 0,
+    profile: bool = False,
 ) -> dict[str, Any]:
     x = np.random.default_rng(seed).standard_normal(input_shape).astype(np.float32)
     runtime, options = loader_for(target)
@@ -104,7 +194,9 @@ def measure(
     session = runtime.load(artifact, threads=threads, **options)
     init_ms = (time.perf_counter_ns() - t0) / 1e6
     first_ms, latencies = timed_runs(session, x, warmup, iterations)
+    extra = profile_ops(target, artifact, x, threads, warmup, iterations) if profile else {}
     return {
+        **extra,
         "ok": True,
         "executor": session.executor,
         "init_ms": init_ms,
@@ -145,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=_positive, default=1)
     p.add_argument("--warmup", type=_positive, default=10)
     p.add_argument("--iterations", type=_positive, default=50)
+    p.add_argument("--profile", action="store_true", help="also record a per-op profile (second, profiled pass)")
     args = p.parse_args(argv)
     if args.iterations < 1:
         p.error("--iterations must be at least 1")
@@ -153,7 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             result = measure(
-                args.target, args.artifact, args.input_shape, max(args.threads, 1), args.warmup, args.iterations
+                args.target,
+                args.artifact,
+                args.input_shape,
+                max(args.threads, 1),
+                args.warmup,
+                args.iterations,
+                profile=args.profile,
             )
         except Exception as exc:
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

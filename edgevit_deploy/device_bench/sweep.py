@@ -116,13 +116,15 @@ class _Stopped(Exception):
 
 def spec_sweep_id(spec: SweepSpec) -> str:
     """The default sweep id of ``spec``: ``sweep-`` + 12 hex digits of a hash of what it measures (every row's
-    configuration, :data:`~.types.ROW_KEY`; the checkpoint; the toolkit version). The same command gives the
-    same id, so running it again resumes; as with the row key, warm-up, iterations and cooldown are not part of
-    it (a resume with other counts skips what is measured). A toolkit upgrade starts a new sweep (new figures)."""
+    configuration, :data:`~.types.ROW_KEY`; the sha256 of given artifact files; the checkpoint; the toolkit
+    version). The same command gives the same id, so running it again resumes; as with the row key, warm-up,
+    iterations and cooldown are not part of it (a resume with other counts skips what is measured). A toolkit
+    upgrade, or other bytes of a given file, start a new sweep (new figures)."""
     from .. import __version__
 
     what = {
         "jobs": sorted(list(job.key) for job in spec.jobs()),
+        "artifacts": sorted(a.sha256 for a in spec.given_artifacts()),  # given files: other bytes, another sweep
         "checkpoint": spec.checkpoint,
         "toolkit": __version__,
     }
@@ -376,6 +378,8 @@ class Sweep:
         m.device = m.device or info
         m.artifact_sha256 = m.artifact_sha256 or artifact.sha256
         m.model_size_bytes = m.model_size_bytes or artifact.size_bytes
+        if artifact.parity:  # a given file's report.json figures; an on-device check keeps its place
+            m.parity = {**m.parity, "report_json": artifact.parity} if m.parity else dict(artifact.parity)
         m.thermal_before = m.thermal_before or before
         m.thermal_after = m.thermal_after or after
         if m.throttled is None:

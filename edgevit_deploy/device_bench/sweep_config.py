@@ -15,6 +15,14 @@ Example ``sweep.yaml``::
     cooldown_s: 2
     runners:
       benchmark_model: ~/bin/benchmark_model_arm64
+
+Shipped files instead of models (``artifacts:``, ``--artifacts DIR``): the files of an ``edgevit-export``
+output folder, each timed as it is across devices x threads x delegates; model, target, variant and input
+size come from each file (``artifact_inputs``), so ``models`` / ``targets`` / ``precisions`` are not given::
+
+    artifacts: out/xxs-int8
+    devices: [adb:R58N12345]
+    threads: [1, 4]
 """
 
 from __future__ import annotations
@@ -73,8 +81,14 @@ class SweepSpec:
     checkpoint: str | None = None
     runners: dict[str, Any] = field(default_factory=dict)  # RunnerConfig keys
     runner: str = "default"  # Android: "default" (tool binaries), "app" or "instrument" (the benchmark app)
+    artifacts: str | None = None  # an edgevit-export --out folder: time its files instead of exporting models
+    allow_failed_parity: bool = False  # time files whose report.json parity check failed (else refused)
+    profile: bool = False  # per-op profiles where the runner can (BenchJob.profile)
+    _given: list[Any] | None = field(default=None, init=False, repr=False, compare=False)  # resolved artifacts
 
     def __post_init__(self) -> None:
+        if self.artifacts is not None:
+            self.artifacts = str(self.artifacts)
         self.models = _split(self.models)
         self.targets = [t.lower() for t in _split(self.targets)]
         self.precisions = [p.lower() for p in _split(self.precisions)]
@@ -89,8 +103,12 @@ class SweepSpec:
     def validate(self) -> None:
         problems = []
         for name in ("models", "targets", "precisions", "threads", "delegates", "devices"):
-            if not getattr(self, name):
+            if not getattr(self, name) and not (self.artifacts and name == "models"):
                 problems.append(f"{name} is empty")
+        if self.artifacts and self.models:
+            problems.append(
+                "'models' and 'artifacts' exclude each other (the files of an artifacts folder name their models)"
+            )
         unknown = [t for t in self.targets if t not in known_targets()]
         if unknown:
             problems.append(f"unknown targets {unknown} (choose from {', '.join(known_targets())})")
@@ -110,10 +128,53 @@ class SweepSpec:
             raise SweepConfigError("invalid sweep: " + "; ".join(problems))
 
     # ---------------------------------------------------------------------------------------- jobs
+    def given_artifacts(self) -> list[Any]:
+        """The files of ``artifacts`` (``artifact_inputs.GivenArtifact``), read once; bad input raises."""
+        if self._given is None:
+            if not self.artifacts:
+                return []
+            from .artifact_inputs import folder_artifacts, refuse_failed_parity
+
+            given = folder_artifacts(self.artifacts, img_size=self.img_size)
+            refuse_failed_parity(given, self.allow_failed_parity)
+            self._given = given
+        return list(self._given)
+
+    def with_given(self, given: list[Any]) -> SweepSpec:
+        """This spec timing ``given`` (already resolved ``GivenArtifact`` objects, e.g. one file of ``run``)."""
+        self._given = list(given)
+        return self
+
     def jobs(self) -> list[BenchJob]:
         """Every row, device-major (each device works through its own list), models interleaved last
-        so that a partial sweep already covers every format of the first model."""
+        so that a partial sweep already covers every format of the first model. With artifacts: each file
+        across threads x delegates, on each device, in the report's order."""
         from ..models import get_model_config
+
+        given = self.given_artifacts() if (self.artifacts or self._given is not None) else []
+        if given:
+            return [
+                BenchJob(
+                    model=a.model,
+                    target=a.target,
+                    precision=a.precision,
+                    threads=n,
+                    delegate=d,
+                    device=dev,
+                    img_size=a.img_size,
+                    warmup=self.warmup,
+                    iterations=self.iterations,
+                    cpu_mask=self.cpu_mask,
+                    cooldown_s=self.cooldown_s,
+                    runner="default" if dev == "local" else self.runner,
+                    artifact_path=str(a.path),
+                    profile=self.profile,
+                )
+                for dev in self.devices
+                for a in given
+                for n in self.threads
+                for d in self.delegates
+            ]
 
         sizes = {m: self.img_size or get_model_config(m).img_size for m in self.models}
         return [
@@ -130,6 +191,7 @@ class SweepSpec:
                 cpu_mask=self.cpu_mask,
                 cooldown_s=self.cooldown_s,
                 runner="default" if dev == "local" else self.runner,
+                profile=self.profile,
             )
             for dev in self.devices
             for m in self.models
@@ -160,12 +222,17 @@ class SweepSpec:
             ): v
             for k, v in data.items()
         }
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.init}
         unknown = sorted(set(norm) - known)
         if unknown:
             raise SweepConfigError(f"unknown sweep keys {unknown}; known keys: {sorted(known)}")
-        if "models" not in norm:
-            raise SweepConfigError("a sweep needs 'models' (e.g. models: [edgevit_xxs])")
+        if "models" not in norm and not norm.get("artifacts"):
+            raise SweepConfigError("a sweep needs 'models' (e.g. models: [edgevit_xxs]) or 'artifacts' (a folder)")
+        if norm.get("artifacts") and {"targets", "precisions"} & set(norm):
+            raise SweepConfigError(
+                "'targets' and 'precisions' do not apply with 'artifacts' (each file names its own); remove them"
+            )
+        norm.setdefault("models", [])
         try:
             return cls(**norm)
         except TypeError as exc:

@@ -77,6 +77,8 @@ class BenchJob:
     cpu_mask: str | None = None  # taskset mask, e.g. "f0" for big cores
     cooldown_s: float = 0.0
     runner: str = "default"  # "default" (the device kind's tool / host runner), "app", "instrument"
+    artifact_path: str | None = None  # a user-given artifact file to time as is (None: exported on demand)
+    profile: bool = False  # also record a per-op profile (Measurement.op_profile) where the runner can
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -144,6 +146,8 @@ class Measurement:
     raw_output: str = ""
     notes: list[str] = field(default_factory=list)  # caveats: screen on, charging, throttling, delegate...
     parity: dict[str, Any] = field(default_factory=dict)  # on-device outputs vs PyTorch (ParityReport.to_dict())
+    op_profile: list[dict[str, Any]] = field(default_factory=list)  # per-op rows (device_bench.profiles), ms desc
+    delegate_coverage: dict[str, Any] = field(default_factory=dict)  # nodes delegated / total, partitions
     run_id: str = ""  # this row's unique id (uuid4 hex; the store sets it when empty): every run is kept
     sweep_id: str = ""  # the sweep run that measured it (resume skips what it measured ok); "legacy": pre-schema-3
     tags: list[str] = field(default_factory=list)  # labels given with --tag (release, branch, ...)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.artifact_fixtures import parity, tiny_onnx, toolkit_metadata, write_report
 
 from edgevit_deploy.cli.bench_cmd import main as bench_main
 from edgevit_deploy.device_bench.store import ResultStore
@@ -53,6 +54,10 @@ def _workdir(tmp: Path) -> None:
     with sqlite3.connect(tmp / "foreign.sqlite") as c:
         c.execute("CREATE TABLE measurements (id INTEGER PRIMARY KEY, sensor TEXT, value REAL)")
     c.close()
+    tiny_onnx(tmp / "plain.onnx")
+    tiny_onnx(tmp / "tagged.onnx", metadata=toolkit_metadata())
+    tiny_onnx(tmp / "failed" / "tagged.onnx", metadata=toolkit_metadata())
+    write_report(tmp / "failed", {"tagged.onnx": {"parity": parity(passed=False, max_abs=0.25)}})
     with ResultStore(tmp / "store.sqlite") as store:
         store.put(Measurement(job=BenchJob("edgevit_xxs", "onnx", "fp32", img_size=64), status="ok", median_ms=2.0))
 

@@ -36,6 +36,8 @@ class ParsedRun:
     cpu_usage_pct: float | None = None
     delegated_nodes: tuple[int, int] | None = None  # (delegated, total) when the tool says
     warnings: list[str] = field(default_factory=list)
+    op_profile: list[dict[str, Any]] = field(default_factory=list)  # per-op rows (device_bench.profiles shape)
+    delegate_coverage: dict[str, Any] = field(default_factory=dict)  # the tool's delegation line, when it says
 
     def fail(self, reason: str) -> ParsedRun:
         self.ok = False
@@ -61,6 +63,8 @@ class ParsedRun:
             "latencies_ms": list(self.latencies_ms),
             **self.latency.as_measurement_fields(),
             "peak_memory_mb": self.peak_memory_mb,
+            "op_profile": [dict(r) for r in self.op_profile],
+            "delegate_coverage": dict(self.delegate_coverage),
         }
 
 

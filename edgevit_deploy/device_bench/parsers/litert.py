@@ -11,6 +11,15 @@ Recognised lines (with or without an "INFO: " / logcat "I tflite  : " prefix):
   tool (MB): init=.. overall=..``, ``Overall peak memory footprint (MB) via periodic monitoring: ..``
 - ``The input model file size (MB): ..``, ``Initialized session in ..ms``
 - ``Replacing X out of Y node(s) with delegate``, ``delegate: X nodes delegated out of Y nodes``
+- ``Replacing N out of M node(s) with delegate (NAME) node, yielding K partitions[ for the whole graph|
+  for subgraph I]``: the row's ``delegate_coverage`` (an accelerator's line wins over XNNPACK's; several
+  subgraphs add up); the old ``Replacing N node(s) with delegate`` (no total) gives no coverage.
+- ``--enable_op_profiling=true`` tables (``tsl/util/stats_calculator.cc`` via
+  ``tensorflow/lite/profiling/profile_summary_formatter.cc``): after "Operator-wise Profiling Info for
+  Regular Benchmark Runs" (the "Profiling Info for Benchmark Initialization" tables are skipped), the
+  "Run Order" table gives one op_profile row per node (``[avg ms]``, ``[%]``, ``[times called]``; the
+  ``[start]`` column of older builds is optional), else "Top by Computation Time", else "Summary by node
+  type" (per-type rows, node ""). ``[times called]`` 0 (older builds divided it away) counts as 1.
 - failures: ``Failed to apply .. delegate``, ``Failed to create .. delegate``, ``Error applying the
   delegate``, ``Benchmarking failed``, a delegate that took 0 nodes ("Though .. delegate is explicitly
   applied, the model graph will not be executed by the delegate").
@@ -19,7 +28,9 @@ Recognised lines (with or without an "INFO: " / logcat "I tflite  : " prefix):
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from .. import profiles
 from . import NUMBER, ParsedRun, error_lines, last_match, to_float, to_int
 
 TOOL = "benchmark_model"
@@ -57,6 +68,23 @@ _FAILED = re.compile(
 _NOT_EXECUTED = re.compile(
     r"will not be executed by the delegate|Though \w+ delegate is explicitly applied", re.IGNORECASE
 )
+_DELEGATION = re.compile(
+    r"Replacing (?P<n>\d+)(?: out of (?P<total>\d+))? node\(s\) with delegate \((?P<name>[^()\n]{0,120})\) node"
+    r"(?:, yielding (?P<parts>\d+) partitions?)?(?: for (?:the whole graph|subgraph (?P<sub>\d+)))?"
+)
+_REGULAR_PROFILE = "Operator-wise Profiling Info for Regular Benchmark Runs"
+_INIT_PROFILE = "Profiling Info for Benchmark Initialization"
+_TABLE_TITLE = re.compile(r"={5,}\s*(?P<title>[A-Za-z][A-Za-z ]+?)\s*={5,}")
+_NODE_ROW = re.compile(
+    rf"(?P<type>\S(?:[^\n]*?\S)?)\s+(?:(?P<start>{NUMBER})\s+)?(?P<first>{NUMBER})\s+(?P<avg>{NUMBER})\s+"
+    rf"(?P<pct>{NUMBER})%\s+(?P<cdf>{NUMBER})%\s+(?P<mem>{NUMBER})\s+(?P<times>\d+)\s+(?P<name>\S[^\n]*?)\s*$"
+)
+_TYPE_ROW = re.compile(
+    rf"(?P<type>\S(?:[^\n]*?\S)?)\s+(?P<count>\d+)\s+(?P<avg>{NUMBER})\s+(?P<pct>{NUMBER})%\s+"
+    rf"(?P<cdf>{NUMBER})%\s+(?P<mem>{NUMBER})\s+(?P<times>\d+)\s*$"
+)
+_MAX_ROW_CHARS = 2000  # longer lines are not table rows (and would only slow the row patterns down)
+_LOG_PREFIX = re.compile(r"^(?:.*?\b[IVDWE]\s+tflite\s*:|INFO:|VERBOSE:)\s*")
 _ERROR_MARKERS = ("error", "failed", "not supported", "abort", "segmentation fault", "cannot", "not found")
 
 
@@ -156,8 +184,129 @@ def _parse(text: str, run: ParsedRun) -> ParsedRun:
 
     if run.latency.mean is None or run.latency.mean <= 0:
         return run.fail(f"{TOOL} reported no usable average latency")
+    run.delegate_coverage = coverage_from(delegations(text))
+    run.op_profile = op_profile(text)
     run.ok = True
     return run
+
+
+def delegations(text: str) -> list[dict[str, Any]]:
+    """Every "Replacing N [out of M] node(s) with delegate (NAME) node, yielding K partitions" line, in order."""
+    found = []
+    for m in _DELEGATION.finditer(text):
+        found.append(
+            {
+                "delegate": m.group("name").strip() or "unknown",
+                "delegated": int(m.group("n")),
+                "total": int(m.group("total")) if m.group("total") else None,
+                "partitions": int(m.group("parts")) if m.group("parts") else 1,
+                "subgraph": int(m.group("sub")) if m.group("sub") else 0,
+            }
+        )
+    return found
+
+
+def coverage_from(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row's delegate coverage from :func:`delegations`: an accelerator's lines win over XNNPACK's (XNNPACK
+    may take what the accelerator left); the last line per subgraph counts, subgraphs add up; {} without totals."""
+    usable = [d for d in lines if d["total"] is not None]
+    if not usable:
+        return {}
+    accelerators = [d for d in usable if "xnnpack" not in d["delegate"].lower()]
+    chosen = accelerators or usable
+    name = chosen[-1]["delegate"]
+    per_subgraph = {d["subgraph"]: d for d in chosen if d["delegate"] == name}
+    picked = list(per_subgraph.values())
+    return profiles.coverage(
+        name,
+        sum(d["delegated"] for d in picked),
+        sum(d["total"] for d in picked),
+        sum(d["partitions"] for d in picked),
+        profiles.CoverageSource.MEASURED,
+    )
+
+
+def _profile_region(text: str) -> str:
+    """The regular runs' op-profiling tables: after the last "Operator-wise ... Regular Benchmark Runs" marker;
+    without it (older builds), everything but the initialization section."""
+    at = text.rfind(_REGULAR_PROFILE)
+    if at >= 0:
+        return text[at + len(_REGULAR_PROFILE) :]
+    init = text.find(_INIT_PROFILE)
+    if init < 0:
+        return text
+    end = text.find("nodes observed", init)
+    return text[:init] + (text[end + len("nodes observed") :] if end >= 0 else "")
+
+
+def _tables(region: str) -> dict[str, list[str]]:
+    """Title -> row lines of each profiling table (the first table of each title)."""
+    tables: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for raw in region.splitlines():
+        title = _TABLE_TITLE.search(raw)
+        if title:
+            name = title.group("title").strip().lower()
+            current = [] if name not in tables else None
+            if current is not None:
+                tables[name] = current
+            continue
+        if current is None:
+            continue
+        line = _LOG_PREFIX.sub("", raw).rstrip()
+        if not line.strip() or line.lstrip().startswith(("Timings (microseconds)", "Memory (bytes)")):
+            if current:  # a blank line ends a table (after its header and rows)
+                current = None
+            continue
+        if "[node type]" in line.lower() or len(line) > _MAX_ROW_CHARS:
+            continue
+        current.append(line)
+    return tables
+
+
+def _op_type(raw: str) -> str:
+    """The node-type cell: the last tab-separated chunk (a log prefix may sit before it)."""
+    return raw.split("\t")[-1].strip()
+
+
+def _node_rows(lines: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for line in lines:
+        m = _NODE_ROW.search(line)
+        ms = to_float(m.group("avg")) if m else None
+        if m is None or ms is None:
+            continue
+        times = int(m.group("times")) or 1
+        rows.append(
+            profiles.op_row(m.group("name").strip(), _op_type(m.group("type")), ms, times, to_float(m.group("pct")))
+        )
+    return rows
+
+
+def _type_rows(lines: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for line in lines:
+        m = _TYPE_ROW.search(line)
+        ms = to_float(m.group("avg")) if m else None
+        if m is None or ms is None:
+            continue
+        times = int(m.group("times")) or int(m.group("count")) or 1
+        rows.append(profiles.op_row("", _op_type(m.group("type")), ms, times, to_float(m.group("pct"))))
+    return rows
+
+
+def op_profile(text: str) -> list[dict[str, Any]]:
+    """The per-op table of the regular runs: every node ("Run Order"), else every node type ("Summary by node
+    type"), else the top nodes only ("Top by Computation Time"); [] when the output has none."""
+    tables = _tables(_profile_region(text))
+    for rows in (
+        _node_rows(tables.get("run order", [])),
+        _type_rows(tables.get("summary by node type", [])),
+        _node_rows(tables.get("top by computation time", [])),
+    ):
+        if rows:
+            return profiles.finish(rows)
+    return []
 
 
 def _ms(value: float | str | None) -> float | None:

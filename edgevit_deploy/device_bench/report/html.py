@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
+from ..profiles import by_op_type, coverage_label, top
 from .reference import paper_table
-from .rows import SUMMARY_COLUMNS
+from .rows import SUMMARY_COLUMNS, label
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px;
 margin-bottom:1.5em}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f2f2}
 td.l{text-align:left}tr.failed td{color:#a00}img{max-width:100%;margin:1em 0;border:1px solid #eee}
 h2{margin-top:1.6em}.muted{color:#777;font-size:12px}"""
-_TEXT_COLS = {"model", "target", "precision", "delegate", "device", "status", "runtime", "reason"}
+_TEXT_COLS = {"model", "target", "precision", "delegate", "device", "status", "runtime", "reason", "coverage"}
+_TEXT_COLS |= {"row", "op types (top 5: ms, %)"}
 
 
 def _cell(col: str, v: Any) -> str:
@@ -62,8 +64,26 @@ def _devices(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def _ops_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One line per profiled row: its five heaviest op types."""
+    out = []
+    for r in rows:
+        if r.get("status") == "ok" and r.get("op_profile"):
+            types = top(by_op_type(r["op_profile"]), 5)
+            out.append(
+                {
+                    "row": f"{r['model']} {label(dict(r), True)}",
+                    "op types (top 5: ms, %)": "; ".join(f"{t['op']} {t['ms']:.3f} ({t['pct']:.0f}%)" for t in types),
+                }
+            )
+    return out
+
+
 def render(rows: Sequence[Mapping[str, Any]], plots: Mapping[str, Path], store: str = "") -> str:
     cols = [c for c in SUMMARY_COLUMNS if c not in ("reason",)]
+    if any(r.get("delegate_coverage") for r in rows):  # nodes the delegate took: "partial (N/M, K partitions)"
+        rows = [{**r, "coverage": coverage_label(r.get("delegate_coverage"))} for r in rows]
+        cols.insert(cols.index("delegate") + 1, "coverage")
     ok = [r for r in rows if r.get("status") == "ok"]
     bad = [r for r in rows if r.get("status") != "ok"]
     parts = [
@@ -84,7 +104,10 @@ def render(rows: Sequence[Mapping[str, Any]], plots: Mapping[str, Path], store: 
     if devices:
         parts += ["<h2>Devices</h2>", _table(devices, list(devices[0]))]
     parts.append("<h2>Plots</h2>")
-    parts += [_img(p, name) for name, p in plots.items()]
+    parts += [_img(p, name) for name, p in plots.items() if name != "op_breakdown"]
+    if "op_breakdown" in plots:
+        parts += ["<h2>Per-op breakdown</h2>", _img(plots["op_breakdown"], "op_breakdown")]
+        parts.append(_table(_ops_rows(rows), ["row", "op types (top 5: ms, %)"]))
     ref = paper_table()
     parts += [
         "<h2>Reference: published on-device rows</h2>",

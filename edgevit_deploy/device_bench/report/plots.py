@@ -227,9 +227,50 @@ def _save(fig: Any, plt: Any, path: Path, layout: bool = True) -> Path:
     return path
 
 
+#: op types shown by name in the op breakdown (the rest of each row is one "other" segment)
+BREAKDOWN_TYPES = 8
+
+
+def op_breakdown(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Per-model op breakdown: one horizontal stacked bar per profiled row, its time per op type (the types that
+    weigh most over all rows named, the rest as "other"), in ms per inference."""
+    from ..profiles import by_op_type
+
+    plt = _plt()
+    profiled = [r for r in _ok(rows) if r.get("op_profile")]
+    tables = [by_op_type(r["op_profile"]) for r in profiled]
+    weight: dict[str, float] = {}
+    for table in tables:
+        for t in table:
+            weight[t["op"]] = weight.get(t["op"], 0.0) + float(t["pct"])
+    named = sorted(weight, key=lambda op: -weight[op])[:BREAKDOWN_TYPES]
+    fig, ax = plt.subplots(figsize=(10.0, max(2.5, 0.5 * len(profiled) + 1.8)))
+    names = [f"{r['model']} {label(r, len({x['device'] for x in profiled}) > 1)}" for r in profiled]
+    left = [0.0] * len(profiled)
+    cmap = plt.get_cmap("tab10")
+    for k, op in enumerate([*named, "other"]):
+        widths = []
+        for table in tables:
+            if op == "other":
+                widths.append(sum(float(t["ms"]) for t in table if t["op"] not in named))
+            else:
+                widths.append(sum(float(t["ms"]) for t in table if t["op"] == op))
+        ax.barh(range(len(profiled)), widths, left=left, label=op, color="lightgrey" if op == "other" else cmap(k))
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_yticks(range(len(profiled)), names, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per inference, by op type (sum of the row's op profile)")
+    ax.set_title("Per-op breakdown of the profiled rows")
+    _outside_legend(ax)
+    return _save(fig, plt, path)
+
+
 def write_all(rows: Sequence[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
-    """Every plot as ``out_dir/<name>.png``."""
-    return {name: make(rows, Path(out_dir) / f"{name}.png") for name, make in PLOTS.items()}
+    """Every plot as ``out_dir/<name>.png`` (the op breakdown only when some row has an op profile)."""
+    written = {name: make(rows, Path(out_dir) / f"{name}.png") for name, make in PLOTS.items()}
+    if any(r.get("op_profile") for r in _ok(rows)):
+        written["op_breakdown"] = op_breakdown(rows, Path(out_dir) / "op_breakdown.png")
+    return written
 
 
 PLOTS = {

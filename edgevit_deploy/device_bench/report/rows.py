@@ -61,8 +61,20 @@ def with_efficiency(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def parity_summary(parity: dict[str, Any] | None) -> str:
+    """A row's parity as one export cell: "pass 1.2e-06" / "FAIL 3.4e-02" (max abs error vs PyTorch), "not run",
+    or "-" when unknown; ``parity["source"]`` says where the figures came from (report.json or on-device)."""
+    if not parity:
+        return "-"
+    if not parity.get("executed"):
+        return "not run"
+    max_abs = parity.get("max_abs")
+    figure = f" {max_abs:.1e}" if isinstance(max_abs, (int, float)) else ""
+    return ("pass" if parity.get("passed") else "FAIL") + figure
+
+
 def export_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    full = [with_efficiency(r) for r in rows]
+    full = [{**with_efficiency(r), "parity_summary": parity_summary(r.get("parity"))} for r in rows]
     cols = export_columns(full)
     return [{c: r.get(c) for c in cols} for r in full]
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.table import Table
 
+from ..profiles import delegate_cell
+
 
 def _ms(v: Any) -> str:
     return "" if v is None else f"{v:.2f}"
@@ -27,17 +29,24 @@ def busy_note(row: dict[str, Any]) -> str:
 
 
 def parity_cell(parity: dict[str, Any] | None) -> str:
-    """On-device outputs vs PyTorch (app rows): pass / FAIL with max abs and cosine; empty when not checked."""
+    """The file's outputs vs PyTorch: pass / FAIL with max abs and cosine, from an on-device check (app and tool
+    rows) or, marked "(export)", from the report.json of a given artifact's folder; "-" when not known."""
     if not parity:
-        return ""
+        return "-"
     if not parity.get("executed"):
         return "not run"
     figures = f"max {parity.get('max_abs', float('nan')):.1e} cos {parity.get('cosine', float('nan')):.4f}"
+    if parity.get("source") == "report.json":
+        figures += " (export)"
     return f"[green]pass[/] {figures}" if parity.get("passed") else f"[red]FAIL[/] {figures}"
 
 
 def rich_table(rows: Sequence[dict[str, Any]], title: str = "edgevit-bench results") -> Table:
+    """The rows; a ``#`` column first when they carry a ``row`` number (``show``: what ``show --ops`` takes)."""
     table = Table(title=title, show_lines=False)
+    numbered = any("row" in r for r in rows)
+    if numbered:
+        table.add_column("#", justify="right")
     for name, justify in (
         ("model", "left"),
         ("target", "left"),
@@ -65,11 +74,12 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str = "edgevit-bench resul
         if ok:
             note = ", ".join(n for n in ("throttled" if r.get("throttled") else "", busy_note(r)) if n)
         table.add_row(
+            *([str(r.get("row", ""))] if numbered else []),
             str(r["model"]),
             str(r["target"]),
             str(r["precision"]),
             str(r["threads"]),
-            str(r["delegate"]),
+            delegate_cell(str(r["delegate"]), r.get("delegate_coverage")),
             str(r["device"]),
             str(r["img_size"]),
             str(r.get("runner") or "default"),

@@ -355,6 +355,8 @@ class AppRunner:
         if not parity.passed:
             notes.append(f"on-device outputs differ from PyTorch: {parity.reason}")
         self._extra_notes(result, notes)
+        if job.profile:  # the job protocol carries no per-op timings (yet): said, never silently missing
+            notes.append(f"op profile not available for the {mode} runner (the job protocol has no per-op timings)")
         return Measurement(
             status="ok",
             init_ms=result.load_ms,

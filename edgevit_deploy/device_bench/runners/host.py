@@ -64,6 +64,8 @@ class HostRunner:
             "--iterations",
             str(job.iterations),
         ]
+        if job.profile:
+            parts.append("--profile")
         cmd = " ".join(shlex.quote(p) for p in parts)
         if job.cpu_mask:
             cmd = f"taskset {shlex.quote(job.cpu_mask)} {cmd}"
@@ -102,6 +104,13 @@ class HostRunner:
         except (ValueError, TypeError, KeyError) as exc:
             return Measurement(status="failed", reason=f"unusable latencies: {exc}", raw_output=raw, **base)
         base.update(runtime=str(data.get("executor", "host")), input_shape=list(data.get("input_shape", ())))
+        profiled: dict[str, Any] = {
+            "op_profile": [r for r in data.get("op_profile") or [] if isinstance(r, dict)],
+            "delegate_coverage": data.get("delegate_coverage")
+            if isinstance(data.get("delegate_coverage"), dict)
+            else {},
+            "notes": [str(n) for n in data.get("notes") or []],
+        }
         return Measurement(
             status="ok",
             init_ms=data.get("init_ms"),
@@ -111,5 +120,6 @@ class HostRunner:
             peak_memory_mb=data.get("peak_rss_mb"),
             raw_output=raw,
             **summary.as_measurement_fields(),
+            **profiled,
             **base,
         )

@@ -1,5 +1,9 @@
 """LiteRT's ``benchmark_model`` on an Android device (tflite artifacts).
 
+``job.profile`` turns on ``--enable_op_profiling``: the row's ``op_profile`` is the regular runs' per-node
+table (``parsers.litert.op_profile``). The delegate's "Replacing N out of M node(s)" line becomes the row's
+``delegate_coverage`` whether or not it profiles.
+
 Delegates: ``cpu`` / ``xnnpack`` (XNNPACK, the LiteRT CPU default), ``cpu-builtin`` (the reference
 kernels, ``--use_xnnpack=false``), ``gpu`` (``--use_gpu=true``), ``nnapi`` (``--use_nnapi=true``).
 
@@ -81,7 +85,7 @@ class LiteRtBenchmarkRunner(AndroidToolRunner):
             f"--num_threads={job.threads}",
             f"--num_runs={job.iterations}",
             f"--warmup_runs={job.warmup}",
-            "--enable_op_profiling=false",
+            f"--enable_op_profiling={'true' if job.profile else 'false'}",
             "--report_peak_memory_footprint=true",
             *DELEGATE_FLAGS[job.delegate],
         ]

@@ -8,7 +8,14 @@ The stand-in ``benchmark_model`` takes ``--input_layer`` / ``--input_layer_shape
 :func:`tool_fault_file` in the device's root: ``perturb`` (the dumped outputs are changed, as a delegate that
 silently computes something else would), ``old`` (a build without ``--output_filepath``: it warns
 "Unconsumed cmdline flags" and goes on without writing outputs, as the real tool's flag parser does),
-``reject`` (a build that names the flags and stops), ``ignore`` (takes the flags and writes no output file).
+``reject`` (a build that names the flags and stops), ``ignore`` (takes the flags and writes no output file),
+``partial`` (the XNNPACK line says the delegate left the last node to the built-in kernels, 2 partitions).
+
+Like an Android build, the stand-in prints the delegate's "Replacing N out of M node(s) with delegate
+(TfLiteXNNPackDelegate) node, yielding K partitions for the whole graph." line (the counts read from the host
+interpreter's nodes), and with ``--enable_op_profiling=true`` the op-profiling tables in the real tool's format
+(``tsl/util/stats_calculator.cc``): the measured mean latency split over the model's nodes in proportion to
+their output sizes (a stand-in cannot time single ops in the Python interpreter).
 
 Unavailable accelerators fail the way the real tools do: ``--use_gpu`` / ``--use_nnapi`` print "Failed to
 apply ... delegate." and "Benchmarking failed."; ``-e nnapi`` prints the ORT error line.
@@ -250,6 +257,7 @@ def _litert_run(args: argparse.Namespace) -> int:
     interp.allocate_tensors()
     if args.use_xnnpack:
         print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
+        print(_replacing_line(interp))
     detail = interp.get_input_details()[0]
     rng = np.random.default_rng(0)
     data = (
@@ -292,6 +300,8 @@ def _litert_run(args: argparse.Namespace) -> int:
     )
     if args.report_peak_memory_footprint:
         print(f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {_peak_rss_mb():g}")
+    if args.enable_op_profiling:
+        print(_op_profiling_block(interp, statistics.fmean(runs), len(runs)))
     if args.output_filepath and _tool_fault() != "ignore":
         with open(args.output_filepath, "wb") as fh:
             for out in interp.get_output_details():
@@ -300,6 +310,88 @@ def _litert_run(args: argparse.Namespace) -> int:
                     y = y + (0.5 * (np.arange(y.size) % 2)).reshape(y.shape).astype(y.dtype)
                 fh.write(np.ascontiguousarray(y).tobytes())
     return 0
+
+
+def _original_nodes(interp) -> list[dict]:
+    return [o for o in interp._get_ops_details() if o["op_name"] != "DELEGATE"]
+
+
+def _replacing_line(interp) -> str:
+    from ..coverage import _delegated_nodes
+
+    ops = interp._get_ops_details()
+    taken, parts = _delegated_nodes(ops)
+    total = len(_original_nodes(interp))
+    n = len(taken)
+    if _tool_fault() == "partial" and total > 1:
+        n, parts = total - 1, 2
+    return (
+        f"INFO: Replacing {n} out of {total} node(s) with delegate (TfLiteXNNPackDelegate) node, "
+        f"yielding {parts} partitions for the whole graph."
+    )
+
+
+def _op_profiling_block(interp, mean_us: float, runs: int) -> str:
+    """The regular runs' op-profiling tables in the tool's format (module docstring)."""
+    nodes = _original_nodes(interp)
+    weights = []
+    for o in nodes:
+        size = sum(int(np.prod(interp._get_tensor_details(int(t), 0)["shape"])) for t in o["outputs"])
+        weights.append(max(size, 1))
+    total_w = float(sum(weights)) or 1.0
+    ms = [mean_us / 1000.0 * w / total_w for w in weights]
+    head = "\t\t\t{:>36}\t{:>9}\t{:>9}\t{:>8}\t{:>8}\t{:>10}\t{}\t{}".format(
+        "[node type]", "[first]", "[avg ms]", "[%]", "[cdf%]", "[mem KB]", "[times called]", "[Name]"
+    )
+
+    def row(i: int, cdf: float) -> str:
+        o = nodes[i]
+        pct = 100.0 * ms[i] / sum(ms)
+        name = f"[{interp._interpreter.TensorName(int(o['outputs'][0]), 0)}]:{o['index']}"
+        return (
+            f"\t\t\t{o['op_name']:>36}\t{ms[i]:>9.3f}\t{ms[i]:>9.3f}\t{pct:>7.3f}%\t{cdf:>7.3f}%\t{0:>10.3f}"
+            f"\t{1:>9}\t{name}"
+        )
+
+    lines = ["INFO: Operator-wise Profiling Info for Regular Benchmark Runs:"]
+    lines.append("============================== Run Order ==============================")
+    lines.append(head)
+    cdf = 0.0
+    for i in range(len(nodes)):
+        cdf += 100.0 * ms[i] / sum(ms)
+        lines.append(row(i, cdf))
+    lines += ["", "============================== Top by Computation Time ==============================", head]
+    cdf = 0.0
+    for i in sorted(range(len(nodes)), key=lambda k: -ms[k])[:10]:
+        cdf += 100.0 * ms[i] / sum(ms)
+        lines.append(row(i, cdf))
+    lines += ["", f"Number of nodes executed: {len(nodes)}"]
+    lines.append("============================== Summary by node type ==============================")
+    lines.append(
+        "\t\t\t{:>36}\t{:>9}\t{:>9}\t{:>10}\t{:>10}\t{:>10}\t{}".format(
+            "[Node type]", "[count]", "[avg ms]", "[avg %]", "[cdf %]", "[mem KB]", "[times called]"
+        )
+    )
+    per_type: dict[str, list[float]] = {}
+    for o, t in zip(nodes, ms):
+        slot = per_type.setdefault(o["op_name"], [0, 0.0])
+        slot[0] += 1
+        slot[1] += t
+    cdf = 0.0
+    for op, (count, t) in sorted(per_type.items(), key=lambda kv: -kv[1][1]):
+        pct = 100.0 * t / sum(ms)
+        cdf += pct
+        lines.append(
+            f"\t\t\t{op:>36}\t{int(count):>9}\t{t:>9.3f}\t{pct:>9.3f}%\t{cdf:>9.3f}%\t{0:>10.3f}\t{int(count):>9}"
+        )
+    lines += [
+        "",
+        f"Timings (microseconds): count={runs} first={mean_us:.0f} curr={mean_us:.0f} avg={mean_us:g}",
+        "Memory (bytes): count=0",
+        f"{len(nodes)} nodes observed",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _input_from_file(args: argparse.Namespace, detail: dict) -> np.ndarray:
@@ -330,6 +422,7 @@ def _ort_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-S", type=int, default=0)
     p.add_argument("-I", action="store_true")
     p.add_argument("-s", action="store_true")
+    p.add_argument("-p", default="")  # profile file prefix: onnxruntime's session profiling trace
     p.add_argument("model")
     p.add_argument("result_file", nargs="?")
     return p.parse_args(argv)
@@ -357,6 +450,9 @@ def _ort_run(args: argparse.Namespace) -> int:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.x
     opts.inter_op_num_threads = args.y or 1
+    if args.p:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = args.p
     try:
         sess = ort.InferenceSession(args.model, opts, providers=[provider])
     except Exception as exc:  # the real tool prints the ORT error and exits non-zero
@@ -387,6 +483,8 @@ def _ort_run(args: argparse.Namespace) -> int:
         print(f"Max Latency: {s[-1]:g} s")
         for q in ("50", "90", "95", "99", "999"):
             print(f"P{q} Latency: {percentile(s, float(q) / (10 if q == '999' else 1)):g} s")
+    if args.p:
+        sess.end_profiling()
     if args.result_file:
         with open(args.result_file, "w") as fh:
             for k, v in enumerate(runs_s):
