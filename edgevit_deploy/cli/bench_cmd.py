@@ -21,6 +21,7 @@ from ..device_bench import api
 from ..device_bench.errors import DeviceIdError
 from ..device_bench.report.table import rich_table
 from ..device_bench.store import DEFAULT_STORE, row_of
+from ..device_bench.sweep import check_sweep_id
 from ..device_bench.sweep_config import RUNNER_CHOICES, SweepSpec, known_targets, read_sweep_file
 from ..device_bench.types import STATUSES, BenchJob, Measurement, row_key
 from ..errors import EdgeVitDeployError, OutputDirError
@@ -230,6 +231,12 @@ RUNNER_CHOICES_SHOWN = ["tool", *(c for c in RUNNER_CHOICES if c != "default")]
     help="Android rows: tool binaries (default), the benchmark app's Activity, or its instrumentation test.",
 )
 @click.option("--no-retry-failed", is_flag=True, help="On resume, skip rows that failed before too.")
+@click.option(
+    "--sweep-id",
+    help="Store the rows under this sweep id and resume it (default: an id derived from what the sweep measures).",
+)
+@click.option("--rerun", is_flag=True, help="Measure everything again under a new sweep id; old rows are kept.")
+@click.option("--tag", "tags", multiple=True, help="Label every row of this sweep (repeatable), e.g. --tag v0.3.")
 @click.option("--profile", is_flag=True, help="Also record per-op profiles where the runner can (show --ops).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Weights for the models.")
 @STORE_OPTION
@@ -257,6 +264,9 @@ def sweep(
     cpu_mask: str | None,
     runner: str | None,
     no_retry_failed: bool,
+    sweep_id: str | None,
+    rerun: bool,
+    tags: tuple[str, ...],
     profile: bool,
     checkpoint: str | None,
     store: Path,
@@ -304,6 +314,8 @@ def sweep(
         for device in spec.devices:
             parse_device(device)
         jobs = spec.jobs()  # unknown models fail here
+        if sweep_id is not None:
+            check_sweep_id(sweep_id)
         overrides = _runner_flags(runner_config, benchmark_model, ort_perf_test, timeout, energy, android_app, ios_app)
         _check_writable(store, "--store", folder=False)
         if out is not None:
@@ -331,12 +343,16 @@ def sweep(
                 cache_dir=cache_dir,
                 callbacks=_ProgressCallbacks(progress),
                 runner_overrides=overrides,
+                sweep_id=sweep_id,
+                rerun=rerun,
+                tags=list(tags),
             )
-        rows = api.read_rows(store)  # a StoreWriteError (exit 1): the run failed part-way, what was committed stays
+        rows = api.read_rows(store, result.sweep_id)  # a StoreWriteError (exit 1): what was committed stays
     except KeyboardInterrupt:
         _interrupted(store)
     _print_table(rows, spec_keys={j.key for j in jobs})
     console.print(f"{result.ok} measured, {result.failed} failed, {result.skipped} already in {store}")
+    console.print(f"sweep id: {result.sweep_id}")
     if out:
         try:
             written = api.report(store, out)
@@ -397,7 +413,7 @@ def devices(no_probe: bool) -> None:
 @click.option(
     "--store",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also record the row in this store (replacing an earlier one).",
+    help="Also record the row in this store (a new run; earlier ones are kept).",
 )
 @_runner_options
 @handle_errors
@@ -539,14 +555,16 @@ def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None
 @main.command()
 @STORE_OPTION
 @click.option("--status", type=click.Choice(STATUSES), help="Only rows with this status.")
+@click.option("--sweep-id", help="Only the rows of this sweep id.")
+@click.option("--history", is_flag=True, help="Every run, not only the latest ok run of each configuration.")
 @click.option("--ops", "ops_row", metavar="ROW", help="The top ops by time of one row (the # shown, or a run id).")
 @click.option("--top", "top_n", type=click.IntRange(min=1), default=15, show_default=True, help="Ops shown by --ops.")
 @handle_errors
-def show(store: Path, status: str | None, ops_row: str | None, top_n: int) -> None:
-    """The store as a table."""
+def show(store: Path, status: str | None, sweep_id: str | None, history: bool, ops_row: str | None, top_n: int) -> None:
+    """The store as a table (the latest ok run of each configuration; --history: every run)."""
     from ..device_bench.report.ops import number_rows
 
-    rows = number_rows(api.read_rows(store))
+    rows = number_rows(api.read_rows(store, sweep_id, history))
     if ops_row is not None:
         _show_ops(rows, ops_row, top_n)
         return
@@ -568,14 +586,16 @@ def _show_ops(rows: list[dict[str, Any]], ref: str, top_n: int) -> None:
 @click.option("--csv", "fmt", flag_value="csv", help="CSV output.")
 @click.option("--json", "fmt", flag_value="json", help="JSON output: a list of row objects.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to stdout.")
+@click.option("--sweep-id", help="Only the rows of this sweep id.")
+@click.option("--history", is_flag=True, help="Every run, not only the latest ok run of each configuration.")
 @handle_errors
-def export_cmd(store: Path, fmt: str | None, output: Path | None) -> None:
-    """The store as CSV or JSON."""
+def export_cmd(store: Path, fmt: str | None, output: Path | None, sweep_id: str | None, history: bool) -> None:
+    """The store as CSV or JSON (the latest ok run of each configuration)."""
     if fmt is None:
         raise click.UsageError("choose --csv or --json")
     if output is not None:
         _check_writable(output, "-o/--output", folder=False)
-    text = api.export_rows(store, fmt, output)
+    text = api.export_rows(store, fmt, output, sweep_id, history)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -587,16 +607,20 @@ def export_cmd(store: Path, fmt: str | None, output: Path | None) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-report"), show_default=True
 )
+@click.option("--sweep-id", help="Only the rows of this sweep id.")
 @handle_errors
-def report(store: Path, out: Path) -> None:
+def report(store: Path, out: Path, sweep_id: str | None) -> None:
     """Self-contained HTML report (tables + plots inlined), with PNGs, CSV and JSON beside it."""
     _check_writable(out, "--out", folder=True)
-    written = api.report(store, out)
+    written = api.report(store, out, sweep_id)
     for name, path in written.items():
         console.print(f"{name}: {path}")
 
 
 from . import bench_coverage  # noqa: E402,F401  (registers `coverage`)
+from .bench_compare import compare as _compare  # noqa: E402  (`edgevit-bench compare`; no import of this module)
+
+main.add_command(_compare)
 
 if __name__ == "__main__":  # `python -m ...bench_cmd`: run the package module's group, which has every command
     from edgevit_deploy.cli.bench_cmd import main as _package_main

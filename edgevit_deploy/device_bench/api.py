@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import OutputDirError
 from .artifacts import ArtifactCache
-from .store import DEFAULT_STORE, ResultStore, StoreError
+from .store import DEFAULT_STORE, ResultStore, StoreError, latest_rows, new_run_id
 from .sweep import Sweep, SweepCallbacks, SweepResult, default_runner_factory, open_device
 from .sweep_config import SweepSpec
 from .types import BenchJob, Measurement, row_key
@@ -62,8 +62,12 @@ def sweep(
     callbacks: SweepCallbacks | None = None,
     runner_overrides: dict[str, Any] | None = None,
     local_work_dir: str | Path | None = None,
+    sweep_id: str | None = None,
+    rerun: bool = False,
+    tags: list[str] | tuple[str, ...] = (),
 ) -> SweepResult:
-    """Measure every row of ``spec`` not already completed in ``store``; each result is committed at once.
+    """Measure every row of ``spec`` not already measured ok in ``store`` under the sweep id (default: derived
+    from ``spec``; ``rerun``: a new one, everything measured again); each result is committed at once.
     The store is opened (and refused, if it is not ours) before the artifact cache folder is created."""
     config = _runner_config(spec, runner_overrides)
 
@@ -71,11 +75,20 @@ def sweep(
         return open_device(device, local_work_dir)
 
     with ResultStore(store) as db:
-        _warn_rows_of_other_files(spec, db)
         cache = ArtifactCache(cache_dir or default_cache_dir(), checkpoint=spec.checkpoint)
-        return Sweep(
-            spec, db, cache, opener=opener, runner_factory=default_runner_factory(config), callbacks=callbacks
-        ).run()
+        run = Sweep(
+            spec,
+            db,
+            cache,
+            opener=opener,
+            runner_factory=default_runner_factory(config),
+            callbacks=callbacks,
+            sweep_id=sweep_id,
+            rerun=rerun,
+            tags=tags,
+        )
+        _warn_rows_of_other_files(spec, db, run.sweep_id)
+        return run.run()
 
 
 def run_one(
@@ -93,8 +106,9 @@ def run_one(
     runner_overrides: dict[str, Any] | None = None,
     profile: bool = False,
 ) -> Measurement:
-    """One model on one device, measured again even when the store already has the row (``profile``: with a
-    per-op profile where the runner can)."""
+    """One model on one device, measured again even when the store already has the configuration: each call is
+    its own sweep (id ``run-`` + 12 hex digits), added to the store's history (``profile``: with a per-op profile
+    where the runner can)."""
     spec = SweepSpec(
         models=[model],
         targets=[target],
@@ -110,14 +124,15 @@ def run_one(
     return _run_single(spec, store, cache_dir, runner_overrides)
 
 
-def _warn_rows_of_other_files(spec: SweepSpec, db: ResultStore) -> None:
-    """A stored row of a given file's configuration measured other bytes (another file of the same model and
-    variant): resume counts the configuration as done by its key, so say so (``run FILE`` always measures)."""
+def _warn_rows_of_other_files(spec: SweepSpec, db: ResultStore, sweep_id: str) -> None:
+    """A row of sweep ``sweep_id`` measured a given file's configuration on other bytes (another file of the same
+    model and variant): resume counts the configuration as done by its key, so say so (``run FILE`` always
+    measures). Only a named sweep (``--sweep-id``) can hold one: the default id is derived from the files' sha256."""
     jobs = {j.key: j for j in spec.jobs() if j.artifact_path}
     if not jobs:
         return
     given = {str(a.path): a.sha256 for a in spec.given_artifacts()}
-    for row in db.rows(status="ok"):
+    for row in db.rows(status="ok", sweep_id=sweep_id):
         job = jobs.get(row_key(row))
         if job is not None and row.get("artifact_sha256") not in (None, given.get(str(job.artifact_path))):
             log.warning(
@@ -185,14 +200,14 @@ def _run_single(
     job: BenchJob = spec.jobs()[0]
     path = Path(store) if store else None
     with ResultStore(path or ":memory:") as db:
-        db.delete([job.key])
-        Sweep(
+        result = Sweep(
             spec,
             db,
             ArtifactCache(cache_dir or default_cache_dir()),
             runner_factory=default_runner_factory(_runner_config(spec, overrides)),
+            sweep_id=f"run-{new_run_id()[:12]}",
         ).run()
-        return next(m for m in db.measurements() if m.job.key == job.key)
+        return next(m for m in result.measurements if m.job.key == job.key)
 
 
 def devices(probe: bool = True) -> list[Any]:
@@ -202,20 +217,29 @@ def devices(probe: bool = True) -> list[Any]:
     return list_devices(probe=probe)
 
 
-def read_rows(store: str | Path) -> list[dict[str, Any]]:
-    """Every row of an existing store, opened read-only (a missing or empty file is an error, never created)."""
+def read_rows(store: str | Path, sweep_id: str | None = None, history: bool = False) -> list[dict[str, Any]]:
+    """The rows of an existing store, opened read-only (a missing or empty file is an error, never created):
+    the latest ok row of each configuration (:func:`~.store.latest_rows`), of sweep ``sweep_id`` when given
+    (an id the store does not hold is an error naming those it does); ``history``: every run, oldest first."""
     path = Path(store)
     if not path.is_file():
         raise StoreError(f"no result store at {path}; run `edgevit-bench sweep --store {path}` first")
     with ResultStore(path, readonly=True) as db:
-        return db.rows()
+        if sweep_id is not None and sweep_id not in (known := db.sweep_ids()):
+            shown = ", ".join(s or "''" for s in list(known)[-10:]) or "none"
+            raise StoreError(f"no sweep {sweep_id!r} in {path} (its sweep ids: {shown})")
+        rows = db.rows(sweep_id=sweep_id)
+    return rows if history else latest_rows(rows)
 
 
-def export_rows(store: str | Path, fmt: str, out: str | Path | None = None) -> str:
-    """The store as CSV or JSON text (also written to ``out`` when given)."""
+def export_rows(
+    store: str | Path, fmt: str, out: str | Path | None = None, sweep_id: str | None = None, history: bool = False
+) -> str:
+    """The store as CSV or JSON text (also written to ``out`` when given): the latest ok row of each
+    configuration, or every run with ``history`` (:func:`read_rows`)."""
     from .report import rows as rows_mod
 
-    rows = read_rows(store)
+    rows = read_rows(store, sweep_id, history)
     if out:
         try:
             rows_mod.write(rows, Path(out), fmt)
@@ -224,11 +248,12 @@ def export_rows(store: str | Path, fmt: str, out: str | Path | None = None) -> s
     return rows_mod.to_csv(rows) if fmt == "csv" else rows_mod.to_json(rows)
 
 
-def report(store: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """results.csv, results.json, PNG plots and a self-contained report.html in ``out_dir``."""
+def report(store: str | Path, out_dir: str | Path, sweep_id: str | None = None) -> dict[str, Path]:
+    """results.csv, results.json, PNG plots and a self-contained report.html in ``out_dir`` (the latest ok row
+    of each configuration, of sweep ``sweep_id`` when given)."""
     from .report import write_report
 
-    rows = read_rows(store)
+    rows = read_rows(store, sweep_id)
     try:
         return write_report(rows, out_dir, store=str(store))
     except OSError as exc:

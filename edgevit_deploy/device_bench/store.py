@@ -1,16 +1,21 @@
-"""The result store: one SQLite file (WAL), one row per BenchJob key, committed the moment it is measured.
+"""The result store: one SQLite file (WAL), one row per measurement (run), committed the moment it is measured.
 
 A crash, Ctrl-C or ``kill -9`` loses nothing already written (each ``put`` is its own committed
-transaction, ``synchronous=FULL``), and a rerun of the same sweep skips completed keys. Columns are
-the fields of :class:`BenchJob` and :class:`Measurement` (lists / dicts as JSON; the DeviceInfo as
-``device_info``); a row written again for the same key replaces the previous one (no duplicates).
+transaction, ``synchronous=FULL``), and a rerun of the same sweep (same sweep id) skips the configurations it
+already measured ok. Columns are the fields of :class:`BenchJob` and :class:`Measurement` (lists / dicts as
+JSON; the DeviceInfo as ``device_info``). Schema 3 keeps EVERY run: a row is one measurement with its own
+``run_id`` (uuid4 hex, the only UNIQUE column), its ``sweep_id``, ``tags``, timestamp, toolkit version, runtime,
+artifact sha256 and configuration (:data:`~.types.ROW_KEY`); measuring a configuration again adds a row.
+Views that show "the" figure of a configuration take the latest ok row of it: :func:`latest_rows`.
 
 The file is marked as ours (``PRAGMA application_id`` plus ``meta`` rows ``schema`` / ``schema_version``)
 when the store creates it; a file holding other tables without the marker is refused, never altered.
-A store of release 0.1.0 (``meta.schema_version`` = 1, no application id, our columns) is migrated
-forward in place. ``readonly=True`` (show / export / report) never writes: ``mode=ro``, or ``immutable=1``
-on a read-only mount. A write that fails (disk full, read-only file, locked past the busy timeout)
-raises :class:`StoreWriteError`; rows committed before it stay.
+Stores of schema 1 (release 0.1.0: no application id, or the configuration key without cpu_mask) and 2 (the
+configuration as the UNIQUE key, one row per configuration) are migrated forward in place when opened to write,
+every row kept: old rows get the sweep id ``legacy`` and a generated run id. ``readonly=True`` (show / export /
+report) never writes, old stores included: ``mode=ro``, or ``immutable=1`` on a read-only mount. A write that
+fails (disk full, read-only file, locked past the busy timeout) raises :class:`StoreWriteError`; rows committed
+before it stay.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import logging
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -29,7 +35,8 @@ from .types import ROW_KEY, BenchJob, DeviceInfo, Measurement, row_key
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: cpu_mask joined the row key (stores of version 1 are migrated when opened to write)
+SCHEMA_VERSION = 3  # 2: cpu_mask joined the row key; 3: every run kept (UNIQUE run_id). Older: migrated on write
+LEGACY_SWEEP_ID = "legacy"  # the sweep id of rows migrated from a schema-1/2 store
 SCHEMA_NAME = "edgevit-deploy.bench"
 APPLICATION_ID = 0x45564231  # "EVB1": PRAGMA application_id of every store this toolkit creates
 TABLE = "measurements"
@@ -88,8 +95,29 @@ def _schema() -> str:
     cols.append("device_info TEXT")
     return (
         f"CREATE TABLE IF NOT EXISTS {TABLE} (rowid INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(cols)}, "
-        f"UNIQUE({', '.join(_KEY_FIELDS)}))"
+        "UNIQUE(run_id))"
     )
+
+
+def new_run_id() -> str:
+    """A fresh, unique run id (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+def latest_rows(rows: Iterable[dict[str, Any]], sweep_id: str | None = None) -> list[dict[str, Any]]:
+    """THE view of "the" figure of each configuration (``show``, ``export``, ``report``, the sweep's table):
+    per :data:`~.types.ROW_KEY`, the latest ok row (the latest row when none is ok, so a configuration that
+    only failed still shows its failure); only the rows of ``sweep_id`` when given. ``rows`` oldest first (as
+    :meth:`ResultStore.rows` returns them); the result keeps the order in which configurations first appear."""
+    chosen: dict[tuple[str, ...], dict[str, Any]] = {}
+    for row in rows:
+        if sweep_id is not None and row.get("sweep_id") != sweep_id:
+            continue
+        key = row_key(row)
+        held = chosen.get(key)
+        if held is None or row.get("status") == "ok" or held.get("status") != "ok":
+            chosen[key] = row
+    return list(chosen.values())
 
 
 def row_of(m: Measurement) -> dict[str, Any]:
@@ -163,7 +191,8 @@ class ResultStore:
         return None if row is None else str(row[0])
 
     def _check_ownership(self) -> None:
-        """Create a new store, accept ours, migrate a 0.1.0 one, refuse anything else."""
+        """Create a new store, accept ours (migrating schema 1/2 forward on write), migrate a 0.1.0 one, refuse
+        anything else."""
         tables = self._tables() - {"sqlite_sequence"}
         app_id = int(self._conn.execute("PRAGMA application_id").fetchone()[0])
         if not tables and app_id == 0:
@@ -229,14 +258,15 @@ class ResultStore:
             raise
 
     def _add_new_columns(self) -> None:
-        """Bring a store written by an earlier release up to date: the row key (UNIQUE constraint) rebuilt
-        when it is not :data:`ROW_KEY`, then the columns appended to the dataclasses since the file was
-        created (fields are append-only). Read-only, nothing changes and the missing columns read as NULL."""
+        """Bring a store written by an earlier release up to date: a table whose UNIQUE constraint is not
+        ``run_id`` (schema 1 / 2: one row per configuration) rebuilt to keep every run, then the columns
+        appended to the dataclasses since the file was created (fields are append-only). Read-only, nothing
+        changes and the missing columns read as NULL (:meth:`rows` shows their sweep id as ``legacy``)."""
         have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
         if self.readonly:
             self._columns = [c for c in COLUMNS if c in have]
             return
-        if self._unique_key() != _KEY_FIELDS:  # a store from before runner / cpu_mask joined the row key
+        if self._unique_key() != ["run_id"]:  # schema 1 / 2: the configuration was the row's identity
             self._rebuild_with_row_key(have)
             have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({TABLE})")}
         for name in [name for name in COLUMNS if name not in have]:
@@ -261,20 +291,26 @@ class ResultStore:
             log.debug("%s: rollback after a failed write: %s", self.path, exc)
 
     def _rebuild_with_row_key(self, have: set[str]) -> None:
-        """A store whose UNIQUE key is not :data:`ROW_KEY` (from before ``runner``, then ``cpu_mask``, joined it):
-        copy every row into a table whose key has them (runner "default" where it was missing, an unset cpu
-        mask as ""), in one transaction (SQLite cannot alter a table constraint)."""
+        """A store of schema 1 / 2 (a UNIQUE configuration key, from before ``runner``, ``cpu_mask`` or
+        ``run_id``): copy every row, in its order, into a table that keeps every run (runner "default" where it
+        was missing, an unset cpu mask as "", sweep id ``legacy``, a generated uuid4-hex run id, no tags), in one
+        transaction (SQLite cannot alter a table constraint)."""
         old = f"{TABLE}_before_row_key"
-        keep = [c for c in COLUMNS if c in have and c not in ("runner", "cpu_mask")]
-        runner = "runner" if "runner" in have else "'default'"
-        cpu_mask = "IFNULL(cpu_mask, '')" if "cpu_mask" in have else "''"
+        made = {
+            "runner": "runner" if "runner" in have else "'default'",
+            "cpu_mask": "IFNULL(cpu_mask, '')" if "cpu_mask" in have else "''",
+            "run_id": "lower(hex(randomblob(16)))",
+            "sweep_id": f"'{LEGACY_SWEEP_ID}'",
+            "tags": "'[]'",
+        }
+        keep = [c for c in COLUMNS if c in have and c not in made]
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.execute(f"ALTER TABLE {TABLE} RENAME TO {old}")
             self._conn.execute(_schema())
             self._conn.execute(
-                f"INSERT INTO {TABLE} ({', '.join(keep)}, runner, cpu_mask) "
-                f"SELECT {', '.join(keep)}, {runner}, {cpu_mask} FROM {old} ORDER BY rowid"
+                f"INSERT INTO {TABLE} ({', '.join([*keep, *made])}) "
+                f"SELECT {', '.join([*keep, *made.values()])} FROM {old} ORDER BY rowid"
             )
             self._conn.execute(f"DROP TABLE {old}")
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -285,15 +321,15 @@ class ResultStore:
 
     # ------------------------------------------------------------------------------------- writes
     def put(self, m: Measurement) -> None:
-        """Insert or replace the row of ``m.job.key``, committed before returning."""
+        """Add ``m`` as a new row (every run is kept), committed before returning. ``m.run_id`` is set to a
+        new uuid4 hex when empty; putting the same run id again updates that row (never a duplicate)."""
+        if not m.run_id:
+            m.run_id = new_run_id()
         row = self._encode(m)
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        updates = ", ".join(f"{k}=excluded.{k}" for k in row if k not in _KEY_FIELDS)
-        sql = (
-            f"INSERT INTO {TABLE} ({names}) VALUES ({marks}) "
-            f"ON CONFLICT({', '.join(_KEY_FIELDS)}) DO UPDATE SET {updates}"
-        )
+        updates = ", ".join(f"{k}=excluded.{k}" for k in row if k != "run_id")
+        sql = f"INSERT INTO {TABLE} ({names}) VALUES ({marks}) ON CONFLICT(run_id) DO UPDATE SET {updates}"
         self._write(lambda: self._conn.execute(sql, list(row.values())))
 
     def _write(self, body: Any) -> None:
@@ -321,21 +357,36 @@ class ResultStore:
                 json.dumps(list(value) if isinstance(value, tuple) else value) if name in _JSON_FIELDS else value
             )
         row["device_info"] = json.dumps(m.device.to_dict()) if m.device else None
-        row["cpu_mask"] = row["cpu_mask"] or ""  # a key column: "" for no mask (NULLs never collide in UNIQUE)
+        row["cpu_mask"] = row["cpu_mask"] or ""  # a configuration column: "" for no mask (as schema 1 / 2 wrote)
         return row
 
     # -------------------------------------------------------------------------------------- reads
-    def rows(self, status: str | None = None) -> list[dict[str, Any]]:
-        """Every row as a dict (JSON columns decoded), oldest first."""
-        sql = f"SELECT {', '.join(c if c in self._columns else 'NULL' for c in COLUMNS)} FROM {TABLE}"
-        args: tuple[Any, ...] = ()
+    def rows(self, status: str | None = None, sweep_id: str | None = None) -> list[dict[str, Any]]:
+        """Every row (every run) as a dict (JSON columns decoded), oldest first; only ``status`` / ``sweep_id``
+        rows when given. Rows of a schema-1/2 store opened read-only read as sweep ``legacy``, run ``legacy-N``."""
+        sql = f"SELECT rowid, {', '.join(c if c in self._columns else 'NULL' for c in COLUMNS)} FROM {TABLE}"
+        where, args = [], []
         if status:
-            sql += " WHERE status = ?"
-            args = (status,)
+            where.append("status = ?")
+            args.append(status)
+        if sweep_id is not None and "sweep_id" in self._columns:
+            where.append("sweep_id = ?")
+            args.append(sweep_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         with self._lock:
             cur = self._conn.execute(sql + " ORDER BY rowid", args)
             raw = cur.fetchall()
-        return [self._decode(dict(zip(COLUMNS, r))) for r in raw]
+        out = []
+        for r in raw:
+            row = self._decode(dict(zip(COLUMNS, r[1:])))
+            row["run_id"] = row.get("run_id") or f"{LEGACY_SWEEP_ID}-{r[0]}"
+            row["sweep_id"] = LEGACY_SWEEP_ID if row.get("sweep_id") is None else row["sweep_id"]
+            row["tags"] = row.get("tags") or []
+            out.append(row)
+        if sweep_id is not None and "sweep_id" not in self._columns:
+            out = [row for row in out if row["sweep_id"] == sweep_id]
+        return out
 
     @staticmethod
     def _decode(row: dict[str, Any]) -> dict[str, Any]:
@@ -355,27 +406,46 @@ class ResultStore:
             info = row["device_info"]
             yield Measurement(job=job, device=DeviceInfo(**info) if info else None, **{k: row[k] for k in _MEAS_FIELDS})
 
-    def completed_keys(self, include_failed: bool = False) -> set[tuple[str, ...]]:
-        """Keys a resumed sweep skips: rows measured ok (and failed ones with ``include_failed``)."""
-        statuses = ("ok", "failed") if include_failed else ("ok",)
+    def completed_keys(self, include_failed: bool = False, sweep_id: str | None = None) -> set[tuple[str, ...]]:
+        """Keys a resumed sweep skips: configurations measured ok (and failed ones with ``include_failed``),
+        in the sweep ``sweep_id`` when given (else in any sweep)."""
+        statuses: list[str] = ["ok", "failed"] if include_failed else ["ok"]
         marks = ", ".join("?" for _ in statuses)
+        sql = f"SELECT {', '.join(_KEY_FIELDS)} FROM {TABLE} WHERE status IN ({marks})"
+        if sweep_id is not None:
+            sql += " AND IFNULL(sweep_id, ?) = ?"
+            statuses += [LEGACY_SWEEP_ID, sweep_id]
         with self._lock:
-            cur = self._conn.execute(
-                f"SELECT {', '.join(_KEY_FIELDS)} FROM {TABLE} WHERE status IN ({marks})", statuses
-            )
+            cur = self._conn.execute(sql, statuses)
             return {row_key(dict(zip(_KEY_FIELDS, r))) for r in cur.fetchall()}
+
+    def sweep_ids(self) -> dict[str, int]:
+        """Every sweep id in the store -> its number of rows, in the order the sweeps first wrote."""
+        with self._lock:
+            if "sweep_id" not in self._columns:
+                return {LEGACY_SWEEP_ID: int(self._conn.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0])}
+            cur = self._conn.execute(
+                f"SELECT IFNULL(sweep_id, ?), COUNT(*), MIN(rowid) FROM {TABLE} GROUP BY 1 ORDER BY 3",
+                (LEGACY_SWEEP_ID,),
+            )
+            return {str(r[0]): int(r[1]) for r in cur.fetchall()}
 
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0])
 
-    def delete(self, keys: Iterable[tuple[str, ...]]) -> None:
+    def delete(self, keys: Iterable[tuple[str, ...]], sweep_id: str | None = None) -> None:
+        """Delete every row (every run) of these configurations; only those of ``sweep_id`` when given."""
         where = " AND ".join(f"{k} = ?" for k in _KEY_FIELDS)
+        extra: list[str] = []
+        if sweep_id is not None:
+            where += " AND sweep_id = ?"
+            extra = [sweep_id]
         keys = list(keys)
 
         def body() -> None:
             for key in keys:
-                self._conn.execute(f"DELETE FROM {TABLE} WHERE {where}", key)
+                self._conn.execute(f"DELETE FROM {TABLE} WHERE {where}", [*key, *extra])
 
         self._write(body)
 

@@ -1,5 +1,10 @@
 """Run a sweep: every job of a :class:`SweepSpec` on its device, each result committed to the store as
-soon as it is measured; completed rows of an earlier run are skipped.
+soon as it is measured; configurations already measured ok in the same sweep id are skipped.
+
+Every row carries a sweep id. By default it is derived from the spec (:func:`spec_sweep_id`), so the same
+command run again after a kill resumes: configurations measured ok under that id are skipped, failed ones are
+measured again (their failure rows stay in the store's history). ``rerun=True`` starts a new sweep id (the
+spec's id + ``-rN``, the first N free in the store) and measures everything again; the old rows stay.
 
 Devices run in parallel (one thread each), each one job at a time. A transport fault (the device
 dropped) is retried after a reconnect; when the device stays unreachable its remaining rows are
@@ -14,10 +19,12 @@ re-raises once the device threads have ended (or after a grace period).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,7 @@ from .android import throttled
 from .artifacts import ArtifactCache, measurement_base
 from .errors import DeviceDisconnectedError, DeviceNotFoundError
 from .runners import runner_kind
-from .store import ResultStore, StoreError, StoreWriteError
+from .store import ResultStore, StoreError, StoreWriteError, new_run_id
 from .sweep_config import SweepSpec
 from .types import BenchJob, DeviceInfo, Measurement, Runner, Transport
 
@@ -62,6 +69,7 @@ class SweepResult:
     total: int
     skipped: int
     measurements: list[Measurement] = field(default_factory=list)
+    sweep_id: str = ""  # the sweep id every row of this run was stored under
 
     @property
     def ok(self) -> int:
@@ -106,6 +114,42 @@ class _Stopped(Exception):
     """Internal: this device thread ends now (the sweep was stopped or the store failed)."""
 
 
+def spec_sweep_id(spec: SweepSpec) -> str:
+    """The default sweep id of ``spec``: ``sweep-`` + 12 hex digits of a hash of what it measures (every row's
+    configuration, :data:`~.types.ROW_KEY`; the sha256 of given artifact files; the checkpoint; the toolkit
+    version). The same command gives the same id, so running it again resumes; as with the row key, warm-up,
+    iterations and cooldown are not part of it (a resume with other counts skips what is measured). A toolkit
+    upgrade, or other bytes of a given file, start a new sweep (new figures)."""
+    from .. import __version__
+
+    what = {
+        "jobs": sorted(list(job.key) for job in spec.jobs()),
+        "artifacts": sorted(a.sha256 for a in spec.given_artifacts()),  # given files: other bytes, another sweep
+        "checkpoint": spec.checkpoint,
+        "toolkit": __version__,
+    }
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    return f"sweep-{digest[:12]}"
+
+
+def rerun_sweep_id(base: str, taken: Iterable[str]) -> str:
+    """``base`` + ``-rN`` with the first N >= 2 not in ``taken`` (the store's sweep ids)."""
+    used = set(taken)
+    n = 2
+    while f"{base}-r{n}" in used:
+        n += 1
+    return f"{base}-r{n}"
+
+
+def check_sweep_id(sweep_id: str) -> str:
+    """A sweep id given by the user: 1-100 printable characters without spaces (raises SweepConfigError)."""
+    from .sweep_config import SweepConfigError
+
+    if not sweep_id or len(sweep_id) > 100 or any(c.isspace() or not c.isprintable() for c in sweep_id):
+        raise SweepConfigError(f"--sweep-id must be 1-100 printable characters without spaces, got {sweep_id!r}")
+    return sweep_id
+
+
 def failed(job: BenchJob, reason: str, device: DeviceInfo | None = None) -> Measurement:
     return Measurement(status="failed", reason=reason, device=device, **measurement_base(job))
 
@@ -121,8 +165,16 @@ class Sweep:
         callbacks: SweepCallbacks | None = None,
         reconnect_attempts: int = 3,
         reconnect_delay_s: float = 2.0,
+        sweep_id: str | None = None,
+        rerun: bool = False,
+        tags: Sequence[str] = (),
     ):
+        """``sweep_id``: the id to store rows under and resume from (default :func:`spec_sweep_id`);
+        ``rerun``: a new id derived from it (:func:`rerun_sweep_id`); ``tags``: labels on every row."""
         self.spec = spec
+        base = check_sweep_id(sweep_id) if sweep_id is not None else spec_sweep_id(spec)
+        self.sweep_id = rerun_sweep_id(base, store.sweep_ids()) if rerun else base
+        self.tags = list(dict.fromkeys(tags))
         self.store = store
         self.cache = cache
         self.opener = opener
@@ -139,13 +191,15 @@ class Sweep:
 
     def pending(self) -> tuple[list[BenchJob], int]:
         jobs = self.spec.jobs()
-        done = self.store.completed_keys(include_failed=not self.spec.retry_failed)
+        done = self.store.completed_keys(include_failed=not self.spec.retry_failed, sweep_id=self.sweep_id)
         todo = [j for j in jobs if j.key not in done]
         return todo, len(jobs)
 
     def run(self) -> SweepResult:
         todo, total = self.pending()
-        log.info("sweep: %d rows, %d already done, %d to measure", total, total - len(todo), len(todo))
+        log.info(
+            "sweep %s: %d rows, %d already done, %d to measure", self.sweep_id, total, total - len(todo), len(todo)
+        )
         self.callbacks.on_start(total, len(todo))
         by_device: dict[str, list[BenchJob]] = {}
         for job in todo:
@@ -179,12 +233,17 @@ class Sweep:
             ) from self._store_error
         if self._crash is not None:
             raise self._crash
-        return SweepResult(total=total, skipped=total - len(todo), measurements=list(self._results))
+        return SweepResult(
+            total=total, skipped=total - len(todo), measurements=list(self._results), sweep_id=self.sweep_id
+        )
 
     # --------------------------------------------------------------------------------- per device
     def _record(self, m: Measurement) -> None:
         if self._stop.is_set():
             raise _Stopped()
+        m.run_id = new_run_id()
+        m.sweep_id = self.sweep_id
+        m.tags = list(dict.fromkeys([*m.tags, *self.tags]))
         try:
             self.store.put(m)
         except StoreError as exc:

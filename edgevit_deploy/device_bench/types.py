@@ -148,6 +148,9 @@ class Measurement:
     parity: dict[str, Any] = field(default_factory=dict)  # on-device outputs vs PyTorch (ParityReport.to_dict())
     op_profile: list[dict[str, Any]] = field(default_factory=list)  # per-op rows (device_bench.profiles), ms desc
     delegate_coverage: dict[str, Any] = field(default_factory=dict)  # nodes delegated / total, partitions
+    run_id: str = ""  # this row's unique id (uuid4 hex; the store sets it when empty): every run is kept
+    sweep_id: str = ""  # the sweep run that measured it (resume skips what it measured ok); "legacy": pre-schema-3
+    tags: list[str] = field(default_factory=list)  # labels given with --tag (release, branch, ...)
 
     @property
     def latency(self) -> LatencySummary:

@@ -59,7 +59,7 @@ def test_bench_uses_the_shared_handler_for_bad_input_and_failures(tmp_path, monk
     assert result.exit_code == EXIT_USAGE
     assert "doctor checks Android devices" in _one_error_line(result)
 
-    def unreadable(store):
+    def unreadable(store, *args, **kwargs):
         raise StoreWriteError("cannot write to the result store s.sqlite: disk is full\n(free disk space)")
 
     monkeypatch.setattr(api, "read_rows", unreadable)

@@ -307,12 +307,17 @@ def test_resume_says_when_a_stored_row_measured_other_bytes(bench, tmp_path):
     tiny_onnx(folder / "a.onnx", metadata=toolkit_metadata())
     write_report(folder, {"a.onnx": {}})
     store = tmp_path / "s.sqlite"
-    with ResultStore(store) as db:  # the same configuration, measured on another file
+    with ResultStore(store) as db:  # the same configuration, measured on another file in sweep "nightly"
         job = BenchJob("edgevit_xxs", "onnx", "fp32", img_size=IMG)
-        db.put(Measurement(job=job, status="ok", median_ms=3.0, artifact_sha256="0" * 64))
-    res = bench("sweep", "--artifacts", str(folder), "--store", str(store))
+        db.put(Measurement(job=job, status="ok", median_ms=3.0, artifact_sha256="0" * 64, sweep_id="nightly"))
+    # resuming that named sweep skips the configuration by its key, and says the stored row is of other bytes
+    res = bench("sweep", "--artifacts", str(folder), "--store", str(store), "--sweep-id", "nightly")
     assert res.exit_code == 0 and "0 measured, 0 failed, 1 already" in res.output
     assert "measured on other bytes (sha256 000000000000)" in res.stderr and "edgevit-bench run" in res.stderr
+    # the default sweep id is derived from the files' sha256: these bytes are their own sweep, measured
+    res = bench("sweep", "--artifacts", str(folder), "--store", str(store), "--warmup", "1", "--iterations", "3")
+    assert res.exit_code == 0 and "1 measured, 0 failed, 0 already" in res.output, res.output
+    assert "other bytes" not in res.stderr
 
 
 def test_sweep_artifacts_bad_input(bench, tmp_path):

@@ -30,14 +30,24 @@ def test_each_put_is_committed_before_it_returns(tmp_path):
     store.close()
 
 
-def test_same_key_replaces_the_row_never_duplicates_it(tmp_path):
+def test_every_run_of_a_configuration_is_kept_and_the_latest_ok_one_is_its_figure(tmp_path):
+    """Schema 3: a row per run (own run id); the views' one selection (latest_rows) shows the latest ok run."""
+    from edgevit_deploy.device_bench.store import latest_rows
+
     with ResultStore(tmp_path / "s.sqlite") as store:
         store.put(_m(1, status="failed", median=None, reason="timeout"))
         store.put(_m(1, median=4.25))
         store.put(_m(1, median=4.5))
+        store.put(_m(1, status="failed", median=None, reason="device dropped"))
         rows = store.rows()
-        assert len(rows) == 1
-        assert rows[0]["median_ms"] == 4.5 and rows[0]["status"] == "ok" and rows[0]["reason"] is None
+        assert [r["median_ms"] for r in rows] == [None, 4.25, 4.5, None]
+        assert len({r["run_id"] for r in rows}) == 4 and all(len(r["run_id"]) == 32 for r in rows)
+        (latest,) = latest_rows(rows)
+        assert latest["median_ms"] == 4.5 and latest["status"] == "ok" and latest["reason"] is None
+        again = next(m for m in store.measurements() if m.run_id == rows[1]["run_id"])
+        again.median_ms = 4.0
+        store.put(again)                                    # the same run id updates its row, never duplicates
+        assert [r["median_ms"] for r in store.rows()] == [None, 4.0, 4.5, None]
 
 
 def test_every_field_round_trips(tmp_path):
@@ -276,6 +286,7 @@ def test_a_store_locked_past_the_timeout_is_a_write_error(tmp_path):
 
 # ------------------------------------------------------------------------------------------ row key
 def test_cpu_mask_is_part_of_the_row_key_and_an_unset_mask_is_one_key(tmp_path):
+    from edgevit_deploy.device_bench.store import latest_rows
     from edgevit_deploy.device_bench.types import ROW_KEY
 
     assert "cpu_mask" in ROW_KEY and "runner" in ROW_KEY
@@ -283,8 +294,8 @@ def test_cpu_mask_is_part_of_the_row_key_and_an_unset_mask_is_one_key(tmp_path):
     with ResultStore(tmp_path / "s.sqlite") as store:
         store.put(_m(1, median=2.0))                        # cpu mask f0
         store.put(unpinned)
-        store.put(Measurement(job=unpinned.job, status="ok", median_ms=3.25))   # replaces: no mask is one key
-        rows = store.rows()
+        store.put(Measurement(job=unpinned.job, status="ok", median_ms=3.25))   # a second run: no mask is one key
+        rows = latest_rows(store.rows())
         assert sorted((r["cpu_mask"], r["median_ms"]) for r in rows if r["cpu_mask"]) == [("f0", 2.0)]
         assert [(r["cpu_mask"], r["median_ms"]) for r in rows if not r["cpu_mask"]] == [(None, 3.25)]
         assert store.completed_keys() == {_m(1).job.key, unpinned.job.key}
@@ -320,9 +331,10 @@ def test_a_store_keyed_without_cpu_mask_is_migrated_with_every_row(tmp_path):
         assert [(r["threads"], r["cpu_mask"], r["median_ms"]) for r in store.rows()] == old_rows
         done = store.completed_keys()
         store.put(_m(1, median=3.0))                        # threads 1, mask f0: beside the unpinned row
-        store.put(_m(4, median=1.25))                       # threads 4, mask f0: replaces the old one
+        store.put(_m(4, median=1.25))                       # threads 4, mask f0: a second run, the old one kept
         assert sorted((r["threads"], r["cpu_mask"] or "", r["median_ms"]) for r in store.rows()) == [
-            (1, "", 2.5), (1, "f0", 3.0), (4, "f0", 1.25)]
+            (1, "", 2.5), (1, "f0", 3.0), (4, "f0", 1.25), (4, "f0", 1.5)]
+        assert [r["sweep_id"] for r in store.rows()][:2] == ["legacy", "legacy"]
     job = BenchJob("edgevit_xxs", "tflite", "fp32", threads=1, delegate="xnnpack", device="adb:X", img_size=64)
     assert job.key in done                                  # the old unpinned row still counts as measured
     with sqlite3.connect(db) as c:
@@ -330,4 +342,4 @@ def test_a_store_keyed_without_cpu_mask_is_migrated_with_every_row(tmp_path):
         assert "cpu_mask" in c.execute("SELECT sql FROM sqlite_master WHERE name='measurements'").fetchone()[0]
     c.close()
     with ResultStore(db) as store:                          # reopening migrates nothing twice
-        assert len(store.rows()) == 3
+        assert len(store.rows()) == 4

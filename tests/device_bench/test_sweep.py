@@ -204,15 +204,17 @@ def test_rerun_skips_completed_rows_and_retries_failed_ones(tmp_path):
     assert (second.skipped, len(second.measurements)) == (4, 0)
     assert {tuple(r[k] for k in ("target", "threads")): r["timestamp"] for r in store.rows()} == stamps
 
-    # a failed row is measured again on the next run, unless retry_failed is off
+    # a row that failed in this sweep id is measured again on the next run, unless retry_failed is off;
+    # the failure stays in the store's history beside the new ok row
     bad = BenchJob("edgevit_xxs", "onnx", "fp32", threads=1, device="phone", img_size=64)
-    store.put(Measurement(job=bad, status="failed", reason="boom"))
+    store.delete([bad.key], sweep_id=first.sweep_id)
+    store.put(Measurement(job=bad, status="failed", reason="boom", sweep_id=first.sweep_id))
     no_retry, _ = make_sweep(tmp_path, spec.with_overrides(retry_failed=False), store=store)
     assert len(no_retry.run().measurements) == 0
     retry, _ = make_sweep(tmp_path, spec, store=store)
     redo = retry.run()
     assert [m.job.key for m in redo.measurements] == [bad.key] and redo.ok == 1
-    assert store.count() == 4
+    assert store.count() == 5 and [r["reason"] for r in store.rows() if r["status"] == "failed"] == ["boom"]
 
 
 def test_export_and_option_failures_become_failed_rows_and_the_sweep_goes_on(tmp_path):

@@ -19,6 +19,10 @@ their output sizes (a stand-in cannot time single ops in the Python interpreter)
 
 Unavailable accelerators fail the way the real tools do: ``--use_gpu`` / ``--use_nnapi`` print "Failed to
 apply ... delegate." and "Benchmarking failed."; ``-e nnapi`` prints the ORT error line.
+
+The timing knob (:func:`timing_knob_file`, or ``EDGEVIT_STANDIN_SLOWDOWN`` / ``EDGEVIT_STANDIN_PACE_MS``) slows
+every timed iteration by a fraction (an injected regression) and / or paces it to a fixed length (no noise):
+the regression gate's tests (``tests/device_bench/test_compare.py``).
 """
 
 from __future__ import annotations
@@ -87,11 +91,56 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+#: the timing knob (both stand-in tools): ``slowdown`` stretches every timed iteration by that fraction (0.2: each
+#: takes 20 % longer, an injected regression); ``pace_ms`` makes every iteration last at least that long (the
+#: model's own time is then hidden under a fixed pace, so two runs time alike: a run without noise)
+SLOWDOWN_ENV = "EDGEVIT_STANDIN_SLOWDOWN"
+PACE_ENV = "EDGEVIT_STANDIN_PACE_MS"
+
+
+def timing_knob_file(root: Path) -> Path:
+    """Write ``slowdown=0.2 pace_ms=20`` here (the stand-in device's root) to set the tools' timing knob for the
+    next runs on that device (it wins over :data:`SLOWDOWN_ENV` / :data:`PACE_ENV`); delete it to switch off."""
+    path = Path(root) / ".standin/knobs/timing"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def timing_knob() -> tuple[float, float]:
+    """(slowdown fraction, pace in seconds) from the device root's knob file, else the environment."""
+    values = {"slowdown": os.environ.get(SLOWDOWN_ENV, ""), "pace_ms": os.environ.get(PACE_ENV, "")}
+    root = os.environ.get(ROOT_ENV)
+    knob = Path(root) / ".standin/knobs/timing" if root else None
+    if knob is not None and knob.is_file():
+        for item in knob.read_text().split():
+            name, _, value = item.partition("=")
+            values[name.strip()] = value.strip()
+    slowdown = float(values.get("slowdown") or 0.0)
+    pace_ms = float(values.get("pace_ms") or 0.0)
+    if slowdown < 0 or pace_ms < 0:
+        raise SystemExit(f"ERROR: the stand-in timing knob must be >= 0, got slowdown={slowdown} pace_ms={pace_ms}")
+    return slowdown, pace_ms / 1000.0
+
+
+def _wait_until(deadline: float) -> None:
+    """Sleep to ``deadline`` (perf_counter seconds), then spin the last half millisecond for precision."""
+    left = deadline - time.perf_counter()
+    if left > 0.0005:
+        time.sleep(left - 0.0005)
+    while time.perf_counter() < deadline:
+        pass
+
+
 def _time_runs(invoke: Callable[[], object], n: int) -> list[float]:
+    slowdown, pace_s = timing_knob()
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
         invoke()
+        if pace_s:
+            _wait_until(t0 + pace_s)
+        if slowdown:
+            _wait_until(t0 + (time.perf_counter() - t0) * (1.0 + slowdown))
         out.append((time.perf_counter() - t0) * 1e6)  # µs
     return out
 
