@@ -14,7 +14,9 @@ Rows are paired by configuration. Each pair gets both medians, the change in per
 interval of the ratio of medians by a seeded percentile bootstrap of the stored per-iteration latencies
 (:func:`~.stats.bootstrap_median_ratio`); the verdict is ``slower`` (the whole interval above
 ``+threshold``), ``faster`` (below ``-threshold``), ``same`` (inside ``+-threshold``), ``inconclusive`` (it
-straddles a bound) or ``unknown`` (no per-iteration latencies). A pair is untrustworthy (never gating) when
+straddles a bound) or ``unknown`` (no interval). Rows of a tool that stores only its summary (LiteRT's
+``benchmark_model``: mean, std, count) get the interval of the ratio of means from the summaries
+(:func:`~.stats.summary_mean_ratio`); the pair's ``method`` says which. A pair is untrustworthy (never gating) when
 either run was throttled, was busy (a host whose load exceeded its cores: the report's ``busy_note``), ran hot
 or charging (its notes say so), or had fewer than ``min_iterations`` per-iteration latencies.
 :attr:`Comparison.regressions` are the trustworthy ``slower`` pairs.
@@ -33,7 +35,7 @@ from typing import Any, ClassVar
 
 from ..errors import EdgeVitDeployError
 from .report.table import busy_note
-from .stats import bootstrap_median_ratio
+from .stats import bootstrap_median_ratio, summary_mean_ratio
 from .store import ResultStore, StoreError, latest_rows
 from .types import ROW_KEY, row_key
 
@@ -170,6 +172,7 @@ class Pair:
     ci_high_pct: float | None
     verdict: str
     reasons: list[str] = field(default_factory=list)  # why it is untrustworthy (empty: trustworthy)
+    method: str = ""  # "bootstrap of medians" | "summary means (delta method)" | "" (no interval)
 
     @property
     def trustworthy(self) -> bool:
@@ -237,9 +240,11 @@ def untrustworthy_reasons(row: dict[str, Any], side: str, min_iterations: int) -
         if any(marker in str(note).lower() for marker in BUSY_MARKERS):
             reasons.append(f"{side}: {note}")
     n = len(row.get("latencies_ms") or [])
-    if n == 0:
-        reasons.append(f"{side} has no per-iteration latencies")
-    elif n < min_iterations:
+    if n == 0 and _summary(row) is None:
+        reasons.append(f"{side} has no per-iteration latencies and no summary (mean, std, count)")
+    elif n == 0 and int(row.get("iterations") or 0) < min_iterations:
+        reasons.append(f"{side} has {row.get('iterations')} iterations (< {min_iterations})")
+    elif 0 < n < min_iterations:
         reasons.append(f"{side} has {n} iterations (< {min_iterations})")
     return reasons
 
@@ -319,11 +324,20 @@ def _pair(
     if sb.median_ms and sc.median_ms and sb.median_ms > 0:
         change = 100.0 * (sc.median_ms / sb.median_ms - 1.0)
     lat_b, lat_c = b.get("latencies_ms") or [], c.get("latencies_ms") or []
+    sum_b, sum_c = _summary(b), _summary(c)
+    method = ""
     if lat_b and lat_c:
         try:
             ci = bootstrap_median_ratio(lat_b, lat_c, confidence=confidence, resamples=resamples, seed=seed)
             change, low, high = ci.as_percent()
+            method = "bootstrap of medians"
         except ValueError as exc:  # a zero median: no interval
+            reasons.append(f"no interval: {exc}")
+    elif sum_b is not None and sum_c is not None:  # a tool that prints its summary only (benchmark_model)
+        try:
+            change, low, high = summary_mean_ratio(sum_b, sum_c, confidence=confidence).as_percent()
+            method = "summary means (delta method)"
+        except ValueError as exc:
             reasons.append(f"no interval: {exc}")
     return Pair(
         config=config,
@@ -334,7 +348,17 @@ def _pair(
         ci_high_pct=high,
         verdict=verdict_of(low, high, threshold_pct),
         reasons=reasons,
+        method=method,
     )
+
+
+def _summary(row: dict[str, Any]) -> tuple[float, float, int] | None:
+    """(mean, std, count) of a run whose tool stored its summary but no per-iteration latencies; the count is
+    the requested iterations (the tool runs at least that many: a conservative count)."""
+    mean, std, n = row.get("mean_ms"), row.get("std_ms"), int(row.get("iterations") or 0)
+    if row.get("latencies_ms") or mean is None or std is None or n < 2:
+        return None
+    return float(mean), float(std), n
 
 
 def config_label(config: dict[str, Any], extra: Iterable[str] = ()) -> str:

@@ -173,3 +173,33 @@ def bootstrap_median_ratio(
         resamples=resamples,
         seed=seed,
     )
+
+
+def summary_mean_ratio(
+    baseline: tuple[float, float, int], candidate: tuple[float, float, int], confidence: float = 0.95
+) -> RatioInterval:
+    """The ratio of two runs' MEAN latencies and its ``confidence`` interval from their summaries alone,
+    ``(mean, std, count)`` each: for tools that print a summary and no per-iteration latencies (LiteRT's
+    ``benchmark_model``). The log of the ratio is approximately normal with variance
+    ``std_b^2 / (n_b mean_b^2) + std_c^2 / (n_c mean_c^2)`` (delta method); a wider, less robust interval than
+    the bootstrap (means, not medians). Raises ``ValueError`` for a non-positive mean or a count below 2."""
+    from statistics import NormalDist
+
+    (mean_a, std_a, n_a), (mean_b, std_b, n_b) = baseline, candidate
+    if min(n_a, n_b) < 2:
+        raise ValueError(f"a summary interval needs counts >= 2, got {n_a} and {n_b}")
+    if mean_a <= 0 or mean_b <= 0 or std_a < 0 or std_b < 0:
+        raise ValueError(f"means must be positive and stds >= 0, got {mean_a}, {mean_b}, {std_a}, {std_b}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    se = math.sqrt(std_a**2 / (n_a * mean_a**2) + std_b**2 / (n_b * mean_b**2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    ratio = mean_b / mean_a
+    return RatioInterval(
+        ratio=ratio,
+        low=ratio * math.exp(-z * se),
+        high=ratio * math.exp(z * se),
+        confidence=confidence,
+        resamples=0,
+        seed=0,
+    )

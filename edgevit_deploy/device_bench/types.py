@@ -86,8 +86,9 @@ class BenchJob:
         return row_key({name: getattr(self, name) for name in ROW_KEY})
 
 
-#: THE identity of a row (a BenchJob, a store row): the store's UNIQUE key, the sweep's resume key, the
-#: report's "rows of this sweep". Warm-up, iterations and cooldown are not part of it (a rerun replaces).
+#: THE configuration of a row (a BenchJob, a store row): the sweep's resume key within a sweep id, the views'
+#: "latest run of this configuration", compare's pairing. Warm-up, iterations and cooldown are not part of it.
+#: The store keeps every run (its rows are unique by run id).
 ROW_KEY: tuple[str, ...] = (
     "model",
     "target",

@@ -149,6 +149,31 @@ def test_a_throttled_busy_or_short_run_is_untrustworthy_and_never_gates(tmp_path
                 "--min-iterations", "5").exit_code == 1
 
 
+def _summary_run(seed: int, scale: float = 1.0, threads: int = 1, iterations: int = 50, **kw) -> Measurement:
+    """A benchmark_model row: the tool's summary (mean, std) and no per-iteration latencies."""
+    lat = [scale * v for v in _lognormal(seed, iterations)]
+    return Measurement(job=_job(threads, iterations=iterations), status="ok", mean_ms=float(np.mean(lat)),
+                       std_ms=float(np.std(lat)), median_ms=float(np.median(lat)), runtime="benchmark_model",
+                       timestamp="2026-12-01T10:00:00Z", **kw)
+
+
+def test_summary_only_rows_gate_on_the_ratio_of_means(tmp_path):
+    db = _store(tmp_path, [
+        _summary_run(1, sweep_id="base"), _summary_run(2, sweep_id="same"), _summary_run(3, 1.2, sweep_id="slow"),
+        _summary_run(4, threads=2, iterations=5, sweep_id="base"), _summary_run(5, 1.5, 2, 5, sweep_id="slow"),
+    ])
+    same = json.loads(_cli("base", "same", "--store", str(db), "--json").output)
+    (pair,) = same["pairs"]
+    assert pair["method"] == "summary means (delta method)" and pair["trustworthy"]
+    assert pair["verdict"] == "same" and pair["ci_low_pct"] < 0 < pair["ci_high_pct"]
+    slow = _cli("base", "slow", "--store", str(db), "--fail-on-regression", "5%", "--json")
+    assert slow.exit_code == 1, slow.output
+    pairs = {int(p["config"]["threads"]): p for p in json.loads(slow.output)["pairs"]}
+    assert pairs[1]["verdict"] == "slower" and pairs[1]["ci_low_pct"] > 5.0 and 15 < pairs[1]["change_pct"] < 25
+    # 5 iterations: an interval, but too few to gate
+    assert pairs[2]["reasons"] == ["baseline has 5 iterations (< 10)", "candidate has 5 iterations (< 10)"]
+
+
 def test_unpaired_and_failed_rows_are_listed_not_paired(tmp_path):
     db = _store(tmp_path, [
         _run(1, sweep_id="a"), _run(2, threads=2, sweep_id="a"),
