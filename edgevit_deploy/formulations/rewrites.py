@@ -1,14 +1,27 @@
 """Generic export-friendly rewrites, each numerically equal to the module it replaces (proven by
 tests/converters/test_formulations.py): XNNPACK-friendly spellings of strided average pooling and depthwise transposed
 convolutions, and drop-path / dropout removed for every target.
+
+For ExecuTorch's XNNPACK delegate (formulation ``executorch``, docs/executorch.md "Ops outside the delegate"):
+LayerNorm as matrix products and a square root (:class:`MatmulLayerNorm`: executorch 1.5.1's partitioner takes
+no ``native_layer_norm`` and no ``mean.dim`` over the last axis of a rank-3 tensor, but it takes ``matmul``,
+``sqrt`` and ``div``), and EdgeViT's attention with 3-D batched matmuls on slices of one permuted ``qkv``
+(:class:`BmmGlobalSparseAttn`: the rank-4 ``q @ k^T`` left ``expand_copy`` outside the delegate and
+``qkv[0..2]`` ``select_copy``); its LayerNorm is then rewritten like every other.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .registry import EVERY_TARGET, register_rewrite
+
+if TYPE_CHECKING:
+    from ..models.edgevit import GlobalSparseAttn
 
 
 # ------------------------------------------------------------------------------------------- modules
@@ -44,6 +57,68 @@ class DepthwiseUpsampleConv(nn.Module):
         w = self.weight.reshape(1, C, 1, r, 1, r)
         y = (up * w).reshape(B, C, H * r, W * r)
         return y + self.bias.reshape(1, C, 1, 1)
+
+
+class MatmulLayerNorm(nn.Module):
+    """``LayerNorm`` over the last axis written with matrix products: the mean and the (biased) variance are
+    ``linear(x, 1/C)`` and ``linear((x - mu)^2, 1/C)`` (a 1-output fully connected layer, whatever the input's
+    strides; ``x @ v`` on a transposed input becomes ``expand`` + ``bmm``), then ``(x - mu) / sqrt(var + eps) * w
+    + b``. Equal to the fused kernel up to float rounding (sums in another order); XNNPACK delegates every op."""
+
+    avg: torch.Tensor
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        (c,) = norm.normalized_shape
+        self.eps = float(norm.eps)
+        self.register_buffer("avg", torch.full((1, c), 1.0 / c))
+        weight = norm.weight.detach().clone() if norm.weight is not None else torch.ones(c)
+        bias = norm.bias.detach().clone() if norm.bias is not None else torch.zeros(c)
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = F.linear(x, self.avg)
+        d = x - mu
+        var = F.linear(d * d, self.avg)
+        return d / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class BmmGlobalSparseAttn(nn.Module):
+    """EdgeViT's ``GlobalSparseAttn`` with the heads folded into the batch axis: ``qkv`` is permuted once to
+    ``(3 * B * heads, N, d)``, q / k / v are contiguous slices of it, and both products are 3-D ``bmm``: the
+    same sums as the authors' rank-4 matmuls. It runs the wrapped module's own layers (``qkv``, ``proj``, the
+    sampler, ``LocalProp``, ``norm``), so the formulation's other rewrites still reach them."""
+
+    def __init__(self, attn: GlobalSparseAttn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        a = self.attn
+        B, _, C = x.shape
+        h = a.num_heads
+        d = C // h
+        sr = a.sr
+        if sr > 1:
+            x = x.transpose(1, 2).reshape(B, C, H, W)
+            x = a.sampler(x)
+            x = x.flatten(2).transpose(1, 2)
+        n = x.shape[1]
+        qkv = a.qkv(x).reshape(B, n, 3, h, d).permute(2, 0, 3, 1, 4).reshape(3 * B * h, n, d)
+        q, k, v = qkv[: B * h], qkv[B * h : 2 * B * h], qkv[2 * B * h :]
+        attn = a.attn_drop((torch.bmm(q, k.transpose(1, 2)) * a.scale).softmax(dim=-1))
+        x = torch.bmm(attn, v).reshape(B, h, n, d).transpose(1, 2).reshape(B, n, C)
+        if sr > 1:
+            x = x.permute(0, 2, 1).reshape(B, C, H // sr, W // sr)
+            x = a.LocalProp(x)
+            x = x.reshape(B, C, -1).permute(0, 2, 1)
+            x = a.norm(x)
+        return a.proj_drop(a.proj(x))
+
+
+def _plain_layer_norm(m: nn.Module) -> bool:
+    return isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1
 
 
 class Inert(nn.Module):
@@ -90,3 +165,17 @@ def _drop_path(m: nn.Module) -> nn.Module | None:
     if isinstance(m, (DropPath, nn.Dropout)):
         return Inert()
     return None
+
+
+# ExecuTorch-XNNPACK: the ops the partitioner leaves to the portable kernels, in forms it delegates
+# (measured in docs/executorch.md "Formulation")
+@register_rewrite("layer_norm_as_matmul", {"executorch"})
+def _layer_norm(m: nn.Module) -> nn.Module | None:
+    return MatmulLayerNorm(m) if isinstance(m, nn.LayerNorm) and _plain_layer_norm(m) else None
+
+
+@register_rewrite("edgevit_attention_bmm", {"executorch"})
+def _edgevit_attention(m: nn.Module) -> nn.Module | None:
+    from ..models.edgevit import GlobalSparseAttn
+
+    return BmmGlobalSparseAttn(m) if type(m) is GlobalSparseAttn else None

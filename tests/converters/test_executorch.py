@@ -41,8 +41,10 @@ def test_fp32_export_passes_parity_in_the_executorch_runtime(fp32):
     outside = art.notes["non_delegated_ops"]
     assert art.notes["backend"] == "xnnpack"
     assert all(name.startswith("aten.") and n > 0 for name, n in outside.items())
-    # the executorch formulation keeps the authors' pooling / transposed conv: no strided slice left outside
+    # the executorch formulation keeps the authors' pooling / transposed conv: no strided slice left outside;
+    # LayerNorm and the attention are rewritten into delegated forms: only the head's global mean is left
     assert "avgpool_k1_to_slice" not in art.formulation and "aten.slice_copy.Tensor" not in outside
+    assert outside == {"aten.mean.dim": 1}
     d = json.loads((result.out_dir / "report.json").read_text())
     assert d["artifacts"][0]["notes"]["non_delegated_ops"] == outside
 
@@ -195,7 +197,8 @@ def test_executorch_formulation_is_exact_and_keeps_the_authors_ops():
     m = create_model("edgevit_xxs", img_size=SIZE)
     rewritten, counts = apply_formulations(m, get_spec("executorch").formulation)
     assert counts.get("drop_path_off", 0) > 0 and "depthwise_convtranspose_to_upsample" not in counts
-    assert isinstance(rewritten.blocks1[0].SelfAttn.attn.LocalProp, torch.nn.ConvTranspose2d)
+    # the attention is rewritten (3-D bmm) around the authors' sampler and transposed conv
+    assert isinstance(rewritten.blocks1[0].SelfAttn.attn.attn.LocalProp, torch.nn.ConvTranspose2d)
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         torch.testing.assert_close(rewritten(x), m(x), rtol=1e-5, atol=1e-5)
@@ -209,3 +212,4 @@ def test_host_worker_times_a_pte(fp32):
     r = measure("executorch", art.path, (1, 3, SIZE, SIZE), threads=1, warmup=1, iterations=3)
     assert r["ok"] and r["executor"].startswith("ExecuTorch") and len(r["latencies_ms"]) == 3
     assert all(ms > 0 for ms in r["latencies_ms"])
+
