@@ -12,6 +12,7 @@ listed by name: logged at export, written to the sidecar, and kept on :attr:`Exe
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from .._lazy import require
 from ..errors import ConversionError, first_line
 from ._errors import unsupported_op_from
 from ._quiet import quiet_backends
-from .base import ArtifactMetadata, EtBackend, ExportOptions
+from .base import ArtifactMetadata, EtBackend, ExportOptions, Precision
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ class ExecutorchConverter:
     ) -> Path:
         backend = EtBackend(options.et_backend or EtBackend.XNNPACK)
         module, sample = model.eval(), example
+        if options.precision == Precision.FP16:  # a half model and input: XNNPACK lowers fp16 graphs to fp16 kernels
+            module, sample = copy.deepcopy(model).half().eval(), example.half()
         try:
             with torch.no_grad(), quiet_backends():
                 program = torch.export.export(module, (sample,))
