@@ -3,8 +3,9 @@ host runtime (1 thread by default; the programs interleaved run by run in one pr
 machine hit them alike), and the max abs difference to PyTorch.
 
 Variants: ``before`` (only the rewrites every target gets: drop-path off, the zoo's), ``layer_norm`` (+ LayerNorm
-as matrix products), ``attention`` (+ EdgeViT's attention as 3-D bmm), ``executorch`` (the target's formulation
-in the table: both), and ``xnnpack`` (TFLite's rewrites, for comparison).
+as matrix products), ``attention`` (+ EdgeViT's attention as 3-D bmm), ``local_prop`` (+ the depthwise transposed
+conv as a broadcasting product), ``ops_only`` (LayerNorm + attention), ``executorch`` (the target's formulation in
+the table: all three), and ``xnnpack`` (TFLite's rewrites, for comparison).
 
     python benchmarks/executorch_formulations.py --model edgevit_xxs --img-size 224 --runs 30
 """
@@ -28,7 +29,13 @@ from edgevit_deploy.formulations import apply_formulations, rewrites_for
 from edgevit_deploy.models import create_model
 from edgevit_deploy.verify.runtimes import ExecuTorchHost
 
-EXTRA = {"before": (), "layer_norm": ("layer_norm_as_matmul",), "attention": ("edgevit_attention_bmm",)}
+EXTRA = {
+    "before": (),
+    "layer_norm": ("layer_norm_as_matmul",),
+    "attention": ("edgevit_attention_bmm",),
+    "local_prop": ("depthwise_convtranspose_to_broadcast",),
+    "ops_only": ("layer_norm_as_matmul", "edgevit_attention_bmm"),
+}
 
 
 def variant(model: torch.nn.Module, name: str) -> torch.nn.Module:
@@ -51,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="edgevit_xxs")
     p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--variants", default="before,layer_norm,attention,executorch")
+    p.add_argument("--variants", default="before,ops_only,local_prop,executorch")
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)

@@ -7,7 +7,10 @@ LayerNorm as matrix products and a square root (:class:`MatmulLayerNorm`: execut
 no ``native_layer_norm`` and no ``mean.dim`` over the last axis of a rank-3 tensor, but it takes ``matmul``,
 ``sqrt`` and ``div``), and EdgeViT's attention with 3-D batched matmuls on slices of one permuted ``qkv``
 (:class:`BmmGlobalSparseAttn`: the rank-4 ``q @ k^T`` left ``expand_copy`` outside the delegate and
-``qkv[0..2]`` ``select_copy``); its LayerNorm is then rewritten like every other.
+``qkv[0..2]`` ``select_copy``); its LayerNorm is then rewritten like every other. EdgeViT's depthwise transposed
+conv (kernel = stride = r) as one broadcasting multiply (:class:`BroadcastDepthwiseConvTranspose`): XNNPACK
+takes the authors' op, but as a slow "Deconvolution ... Subconv2D" (a fifth of EdgeViT-XXS's time in its ETDump
+profile), and TFLite's :class:`DepthwiseUpsampleConv` leaves its ``expand`` to the portable kernels.
 """
 
 from __future__ import annotations
@@ -118,7 +121,28 @@ class BmmGlobalSparseAttn(nn.Module):
 
 
 def _plain_layer_norm(m: nn.Module) -> bool:
-    return isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1
+    """``nn.LayerNorm`` itself over one axis: subclasses such as timm's ``LayerNorm2d`` permute in ``forward``."""
+    return type(m) is nn.LayerNorm and len(m.normalized_shape) == 1
+
+
+class BroadcastDepthwiseConvTranspose(nn.Module):
+    """Depthwise ``ConvTranspose2d(kernel=stride=r)`` as one broadcasting product: ``x`` viewed as
+    ``(B, C, H, 1, W, 1)`` times the kernel viewed as ``(1, C, 1, r, 1, r)``, reshaped to ``(B, C, H r, W r)``,
+    plus the bias: each output pixel (i, j) = x[i // r, j // r] * w[i % r, j % r] + b, the same single product
+    per pixel as the transposed conv (no ``expand``: XNNPACK delegates all of it)."""
+
+    def __init__(self, conv: nn.ConvTranspose2d):
+        super().__init__()
+        self.r = int(conv.stride[0])
+        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)  # (C, 1, r, r)
+        bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        r = self.r
+        y = x.reshape(B, C, H, 1, W, 1) * self.weight.reshape(1, C, 1, r, 1, r)
+        return y.reshape(B, C, H * r, W * r) + self.bias.reshape(1, C, 1, 1)
 
 
 class Inert(nn.Module):
@@ -140,9 +164,8 @@ def _avgpool_k1(m: nn.Module) -> nn.Module | None:
     return None
 
 
-@register_rewrite("depthwise_convtranspose_to_upsample", {"xnnpack"})
-def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
-    if (
+def _kernel_stride_depthwise(m: nn.Module) -> bool:
+    return (
         isinstance(m, nn.ConvTranspose2d)
         and m.groups == m.in_channels == m.out_channels
         and m.kernel_size == m.stride
@@ -150,14 +173,24 @@ def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
         and m.padding == (0, 0)
         and m.output_padding == (0, 0)
         and m.dilation == (1, 1)
-    ):
-        return DepthwiseUpsampleConv(m)
+    )
+
+
+@register_rewrite("depthwise_convtranspose_to_upsample", {"xnnpack"})
+def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
+    return DepthwiseUpsampleConv(m) if isinstance(m, nn.ConvTranspose2d) and _kernel_stride_depthwise(m) else None
+
+
+@register_rewrite("depthwise_convtranspose_to_broadcast", {"executorch"})
+def _dw_convtranspose_broadcast(m: nn.Module) -> nn.Module | None:
+    if isinstance(m, nn.ConvTranspose2d) and _kernel_stride_depthwise(m):
+        return BroadcastDepthwiseConvTranspose(m)
     return None
 
 
-# every target, ExecuTorch included. ExecuTorch ("executorch") keeps the authors' ops otherwise: on
-# ExecuTorch-XNNPACK the TFLite rewrites only add ops outside the delegate (the strided slice and the
-# upsample's expand run in portable kernels) and measured slower (docs/executorch.md)
+# every target, ExecuTorch included. ExecuTorch ("executorch") keeps the authors' delegate sampler: on
+# ExecuTorch-XNNPACK TFLite's strided slice and upsample's expand run in portable kernels and measured slower;
+# its own rewrites are below (docs/executorch.md "Formulation")
 @register_rewrite("drop_path_off", EVERY_TARGET)
 def _drop_path(m: nn.Module) -> nn.Module | None:
     from timm.layers import DropPath

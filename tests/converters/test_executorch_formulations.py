@@ -1,5 +1,6 @@
 """The ExecuTorch formulation's rewrites equal the modules they replace (LayerNorm as matrix products, EdgeViT's
-attention as 3-D bmm), and lowered to XNNPACK they leave nothing of theirs outside the delegate."""
+attention as 3-D bmm, its depthwise transposed conv as a broadcast product), and lowered to XNNPACK they leave
+nothing of theirs outside the delegate."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from torch import nn
 from edgevit_deploy.converters.executorch import non_delegated_ops
 from edgevit_deploy.converters.table import get_spec
 from edgevit_deploy.formulations import apply_formulations, rewrites_for
-from edgevit_deploy.formulations.rewrites import BmmGlobalSparseAttn, MatmulLayerNorm
+from edgevit_deploy.formulations.rewrites import (
+    BmmGlobalSparseAttn,
+    BroadcastDepthwiseConvTranspose,
+    MatmulLayerNorm,
+)
 from edgevit_deploy.models import create_model
 from edgevit_deploy.models.edgevit import GlobalSparseAttn
 
@@ -31,10 +36,24 @@ def test_matmul_layer_norm_without_affine_and_rewrite_scope():
     x = torch.randn(3, 5, 16)
     torch.testing.assert_close(MatmulLayerNorm(norm)(x), norm(x), rtol=1e-5, atol=1e-5)
     # only plain last-axis LayerNorms, and only for the executorch formulation
-    _, counts = apply_formulations(nn.Sequential(nn.LayerNorm([4, 4]), nn.LayerNorm(4)), "executorch")
+    from timm.layers import LayerNorm2d
+
+    model = nn.Sequential(nn.LayerNorm([4, 4]), LayerNorm2d(4), nn.LayerNorm(4))  # LayerNorm2d permutes NCHW
+    _, counts = apply_formulations(model, "executorch")
     assert counts == {"layer_norm_as_matmul": 1}
     for other in ("onnx", "xnnpack", "coreml"):
-        assert not {"layer_norm_as_matmul", "edgevit_attention_bmm"} & {r.name for r in rewrites_for(other)}
+        mine = {"layer_norm_as_matmul", "edgevit_attention_bmm", "depthwise_convtranspose_to_broadcast"}
+        assert not mine & {r.name for r in rewrites_for(other)}
+
+
+@pytest.mark.parametrize(("r", "c", "bias"), [(2, 6, True), (4, 3, True), (4, 5, False)])
+def test_broadcast_depthwise_convtranspose_is_exact(r, c, bias):
+    conv = nn.ConvTranspose2d(c, c, r, stride=r, groups=c, bias=bias)
+    x = torch.randn(2, c, 5, 7)
+    with torch.no_grad():  # one product (and the bias) per output pixel, as in the transposed conv
+        torch.testing.assert_close(BroadcastDepthwiseConvTranspose(conv)(x), conv(x), rtol=0, atol=1e-6)
+    others = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, stride=2, groups=4), nn.ConvTranspose2d(4, 8, 2, stride=2))
+    assert apply_formulations(others, "executorch")[1] == {}
 
 
 @pytest.mark.parametrize(("sr", "heads"), [(1, 2), (2, 4), (4, 1)])
@@ -52,6 +71,7 @@ def test_edgevit_executorch_formulation_is_exact():
     rewritten, counts = apply_formulations(m, get_spec("executorch").formulation)
     # 23 LayerNorms (4 patch embeds, 2 per attention block x 7, 5 inside the sampled attentions), 7 attentions
     assert counts["layer_norm_as_matmul"] == 23 and counts["edgevit_attention_bmm"] == 7
+    assert counts["depthwise_convtranspose_to_broadcast"] == 5  # the sampled attentions' LocalProp
     assert isinstance(rewritten.blocks1[0].SelfAttn.attn, BmmGlobalSparseAttn)
     assert isinstance(rewritten.blocks1[0].SelfAttn.attn.attn.norm, MatmulLayerNorm)  # reached through the wrapper
     assert isinstance(m.blocks1[0].SelfAttn.attn, GlobalSparseAttn)  # the original is untouched
@@ -78,5 +98,6 @@ def test_rewritten_attention_block_is_fully_delegated():
 
     before = outside(block)
     assert {"aten.native_layer_norm.default", "aten.select_copy.int", "aten.expand_copy.default"} <= set(before)
-    rewritten, _ = apply_formulations(block, "executorch")
+    rewritten, counts = apply_formulations(block, "executorch")
+    assert counts["depthwise_convtranspose_to_broadcast"] == 1
     assert outside(rewritten) == {}
