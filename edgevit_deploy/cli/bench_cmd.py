@@ -115,6 +115,14 @@ def main(verbose: int) -> None:
     setup_logging(verbose)
 
 
+_EXECUTOR_RUNNER_KEY = "edgevit_deploy.executor_runner"  # --executor-runner's value in the click context
+
+
+def _executor_runner_flag() -> Path | None:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_EXECUTOR_RUNNER_KEY) if ctx is not None else None
+
+
 def _runner_flags(
     runner_config: Path | None,
     benchmark_model: Path | None,
@@ -137,6 +145,7 @@ def _runner_flags(
                 ("energy", energy),
                 ("android_app", android_app),
                 ("ios_app", ios_app),
+                ("executor_runner", _executor_runner_flag()),
             )
             if v is not None
         }
@@ -161,6 +170,13 @@ def _runner_options(f: Any) -> Any:
                 "--ort-perf-test",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 help="Host path of onnxruntime_perf_test for the phone.",
+            ),
+            click.option(
+                "--executor-runner",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                expose_value=False,  # read by _runner_flags from the context
+                callback=lambda ctx, _param, value: ctx.meta.__setitem__(_EXECUTOR_RUNNER_KEY, value),
+                help="Host path of ExecuTorch's executor_runner binary for the phone (.pte rows).",
             ),
             click.option("--timeout", type=float, help="Seconds allowed for one measurement on a device."),
             click.option(
@@ -519,9 +535,17 @@ def _given_artifact(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Host path of onnxruntime_perf_test to check (default $EDGEVIT_ORT_PERF_TEST).",
 )
+@click.option(
+    "--executor-runner",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Host path of ExecuTorch's executor_runner to check (default $EDGEVIT_EXECUTOR_RUNNER).",
+)
 @handle_errors
-def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None) -> None:
-    """What each Android runner (benchmark_model, onnxruntime_perf_test, app, instrument) needs on DEVICE."""
+def doctor(
+    device: str, benchmark_model: Path | None, ort_perf_test: Path | None, executor_runner: Path | None = None
+) -> None:
+    """What each Android runner (benchmark_model, onnxruntime_perf_test, executor_runner, app, instrument) needs
+    on DEVICE."""
     import os
 
     from rich.table import Table
@@ -536,7 +560,7 @@ def doctor(device: str, benchmark_model: Path | None, ort_perf_test: Path | None
     try:
         transport = api.open_device(device)
         try:
-            checks = diagnose(transport, bm, ort)
+            checks = diagnose(transport, bm, ort, executor_runner=executor_runner)
         finally:
             transport.close()
     except EdgeVitDeployError:

@@ -12,6 +12,7 @@ listed by name: logged at export, written to the sidecar, and kept on :attr:`Exe
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -22,16 +23,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._atomic import write_bytes
+from .._atomic import atomic_path, write_bytes
 from .._lazy import require
 from ..errors import ConversionError, first_line
 from ._errors import unsupported_op_from
 from ._quiet import quiet_backends
-from .base import ArtifactMetadata, EtBackend, ExportOptions
+from .base import ArtifactMetadata, EtBackend, ExportOptions, Precision
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
+ETRECORD_SUFFIX = ".etrecord"  # the ETRecord a profiling export writes beside the program
 BACKEND_KEY = "edgevit_deploy.et_backend"
 OUTSIDE_KEY = "edgevit_deploy.et_non_delegated_ops"
 SHA_KEY = "edgevit_deploy.pte_sha256"
@@ -42,6 +44,11 @@ _PLUMBING = {"executorch_call_delegate", "getitem"}
 
 def sidecar_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + SIDECAR_SUFFIX)
+
+
+def etrecord_path(path: Path) -> Path:
+    """``NAME.pte.etrecord``: the ETRecord that maps a program's ETDump events to the edge graph's aten ops."""
+    return Path(path).with_name(Path(path).name + ETRECORD_SUFFIX)
 
 
 def _partitioners(backend: EtBackend) -> list[Any]:
@@ -80,18 +87,30 @@ def non_delegated_ops(edge_program: Any) -> dict[str, int]:
 
 
 def lower_to_pte(
-    program: torch.export.ExportedProgram, out_path: Path, backend: EtBackend, meta: dict[str, str]
+    program: torch.export.ExportedProgram,
+    out_path: Path,
+    backend: EtBackend,
+    meta: dict[str, str],
+    *,
+    etrecord: bool = False,
 ) -> dict[str, int]:
-    """Lower an exported program for ``backend``, write the ``.pte`` and its sidecar atomically.
+    """Lower an exported program for ``backend``, write the ``.pte`` and its sidecar atomically; with
+    ``etrecord`` also the ETRecord (:func:`etrecord_path`) that ``--profile`` maps ETDump events with.
 
     Returns the ops left outside the delegate (empty for a fully delegated program)."""
     exir = require("executorch.exir", "executorch")
     partitioner = _partitioners(backend)
     try:
         with quiet_backends():
-            edge = exir.to_edge_transform_and_lower(program, partitioner=partitioner or None)
+            edge = exir.to_edge_transform_and_lower(
+                program, partitioner=partitioner or None, generate_etrecord=etrecord
+            )
             outside = non_delegated_ops(edge) if partitioner else {}
-            buffer = edge.to_executorch().buffer
+            et_program = edge.to_executorch()
+            buffer = et_program.buffer
+            if etrecord:
+                with atomic_path(etrecord_path(out_path)) as tmp:
+                    et_program.get_etrecord().save(str(tmp))
     except Exception as exc:
         raise ConversionError("executorch", first_line(exc), op=unsupported_op_from(str(exc))) from exc
     if outside:  # in the result's notes too: the CLI prints them under its table
@@ -117,10 +136,12 @@ def _format_counts(counts: dict[str, int]) -> str:
 
 
 class ExecutorchConverter:
-    """``convert`` leaves ``notes`` = ``{"backend": ..., "non_delegated_ops": {op: count}}`` for the report."""
+    """``convert`` leaves ``notes`` = ``{"backend": ..., "non_delegated_ops": {op: count}}`` for the report.
+    ``etrecord=True`` also writes the program's ETRecord beside it (for per-op profiles)."""
 
-    def __init__(self) -> None:
+    def __init__(self, etrecord: bool = False) -> None:
         self.notes: dict[str, Any] = {}
+        self.etrecord = etrecord
 
     def convert(
         self,
@@ -132,6 +153,8 @@ class ExecutorchConverter:
     ) -> Path:
         backend = EtBackend(options.et_backend or EtBackend.XNNPACK)
         module, sample = model.eval(), example
+        if options.precision == Precision.FP16:  # a half model and input: XNNPACK lowers fp16 graphs to fp16 kernels
+            module, sample = copy.deepcopy(model).half().eval(), example.half()
         try:
             with torch.no_grad(), quiet_backends():
                 program = torch.export.export(module, (sample,))
@@ -139,7 +162,7 @@ class ExecutorchConverter:
             raise ConversionError(
                 "executorch", f"torch.export failed: {first_line(exc)}", op=unsupported_op_from(str(exc))
             ) from exc
-        outside = lower_to_pte(program, Path(out_path), backend, metadata.as_strings())
+        outside = lower_to_pte(program, Path(out_path), backend, metadata.as_strings(), etrecord=self.etrecord)
         self.notes = {"backend": str(backend), "non_delegated_ops": outside}
         return Path(out_path)
 

@@ -1,12 +1,14 @@
 """``edgevit-bench doctor``: what each Android runner needs on one device, what is missing, and how to get it.
 
-Runners: ``benchmark_model`` (LiteRT's tool binary), ``onnxruntime_perf_test`` (ONNX Runtime's), ``app``
+Runners: ``benchmark_model`` (LiteRT's tool binary), ``onnxruntime_perf_test`` (ONNX Runtime's),
+``executor_runner`` (ExecuTorch's, for ``.pte`` rows), ``app``
 (the benchmark app's Activity) and ``instrument`` (its instrumentation test). Each check reads the device
 through the Transport; nothing is installed or pushed.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,8 +89,10 @@ def diagnose(
     benchmark_model: Path | None = None,
     ort_perf_test: Path | None = None,
     android_app: Path | None = None,
+    executor_runner: Path | None = None,
 ) -> list[Check]:
-    """One Check per runner, plus the device's free space."""
+    """One Check per runner, plus the device's free space. ``executor_runner`` defaults to
+    $EDGEVIT_EXECUTOR_RUNNER."""
     from .runners.app import FILES_DIR, has_instrumentation, installed_version
 
     info = transport.device_info()
@@ -112,6 +116,11 @@ def diagnose(
     checks.append(
         _tool_check(transport, "onnxruntime_perf_test", ort_perf_test, info.abi, ORT_SOURCES, "--ort-perf-test")
     )
+    from .runners.executor_runner import ENV_EXECUTOR_RUNNER, SOURCES
+
+    if executor_runner is None and os.environ.get(ENV_EXECUTOR_RUNNER):
+        executor_runner = Path(os.environ[ENV_EXECUTOR_RUNNER])
+    checks.append(_tool_check(transport, "executor_runner", executor_runner, info.abi, SOURCES, "--executor-runner"))
     version = installed_version(transport)
     build = (
         "build it (cd android_app && ./gradlew assembleRelease, see android_app/README.md) and pass "

@@ -1,14 +1,30 @@
 """Generic export-friendly rewrites, each numerically equal to the module it replaces (proven by
 tests/converters/test_formulations.py): XNNPACK-friendly spellings of strided average pooling and depthwise transposed
 convolutions, and drop-path / dropout removed for every target.
+
+For ExecuTorch's XNNPACK delegate (formulation ``executorch``, docs/executorch.md "Ops outside the delegate"):
+LayerNorm as matrix products and a square root (:class:`MatmulLayerNorm`: executorch 1.5.1's partitioner takes
+no ``native_layer_norm`` and no ``mean.dim`` over the last axis of a rank-3 tensor, but it takes ``matmul``,
+``sqrt`` and ``div``), and EdgeViT's attention with 3-D batched matmuls on slices of one permuted ``qkv``
+(:class:`BmmGlobalSparseAttn`: the rank-4 ``q @ k^T`` left ``expand_copy`` outside the delegate and
+``qkv[0..2]`` ``select_copy``); its LayerNorm is then rewritten like every other. EdgeViT's depthwise transposed
+conv (kernel = stride = r) as one broadcasting multiply (:class:`BroadcastDepthwiseConvTranspose`): XNNPACK
+takes the authors' op, but as a slow "Deconvolution ... Subconv2D" (a fifth of EdgeViT-XXS's time in its ETDump
+profile), and TFLite's :class:`DepthwiseUpsampleConv` leaves its ``expand`` to the portable kernels.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .registry import EVERY_TARGET, register_rewrite
+
+if TYPE_CHECKING:
+    from ..models.edgevit import GlobalSparseAttn
 
 
 # ------------------------------------------------------------------------------------------- modules
@@ -46,6 +62,89 @@ class DepthwiseUpsampleConv(nn.Module):
         return y + self.bias.reshape(1, C, 1, 1)
 
 
+class MatmulLayerNorm(nn.Module):
+    """``LayerNorm`` over the last axis written with matrix products: the mean and the (biased) variance are
+    ``linear(x, 1/C)`` and ``linear((x - mu)^2, 1/C)`` (a 1-output fully connected layer, whatever the input's
+    strides; ``x @ v`` on a transposed input becomes ``expand`` + ``bmm``), then ``(x - mu) / sqrt(var + eps) * w
+    + b``. Equal to the fused kernel up to float rounding (sums in another order); XNNPACK delegates every op."""
+
+    avg: torch.Tensor
+
+    def __init__(self, norm: nn.LayerNorm):
+        super().__init__()
+        (c,) = norm.normalized_shape
+        self.eps = float(norm.eps)
+        self.register_buffer("avg", torch.full((1, c), 1.0 / c))
+        weight = norm.weight.detach().clone() if norm.weight is not None else torch.ones(c)
+        bias = norm.bias.detach().clone() if norm.bias is not None else torch.zeros(c)
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = F.linear(x, self.avg)
+        d = x - mu
+        var = F.linear(d * d, self.avg)
+        return d / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class BmmGlobalSparseAttn(nn.Module):
+    """EdgeViT's ``GlobalSparseAttn`` with the heads folded into the batch axis: ``qkv`` is permuted once to
+    ``(3 * B * heads, N, d)``, q / k / v are contiguous slices of it, and both products are 3-D ``bmm``: the
+    same sums as the authors' rank-4 matmuls. It runs the wrapped module's own layers (``qkv``, ``proj``, the
+    sampler, ``LocalProp``, ``norm``), so the formulation's other rewrites still reach them."""
+
+    def __init__(self, attn: GlobalSparseAttn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        a = self.attn
+        B, _, C = x.shape
+        h = a.num_heads
+        d = C // h
+        sr = a.sr
+        if sr > 1:
+            x = x.transpose(1, 2).reshape(B, C, H, W)
+            x = a.sampler(x)
+            x = x.flatten(2).transpose(1, 2)
+        n = x.shape[1]
+        qkv = a.qkv(x).reshape(B, n, 3, h, d).permute(2, 0, 3, 1, 4).reshape(3 * B * h, n, d)
+        q, k, v = qkv[: B * h], qkv[B * h : 2 * B * h], qkv[2 * B * h :]
+        attn = a.attn_drop((torch.bmm(q, k.transpose(1, 2)) * a.scale).softmax(dim=-1))
+        x = torch.bmm(attn, v).reshape(B, h, n, d).transpose(1, 2).reshape(B, n, C)
+        if sr > 1:
+            x = x.permute(0, 2, 1).reshape(B, C, H // sr, W // sr)
+            x = a.LocalProp(x)
+            x = x.reshape(B, C, -1).permute(0, 2, 1)
+            x = a.norm(x)
+        return a.proj_drop(a.proj(x))
+
+
+def _plain_layer_norm(m: nn.Module) -> bool:
+    """``nn.LayerNorm`` itself over one axis: subclasses such as timm's ``LayerNorm2d`` permute in ``forward``."""
+    return type(m) is nn.LayerNorm and len(m.normalized_shape) == 1
+
+
+class BroadcastDepthwiseConvTranspose(nn.Module):
+    """Depthwise ``ConvTranspose2d(kernel=stride=r)`` as one broadcasting product: ``x`` viewed as
+    ``(B, C, H, 1, W, 1)`` times the kernel viewed as ``(1, C, 1, r, 1, r)``, reshaped to ``(B, C, H r, W r)``,
+    plus the bias: each output pixel (i, j) = x[i // r, j // r] * w[i % r, j % r] + b, the same single product
+    per pixel as the transposed conv (no ``expand``: XNNPACK delegates all of it)."""
+
+    def __init__(self, conv: nn.ConvTranspose2d):
+        super().__init__()
+        self.r = int(conv.stride[0])
+        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)  # (C, 1, r, r)
+        bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        r = self.r
+        y = x.reshape(B, C, H, 1, W, 1) * self.weight.reshape(1, C, 1, r, 1, r)
+        return y.reshape(B, C, H * r, W * r) + self.bias.reshape(1, C, 1, 1)
+
+
 class Inert(nn.Module):
     """Drop-path / dropout at inference: the identity, with no ``bernoulli_`` left in the graph."""
 
@@ -65,9 +164,8 @@ def _avgpool_k1(m: nn.Module) -> nn.Module | None:
     return None
 
 
-@register_rewrite("depthwise_convtranspose_to_upsample", {"xnnpack"})
-def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
-    if (
+def _kernel_stride_depthwise(m: nn.Module) -> bool:
+    return (
         isinstance(m, nn.ConvTranspose2d)
         and m.groups == m.in_channels == m.out_channels
         and m.kernel_size == m.stride
@@ -75,14 +173,24 @@ def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
         and m.padding == (0, 0)
         and m.output_padding == (0, 0)
         and m.dilation == (1, 1)
-    ):
-        return DepthwiseUpsampleConv(m)
+    )
+
+
+@register_rewrite("depthwise_convtranspose_to_upsample", {"xnnpack"})
+def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
+    return DepthwiseUpsampleConv(m) if isinstance(m, nn.ConvTranspose2d) and _kernel_stride_depthwise(m) else None
+
+
+@register_rewrite("depthwise_convtranspose_to_broadcast", {"executorch"})
+def _dw_convtranspose_broadcast(m: nn.Module) -> nn.Module | None:
+    if isinstance(m, nn.ConvTranspose2d) and _kernel_stride_depthwise(m):
+        return BroadcastDepthwiseConvTranspose(m)
     return None
 
 
-# every target, ExecuTorch included. ExecuTorch ("executorch") keeps the authors' ops otherwise: on
-# ExecuTorch-XNNPACK the TFLite rewrites only add ops outside the delegate (the strided slice and the
-# upsample's expand run in portable kernels) and measured slower (docs/executorch.md)
+# every target, ExecuTorch included. ExecuTorch ("executorch") keeps the authors' delegate sampler: on
+# ExecuTorch-XNNPACK TFLite's strided slice and upsample's expand run in portable kernels and measured slower;
+# its own rewrites are below (docs/executorch.md "Formulation")
 @register_rewrite("drop_path_off", EVERY_TARGET)
 def _drop_path(m: nn.Module) -> nn.Module | None:
     from timm.layers import DropPath
@@ -90,3 +198,17 @@ def _drop_path(m: nn.Module) -> nn.Module | None:
     if isinstance(m, (DropPath, nn.Dropout)):
         return Inert()
     return None
+
+
+# ExecuTorch-XNNPACK: the ops the partitioner leaves to the portable kernels, in forms it delegates
+# (measured in docs/executorch.md "Formulation")
+@register_rewrite("layer_norm_as_matmul", {"executorch"})
+def _layer_norm(m: nn.Module) -> nn.Module | None:
+    return MatmulLayerNorm(m) if isinstance(m, nn.LayerNorm) and _plain_layer_norm(m) else None
+
+
+@register_rewrite("edgevit_attention_bmm", {"executorch"})
+def _edgevit_attention(m: nn.Module) -> nn.Module | None:
+    from ..models.edgevit import GlobalSparseAttn
+
+    return BmmGlobalSparseAttn(m) if type(m) is GlobalSparseAttn else None

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 import edgevit_deploy
-from edgevit_deploy.converters.base import EtBackend, ExportOptions, Target
+from edgevit_deploy.converters.base import EtBackend, ExportOptions, Precision, Target
 from edgevit_deploy.converters.executorch import SHA_KEY, read_metadata, sidecar_path
 from edgevit_deploy.converters.table import backend_names, get_spec, target_names
 from edgevit_deploy.errors import UnsupportedOptionError
@@ -41,8 +41,10 @@ def test_fp32_export_passes_parity_in_the_executorch_runtime(fp32):
     outside = art.notes["non_delegated_ops"]
     assert art.notes["backend"] == "xnnpack"
     assert all(name.startswith("aten.") and n > 0 for name, n in outside.items())
-    # the executorch formulation keeps the authors' pooling / transposed conv: no strided slice left outside
+    # the executorch formulation keeps the authors' pooling / transposed conv: no strided slice left outside;
+    # LayerNorm and the attention are rewritten into delegated forms: only the head's global mean is left
     assert "avgpool_k1_to_slice" not in art.formulation and "aten.slice_copy.Tensor" not in outside
+    assert outside == {"aten.mean.dim": 1}
     d = json.loads((result.out_dir / "report.json").read_text())
     assert d["artifacts"][0]["notes"]["non_delegated_ops"] == outside
 
@@ -189,13 +191,16 @@ def test_portable_program_runs_without_a_delegate(tmp_path):
         assert y.shape == (2, 10) and np.abs(y - m(x).numpy()).max() < 1e-5
 
 
-def test_executorch_formulation_is_exact_and_keeps_the_authors_ops():
+def test_executorch_formulation_is_exact_and_keeps_the_authors_sampler():
     from edgevit_deploy.formulations import apply_formulations
+    from edgevit_deploy.formulations.rewrites import BroadcastDepthwiseConvTranspose
 
     m = create_model("edgevit_xxs", img_size=SIZE)
     rewritten, counts = apply_formulations(m, get_spec("executorch").formulation)
     assert counts.get("drop_path_off", 0) > 0 and "depthwise_convtranspose_to_upsample" not in counts
-    assert isinstance(rewritten.blocks1[0].SelfAttn.attn.LocalProp, torch.nn.ConvTranspose2d)
+    # the attention is rewritten (3-D bmm) around the authors' sampler; its transposed conv is a broadcast product
+    attn = rewritten.blocks1[0].SelfAttn.attn.attn
+    assert isinstance(attn.sampler, torch.nn.AvgPool2d) and isinstance(attn.LocalProp, BroadcastDepthwiseConvTranspose)
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         torch.testing.assert_close(rewritten(x), m(x), rtol=1e-5, atol=1e-5)
@@ -209,3 +214,22 @@ def test_host_worker_times_a_pte(fp32):
     r = measure("executorch", art.path, (1, 3, SIZE, SIZE), threads=1, warmup=1, iterations=3)
     assert r["ok"] and r["executor"].startswith("ExecuTorch") and len(r["latencies_ms"]) == 3
     assert all(ms > 0 for ms in r["latencies_ms"])
+
+
+def test_fp16_program_runs_in_half_and_passes_the_fp16_bars(tmp_path):
+    """XNNPACK's fp16 kernels: the program takes a half input (the host session feeds it) and its logits stay
+    within the fp16 bars; before the formulation kept LayerNorm / the attention in the delegate they were
+    non-finite on this x86 host (docs/executorch.md)."""
+    from executorch.runtime import Runtime
+
+    assert "fp16" in [str(p) for p in get_spec("executorch").precisions]
+    options = ExportOptions(precision=Precision.FP16)
+    result = edgevit_deploy.export("edgevit_xxs", "executorch", tmp_path, options=options, img_size=SIZE)
+    (art,) = result.artifacts
+    assert art.error is None and art.parity.executed and art.parity.passed, art.parity.failures
+    assert art.parity.cosine > 0.999 and np.isfinite(art.parity.max_abs)
+    assert read_metadata(art.path)["edgevit_deploy.precision"] == "fp16"
+    meta = Runtime.get().load_program(art.path).metadata("forward").input_tensor_meta(0)
+    assert int(meta.dtype()) == 5  # ScalarType Half
+    assert art.path.stat().st_size < 0.7 * 16.3e6  # half weights (the fp32 program: 16.4 MB; this one 10.1 MB)
+    assert art.notes["non_delegated_ops"].get("aten.native_layer_norm.default") is None

@@ -48,12 +48,15 @@ class RunnerConfig:
     checkpoint: str | None = None  # runner app: the weights the artifacts were exported with (parity reference)
     ios_app: Path | None = None  # the iOS app (.ipa or .app): installed on an iPhone when missing or outdated
     outputs: bool = True  # runner tool (benchmark_model): feed the fixed parity input, dump outputs, check parity
+    executor_runner: Path | None = None  # ExecuTorch's executor_runner binary (.pte rows on Android)
 
     def __post_init__(self) -> None:
         if self.benchmark_model is not None:
             self.benchmark_model = Path(self.benchmark_model).expanduser()
         if self.onnxruntime_perf_test is not None:
             self.onnxruntime_perf_test = Path(self.onnxruntime_perf_test).expanduser()
+        if self.executor_runner is not None:
+            self.executor_runner = Path(self.executor_runner).expanduser()
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise RunnerConfigError(f"timeout_s must be positive, got {self.timeout_s}")
         for key, allowed in (

@@ -20,6 +20,7 @@ HOST_RUNNER = "edgevit_deploy.device_bench.runners.host:HostRunner"
 RUNNERS: dict[tuple[str, str], str] = {
     ("tflite", "adb"): "edgevit_deploy.device_bench.runners.litert_benchmark:LiteRtBenchmarkRunner",
     ("onnx", "adb"): "edgevit_deploy.device_bench.runners.ort_perf_test:OrtPerfTestRunner",
+    ("executorch", "adb"): "edgevit_deploy.device_bench.runners.executor_runner:ExecutorRunnerRunner",
     # ("<target>", "local"): HOST_RUNNER for every target the sweep knows, added by ``runner_table``: the host
     # worker loads each target through the target table (plus torch eager)
     # the benchmark app (android_app/): `--runner app` starts its Activity, `--runner instrument` its

@@ -490,3 +490,122 @@ def _ort_run(args: argparse.Namespace) -> int:
             for k, v in enumerate(runs_s):
                 fh.write(f"{args.model},{v:.9f},{v:.9f},{peak},100,{k}\n")
     return 0
+
+
+# ------------------------------------------------------------------------------------ executor_runner
+# ExecuTorch's executor_runner (examples/portable/executor_runner): gflags flags, ET_LOG lines on stderr in the
+# posix PAL's format, a REAL run of the .pte in ExecuTorch's Python runtime (inputs all 1.0, as the runner's).
+# Faults, written to :func:`executor_runner_fault_file`: ``no-threadpool`` (a pre-0.6 build without --cpu_threads),
+# ``missing-op`` (a build without the portable kernel of the program's first non-delegated op), ``no-xnnpack``
+# (a build without the XNNPACK backend), ``old`` (a 1.0-1.2 build: no per-iteration lines, no load time).
+_ET_FLAGS = ("model_path", "num_executions", "cpu_threads")
+
+
+def executor_runner_fault_file(root: Path) -> Path:
+    """Write a fault name here (the stand-in device's root) to fault the stand-in executor_runner."""
+    path = Path(root) / ".standin/faults/executor_runner"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_fake_executor_runner(dest: Path, python: str | None = None) -> Path:
+    """An executable stand-in ``executor_runner`` in ``dest`` (shebang ``python``, default this interpreter)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "executor_runner"
+    path.write_text(_SCRIPT.format(python=python or sys.executable, entry="executor_runner_main", packages=_packages()))
+    path.chmod(0o755)
+    return path
+
+
+def _et_log(level: str, line: int, message: str, t0: float) -> None:
+    t = time.perf_counter() - t0
+    hours, rest = divmod(t, 3600)
+    minutes, seconds = divmod(rest, 60)
+    us = int((seconds % 1) * 1e6)
+    sys.stderr.write(
+        f"{level} {int(hours):02d}:{int(minutes):02d}:{int(seconds):02d}.{us:06d} "
+        f"executorch:executor_runner.cpp:{line}] {message}\n"
+    )
+
+
+def executor_runner_main(argv: list[str]) -> int:
+    t0 = time.perf_counter()
+    root = os.environ.get(ROOT_ENV)
+    fault_path = Path(root) / ".standin/faults/executor_runner" if root else None
+    fault = fault_path.read_text().strip() if fault_path is not None and fault_path.is_file() else ""
+    flags: dict[str, str] = {"model_path": "model.pte", "num_executions": "1", "cpu_threads": "-1"}
+    for arg in argv:  # gflags: --name=value (or -name=value); an unknown name stops the program
+        name, _, value = arg.lstrip("-").partition("=")
+        if name not in _ET_FLAGS or (name == "cpu_threads" and fault == "no-threadpool"):
+            sys.stderr.write(f"ERROR: unknown command line flag '{name}'\n")
+            return 1
+        flags[name] = value
+    if _garbage():
+        return 0
+    with simulated_load():
+        return _et_run(flags, fault, t0)
+
+
+def _et_run(flags: dict[str, str], fault: str, t0: float) -> int:
+    threads = int(flags["cpu_threads"])
+    if fault != "no-threadpool":
+        n = threads if threads > 0 else os.cpu_count() or 1
+        _et_log("I", 157, f"Resetting threadpool with num threads = {n}", t0)
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    if fault != "no-threadpool":
+        portable_lib._unsafe_reset_threadpool(threads if threads > 0 else os.cpu_count() or 1)
+    model = flags["model_path"]
+    if not Path(model).is_file():
+        _et_log("F", 478, "In function main(), assert failed (loader.ok()): FileDataLoader::from() failed: 0x22", t0)
+        return 134
+    _et_log("I", 565, f"Model file {model} is loaded.", t0)
+    _et_log("I", 575, "Using method forward", t0)
+    runtime = Runtime.get()
+    if fault == "missing-op":
+        _et_log("E", 824, "Missing operator: [0] aten::native_layer_norm.out", t0)
+        _et_log(
+            "F",
+            712,
+            "In function main(), assert failed (method.ok()): Loading of method forward failed with status 0x14",
+            t0,
+        )
+        return 134
+    if fault == "no-xnnpack":
+        _et_log("E", 88, "Backend XnnpackBackend is not registered.", t0)
+        _et_log(
+            "F",
+            712,
+            "In function main(), assert failed (method.ok()): Loading of method forward failed with status 0x20",
+            t0,
+        )
+        return 134
+    t_load = time.perf_counter()
+    program = runtime.load_program(Path(model))
+    method = program.load_method("forward")
+    meta = program.metadata("forward").input_tensor_meta(0)
+    load_ms = (time.perf_counter() - t_load) * 1000
+    if fault != "old":
+        _et_log("I", 718, f"Model loaded in {load_ms:f} ms.", t0)
+    import torch
+
+    x = torch.ones(tuple(int(s) for s in meta.sizes()))
+    n = max(1, int(flags["num_executions"]))
+    total = 0.0
+    out = None
+    for i in range(n):
+        t = time.perf_counter()
+        out = method.execute([x])
+        ms = (time.perf_counter() - t) * 1000
+        total += ms
+        if fault != "old":
+            _et_log("I", 880, f"Iteration {i + 1} of {n}: {ms:f} ms", t0)
+    _et_log("I", 889, f"Model executed successfully {n} time(s) in {total:f} ms.", t0)
+    _et_log("I", 893, "1 outputs: ", t0)
+    values = out[0].flatten().tolist() if out else []
+    print(f"OutputX 0: tensor(sizes={list(out[0].shape) if out else []}, [")
+    print("  " + ", ".join(f"{v:g}" for v in values[:10]) + ",")
+    print("])")
+    return 0
