@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.quant_fixtures import quantized
 
 from edgevit_deploy.quantize.onnx import STATIC_OP_TYPES, fuse_gelu, prepare_float_graph, untie_initializers
-from helpers.quant_fixtures import quantized
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
