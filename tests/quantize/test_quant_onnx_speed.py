@@ -8,18 +8,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from helpers.quant_fixtures import quantized
+from onnx import TensorProto, helper, numpy_helper
 
 from edgevit_deploy.quantize.onnx import STATIC_OP_TYPES, fuse_gelu, prepare_float_graph, untie_initializers
-
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-# float ops that the former graph wrapped in Q/DQ or turned into com.microsoft QLinear* ops
-FLOAT_ISLAND_OPS = {"LayerNormalization", "Softmax", "Gelu", "Add", "Mul", "Div", "Erf", "BatchNormalization",
-                    "AveragePool", "ReduceMean", "Transpose", "Reshape"}
 
 
 def _session(model_or_path, optimize: bool = False, optimized_out: Path | None = None):
