@@ -63,8 +63,18 @@ def _graph_index(model) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     return producers, consumers
 
 
+# ops that only move values: a tensor they produce has the kind of the op that computed its values
+_MOVES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+
+
 def _kind(node, producers: dict[str, Any]) -> str:
-    """The op kind of ``node``; an exact-erf GELU (x * 0.5 * (1 + erf(x / sqrt 2))) is recognised."""
+    """The op kind of ``node``; an exact-erf GELU (x * 0.5 * (1 + erf(x / sqrt 2))) is recognised, and a
+    reshape / transpose takes the kind of the op behind it (the static quantizer quantizes LayerNorm's output
+    after the Reshape that feeds the next MatMul: its range is LayerNorm's)."""
+    for _ in range(8):
+        if node is None or node.op_type not in _MOVES or node.input[0] not in producers:
+            break
+        node = producers[node.input[0]]
     if node is None:
         return "input"
     if node.op_type == "Mul":
