@@ -26,6 +26,7 @@ Core ML is not runnable here (its native runtime is macOS only; the reference ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import statistics
@@ -304,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         entries: list[Entry] = []
         held_by_model: dict[str, np.ndarray] = {}
         for name in models:
-            built = build(name, targets, out / name, args.calib_size, args.img_size)
+            with contextlib.redirect_stdout(sys.stderr):  # the converters' progress lines: not the table's stream
+                built = build(name, targets, out / name, args.calib_size, args.img_size)
             entries += built
             cfg = create_model(name, img_size=args.img_size).deploy_cfg
             held_by_model[name] = load_calibration(cfg, None, 16, 0)[1].data[: args.held_out]
