@@ -197,3 +197,17 @@ def test_relu6_is_folded_into_the_conv_output_range():
     ops = Counter(n.op_type for n in _graph(path).node)
     assert ops["Conv"] > 40 and ops["Clip"] == 0 and ops["Relu"] == 0, ops
     assert ops["Add"] > 0  # the residual adds stay float, between a DQ and a Q
+
+
+@pytest.mark.parametrize("machine, flags, expected", [
+    ("x86_64", "fpu avx2 avx512f", True),          # AVX2 / AVX-512 without VNNI: u8s8 would saturate
+    ("x86_64", "fpu avx2 avx512f avx512_vnni", False),
+    ("x86_64", "fpu avx2 avx_vnni", False),
+    ("aarch64", "fp asimd asimddp", False),         # ARM: the option does not apply
+])
+def test_onnx_host_runtime_asks_for_non_saturating_kernels_only_without_vnni(monkeypatch, machine, flags, expected):
+    from edgevit_deploy.verify import runtimes
+
+    monkeypatch.setattr(runtimes.platform, "machine", lambda: machine)
+    monkeypatch.setattr(runtimes.Path, "read_text", lambda self, *a, **k: f"processor : 0\nflags : {flags}\n")
+    assert runtimes.x86_without_vnni() is expected
