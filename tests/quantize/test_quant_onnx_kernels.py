@@ -40,8 +40,12 @@ def test_int8_weights_stay_within_seven_bits():
 def _run(path, x: np.ndarray, optimize: bool) -> np.ndarray:
     import onnxruntime as ort
 
+    from edgevit_deploy.verify.runtimes import x86_without_vnni
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
+    if x86_without_vnni():  # as the toolkit's host runtime does: non-saturating kernels for 8-bit int8 weights
+        so.add_session_config_entry("session.x64quantprecision", "1")
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                    else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
