@@ -58,7 +58,7 @@ SEARCH_SAMPLES = 16  # calibration images the target-SQNR search evaluates the o
 # 7-bit weights. The default U8S8 form keeps 8 bits: exact with VNNI (VPDPBUSD sums into int32) and on ARM;
 # on an x86 CPU without VNNI, onnxruntime must be told to use its non-saturating kernels, session option
 # X64_QUANT_PRECISION = "1" (the toolkit's host runtime, verify/runtimes.py, sets it on such CPUs). U8U8, the
-# former default, is not saturating either, but its depthwise convolutions are 20x slower than U8S8 here.
+# former default, is not saturating either, but its convolutions ran over 10x slower than U8S8 here (Lite0).
 REDUCE_RANGE = True
 X64_QUANT_PRECISION = "session.x64quantprecision"
 
