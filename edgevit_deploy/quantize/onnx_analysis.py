@@ -266,7 +266,7 @@ def weight_errors(float_path: Path, qdq_path: Path) -> list[dict[str, Any]]:
 def _weight_matching(float_path: Path, qdq_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each constant weight of the QDQ model (``NAME_quantized`` -> DequantizeLinear), dequantized, with its float
     original ``NAME``. Done here rather than by onnxruntime's ``create_weight_matching``: that one subtracts the
-    zero point in the weights' own integer type, which wraps around for uint8 weights (U8U8, our default), so
+    zero point in the weights' own integer type, which wraps around for uint8 weights (U8U8, the former default), so
     every weight quantized to uint8 showed a negative SQNR."""
     onnx = require("onnx", "onnx")
     from onnx import numpy_helper
