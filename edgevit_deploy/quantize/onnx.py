@@ -1,14 +1,25 @@
 """ONNX int8 with onnxruntime.quantization: static QDQ (calibrated) and dynamic.
 
 Static: fp32 export (the lead's :class:`~edgevit_deploy.converters.onnx.OnnxConverter`), onnxruntime's
-pre-processing (``quant_pre_process``: symbolic shape inference, graph optimisation), then
-``quantize_static`` in QDQ format with per-channel int8 weights, int8 or uint8 activations and the
-minmax / percentile / entropy calibrator. The activation ranges are computed once and cached, so that
-``exclude`` and the ``target_sqnr`` search re-quantize without re-calibrating.
+pre-processing (``quant_pre_process``: symbolic shape inference, graph optimisation), the speed rewrites of
+:func:`prepare_float_graph` (exact-erf GELU -> one ``Gelu`` op, weights shared with float ops untied), then
+``quantize_static`` in QDQ format restricted to :data:`STATIC_OP_TYPES` (the ops with fast int8 kernels in
+onnxruntime's CPU provider: Conv, MatMul, Gemm, and the Relu / Clip its QDQ quantizer folds into their
+output range). Everything else (LayerNorm, GELU, Softmax, residual Add, pooling, reshapes) runs in float
+between one DequantizeLinear and one QuantizeLinear: contiguous float islands instead of a Q/DQ pair around
+every op. Weights per-channel symmetric int8; activations uint8 (default, U8S8: onnxruntime's VNNI kernels
+on x86, its dot-product kernels on ARM; 8-bit weights) or int8 (S8S8 with weights in a 7-bit range, the
+form that needs no session option on x86 CPUs without VNNI: :data:`REDUCE_RANGE`); the minmax /
+percentile / entropy calibrator. The activation ranges are computed once and cached, so that ``exclude`` and the
+``target_sqnr`` search re-quantize without re-calibrating.
 
 ``target_sqnr``: the per-layer analysis (:mod:`.onnx_analysis`) ranks activations by their quantization
 SQNR; the nodes around the worst ones are kept in float (1, 2, 4, ... of them) until the output SQNR
 against the float model, on calibration images, reaches the target.
+
+Speed on this 2-core AVX-512 VNNI host, 224x224, 1 thread (``benchmarks/quant_speed.py``; per-op
+profiles in ``docs/quantization.md``, "Speed"): U8U8 (the previous default) sent EfficientNet-Lite0's
+convolutions to onnxruntime's slow u8u8 path (int8 6x slower than fp32); U8S8 makes it 0.4x fp32.
 """
 
 from __future__ import annotations
@@ -42,8 +53,22 @@ SEARCH_SAMPLES = 16  # calibration images the target-SQNR search evaluates the o
 # wrong results that a float simulation of the same QDQ graph does not show. Measured on such a CPU
 # (onnxruntime 1.22.1 and 1.32.0 alike): EdgeViT-XXS @64 static int8 2.1 dB SQNR with 8-bit weights, 21.7 dB
 # with 7-bit ones (21.8 dB unfused); dynamic 28.1 -> 35.6 dB. The cost elsewhere is one bit of weight
-# precision (about 0.1 dB here); the artifact must be right on whichever x86 CPU runs it.
+# precision: about 0.1 dB on EdgeViT-XXS, but 4.3 dB on EfficientNet-Lite0 (17.1 -> 12.8 dB, held-out top-1
+# 92 -> 81 %, under the 85 % floor). So only the portable S8S8 form (``activation_dtype="int8"``) keeps
+# 7-bit weights. The default U8S8 form keeps 8 bits: exact with VNNI (VPDPBUSD sums into int32) and on ARM;
+# on an x86 CPU without VNNI, onnxruntime must be told to use its non-saturating kernels, session option
+# X64_QUANT_PRECISION = "1" (the toolkit's host runtime, verify/runtimes.py, sets it on such CPUs). U8U8, the
+# former default, is not saturating either, but its convolutions ran over 10x slower than U8S8 here (Lite0).
 REDUCE_RANGE = True
+X64_QUANT_PRECISION = "session.x64quantprecision"
+
+# The op types the static path quantizes: those with int8 kernels that beat fp32 in onnxruntime's CPU
+# provider (QLinearConv, QGemm, QLinearMatMul after its QDQ fusions) and the activations its quantizer folds
+# into their output range (Relu, Clip). Quantizing the rest as well (LayerNorm's neighbours, GELU's Mul /
+# Div, Softmax, Add, pooling) put a Q/DQ pair or a com.microsoft QLinear* op around each of them, slower
+# than the float op (EdgeViT-XXS: QLinearMul, QLinearAdd, QLinearSoftmax and 150 DequantizeLinear).
+STATIC_OP_TYPES = ("Conv", "MatMul", "Gemm", "Relu", "Clip")
+GELU_OPSET = 20  # the ONNX opset that has Gelu
 
 
 class _Reader:
@@ -86,6 +111,153 @@ def preprocess(float_path: Path, out_path: Path) -> Path:
     return out_path
 
 
+def _constant_values(graph) -> dict[str, float]:
+    """Scalar constants of ``graph`` (initializers and Constant nodes) by tensor name."""
+    from onnx import numpy_helper
+
+    out: dict[str, float] = {}
+    for init in graph.initializer:
+        if int(np.prod(init.dims)) == 1:
+            out[init.name] = float(numpy_helper.to_array(init).reshape(()))
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            arr = numpy_helper.to_array(node.attribute[0].t)
+            if arr.size == 1:
+                out[node.output[0]] = float(arr.reshape(()))
+    return out
+
+
+def _erf_gelus(graph) -> list[tuple[str, list[Any], str]]:
+    """Each exact-erf GELU of ``graph``, ``Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5)`` as torch exports
+    ``nn.GELU()`` (operands of the Muls and of the Add in either order): (x, its five nodes, output)."""
+    consts = _constant_values(graph)
+    producers = {o: n for n in graph.node for o in n.output}
+    users: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+
+    def only_user(name: str, op_type: str) -> Any | None:
+        us = users.get(name, [])
+        return us[0] if len(us) == 1 and us[0].op_type == op_type else None
+
+    def other(node, name: str) -> str | None:
+        rest = [i for i in node.input if i != name]
+        return rest[0] if len(rest) == 1 else None
+
+    def is_const(name: str | None, value: float) -> bool:
+        return name is not None and name in consts and abs(consts[name] - value) <= 1e-6 * max(1.0, abs(value))
+
+    found = []
+    for erf in graph.node:
+        if erf.op_type != "Erf":
+            continue
+        div = producers.get(erf.input[0])
+        if div is None or div.op_type != "Div" or not is_const(div.input[1], float(np.sqrt(2.0))):
+            continue
+        x = div.input[0]
+        add = only_user(erf.output[0], "Add")
+        if add is None or not is_const(other(add, erf.output[0]), 1.0):
+            continue
+        mul = only_user(add.output[0], "Mul")
+        if mul is None or other(mul, add.output[0]) != x:
+            continue
+        half = only_user(mul.output[0], "Mul")
+        if half is None or not is_const(other(half, mul.output[0]), 0.5):
+            continue
+        if len(users.get(div.output[0], [])) != 1:
+            continue
+        found.append((x, [div, erf, add, mul, half], half.output[0]))
+    return found
+
+
+def fuse_gelu(model) -> int:
+    """Replace every exact-erf GELU of ``model`` (an ``onnx.ModelProto`` of opset >= 20) with one ONNX
+    ``Gelu`` node (``approximate="none"``: the same function, ``x * 0.5 * (1 + erf(x / sqrt 2))``).
+
+    onnxruntime fuses this pattern itself in a float model, but not in a QDQ model, whose GELU input comes
+    from a DequantizeLinear that its QDQ passes duplicate per consumer (one for the Div, one for the Mul):
+    five float ops instead of one (EdgeViT-XXS: Erf + Div + Mul + Add 1.6 ms against 0.9 ms fused). As one
+    op, GELU is a float island the static quantizer leaves alone. Returns the number of GELUs fused."""
+    helper = require("onnx.helper", "onnx")
+    graph = model.graph
+    gelus = _erf_gelus(graph)
+    if not gelus:
+        return 0
+    drop = {id(n) for _, nodes, _ in gelus for n in nodes}
+    first = {id(nodes[0]): (x, nodes, y) for x, nodes, y in gelus}
+    kept = []
+    for node in graph.node:
+        if id(node) in first:
+            x, nodes, y = first[id(node)]
+            name = nodes[1].name.rsplit("/", 1)[0] + "/Gelu" if "/" in nodes[1].name else f"{nodes[1].name}_gelu"
+            kept.append(helper.make_node("Gelu", [x], [y], name=name, approximate="none"))
+        elif id(node) not in drop:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    consts = {i for _, nodes, _ in gelus for n in nodes for i in n.input}
+    unused = [init for init in graph.initializer if init.name in consts and init.name not in used]
+    for init in unused:  # the GELUs' own constants (sqrt 2, 1, 0.5)
+        graph.initializer.remove(init)
+    return len(gelus)
+
+
+def untie_initializers(model, quantized_op_types: tuple[str, ...] = STATIC_OP_TYPES) -> int:
+    """Give the float consumers of an initializer that a quantized op also reads their own copy.
+
+    The exporter merges equal constants (e.g. the zero biases of a seeded model): a bias shared by a Gemm and
+    a LayerNorm was quantized for the Gemm (int32 + DequantizeLinear) and the LayerNorm then read it through
+    that DequantizeLinear: a rounded constant and one more op per float consumer (45 in EdgeViT-XXS).
+    Returns the number of copies made."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):
+            if name in inits:
+                readers.setdefault(name, []).append(node)
+    copies = 0
+    for name, nodes in readers.items():
+        if not any(n.op_type in quantized_op_types for n in nodes):
+            continue
+        for k, node in enumerate(n for n in nodes if n.op_type not in quantized_op_types):
+            twin = type(inits[name])()
+            twin.CopyFrom(inits[name])
+            twin.name = f"{name}_float{k}"
+            graph.initializer.append(twin)
+            for i, inp in enumerate(node.input):
+                if inp == name:
+                    node.input[i] = twin.name
+            copies += 1
+    return copies
+
+
+def prepare_float_graph(
+    float_path: Path, out_path: Path, quantized_op_types: tuple[str, ...] = STATIC_OP_TYPES
+) -> dict[str, Any]:
+    """The float graph the quantizers start from: :func:`fuse_gelu` (after converting to opset
+    :data:`GELU_OPSET` when the model is older and has a GELU to fuse) and :func:`untie_initializers`.
+    Both are exact (tests/quantize/test_quant_onnx_speed.py). Writes ``out_path``; returns what changed."""
+    onnx = require("onnx", "onnx")
+    model = onnx.load(str(float_path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    info: dict[str, Any] = {"gelu_fused": 0, "initializers_untied": 0, "opset": opset}
+    if _erf_gelus(model.graph) and opset < GELU_OPSET:
+        version_converter = require("onnx.version_converter", "onnx")
+        try:
+            model = version_converter.convert_version(model, GELU_OPSET)
+            info["opset"] = GELU_OPSET
+        except Exception as exc:  # an op the converter lacks: GELU stays decomposed
+            log.info("opset %d -> %d conversion failed (%s); GELU is not fused", opset, GELU_OPSET, exc)
+    if info["opset"] >= GELU_OPSET:
+        info["gelu_fused"] = fuse_gelu(model)
+    info["initializers_untied"] = untie_initializers(model, quantized_op_types)
+    onnx.save(model, str(out_path))
+    return info
+
+
 def node_names(model_path: Path) -> list[str]:
     onnx = require("onnx", "onnx")
     return [n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node]
@@ -124,12 +296,14 @@ class StaticQuantizer:
 
     @property
     def weight_type(self):
-        # U8U8 with uint8 activations: onnxruntime's u8u8 kernels do not saturate, so weights keep 8 bits
-        return self.q.QuantType.QInt8 if self.settings.activation_dtype == "int8" else self.q.QuantType.QUInt8
+        # int8 weights: U8S8 (uint8 activations) is onnxruntime's fast pair on x86 (VNNI) and ARM; U8U8
+        # took EfficientNet-Lite0's convolutions to a path 6x slower than fp32 on this host
+        return self.q.QuantType.QInt8
 
     @property
     def reduce_range(self) -> bool:
-        # int8 weights (U8S8 / S8S8) need 7 bits on AVX2 CPUs without VNNI; uint8 weights (U8U8) do not
+        # S8S8 (activation_dtype int8) is the portable form: 7-bit weights, right without any session option
+        # on x86 CPUs without VNNI; U8S8 keeps 8 bits (see REDUCE_RANGE and X64_QUANT_PRECISION)
         return REDUCE_RANGE if self.settings.activation_dtype == "int8" else False
 
     def quantize(self, out_path: Path, exclude_nodes: list[str]) -> Path:
@@ -149,6 +323,7 @@ class StaticQuantizer:
             activation_type=self.activation_type,
             weight_type=self.weight_type,
             nodes_to_exclude=list(exclude_nodes),
+            op_types_to_quantize=list(STATIC_OP_TYPES),
             calibrate_method=self.method,
             extra_options=extra,
             calibration_cache_path=str(self.cache),
@@ -240,13 +415,17 @@ def quantize(
     # quantized, analysed and stamped under a temporary name, then renamed: never half a file under out_path
     with tempfile.TemporaryDirectory(prefix="edgevit-onnx-quant-") as tmp, atomic_path(out_path) as staged:
         work = Path(tmp)
-        float_path = preprocess(
+        pre_path = preprocess(
             export_float(model, example, work / "float.onnx", options, metadata), work / "float_pre.onnx"
         )
-        if mode is QuantMode.INT8_DYNAMIC:
+        dynamic = mode is QuantMode.INT8_DYNAMIC
+        float_path = work / "float_prepared.onnx"
+        prepared = prepare_float_graph(pre_path, float_path, DYNAMIC_OP_TYPES if dynamic else STATIC_OP_TYPES)
+        if dynamic:
             details = _dynamic(float_path, staged, settings)
         else:
             details = _static(float_path, staged, settings, calib, work)
+        details["float_graph"] = prepared
         write_metadata(staged, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
     return QuantResult(out_path, str(mode), details)
 
@@ -291,9 +470,11 @@ def _static(
         "calibration_method": settings.calib_method,
         "weights": (
             "int8 per-channel (symmetric, 7-bit range)"
-            if settings.activation_dtype == "int8"
-            else "uint8 per-channel (8-bit, U8U8)"
+            if sq.reduce_range
+            else f"int8 per-channel (symmetric, 8-bit; x86 without VNNI: {X64_QUANT_PRECISION}=1)"
         ),
+        "kernels": "U8S8" if settings.activation_dtype == "uint8" else "S8S8",
+        "quantized_op_types": list(STATIC_OP_TYPES),
         "activation_dtype": settings.activation_dtype,
         "calibration_images": calib.count,
         "excluded_nodes": excluded,

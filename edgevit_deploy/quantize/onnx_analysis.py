@@ -63,8 +63,18 @@ def _graph_index(model) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     return producers, consumers
 
 
+# ops that only move values: a tensor they produce has the kind of the op that computed its values
+_MOVES = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+
+
 def _kind(node, producers: dict[str, Any]) -> str:
-    """The op kind of ``node``; an exact-erf GELU (x * 0.5 * (1 + erf(x / sqrt 2))) is recognised."""
+    """The op kind of ``node``; an exact-erf GELU (x * 0.5 * (1 + erf(x / sqrt 2))) is recognised, and a
+    reshape / transpose takes the kind of the op behind it (the static quantizer quantizes LayerNorm's output
+    after the Reshape that feeds the next MatMul: its range is LayerNorm's)."""
+    for _ in range(8):
+        if node is None or node.op_type not in _MOVES or node.input[0] not in producers:
+            break
+        node = producers[node.input[0]]
     if node is None:
         return "input"
     if node.op_type == "Mul":
@@ -256,7 +266,7 @@ def weight_errors(float_path: Path, qdq_path: Path) -> list[dict[str, Any]]:
 def _weight_matching(float_path: Path, qdq_path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each constant weight of the QDQ model (``NAME_quantized`` -> DequantizeLinear), dequantized, with its float
     original ``NAME``. Done here rather than by onnxruntime's ``create_weight_matching``: that one subtracts the
-    zero point in the weights' own integer type, which wraps around for uint8 weights (U8U8, our default), so
+    zero point in the weights' own integer type, which wraps around for uint8 weights (U8U8, the former default), so
     every weight quantized to uint8 showed a negative SQNR."""
     onnx = require("onnx", "onnx")
     from onnx import numpy_helper

@@ -51,6 +51,18 @@ def _per_sample(run_one, x: np.ndarray, batch: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- ONNX
+def x86_without_vnni() -> bool:
+    """An x86 CPU without VNNI (or one whose flags cannot be read): onnxruntime's u8s8 kernels there multiply
+    with VPMADDUBSW, which saturates with 8-bit int8 weights (quantize/onnx.py, ``REDUCE_RANGE``)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # not Linux: cannot tell, so the non-saturating kernels
+    return not any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni"))
+
+
 class _OnnxSession:
     def __init__(self, path: Path, threads: int):
         ort = require("onnxruntime", "onnx")
@@ -58,6 +70,8 @@ class _OnnxSession:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        if x86_without_vnni():  # onnxruntime's non-saturating int8 kernels (U8S8 int8 artifacts keep 8-bit weights)
+            so.add_session_config_entry("session.x64quantprecision", "1")
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         inp = self.sess.get_inputs()[0]
         self.input_name = inp.name
