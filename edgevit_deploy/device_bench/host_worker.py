@@ -98,8 +98,8 @@ def timed_runs(session: Any, x: np.ndarray, warmup: int, iterations: int) -> tup
     return first_ms, latencies
 
 
-#: the ExecuTorch ETDump hook (module written by the ExecuTorch side): imported lazily, "not available" without it
-EXECUTORCH_PROFILE_HOOK = ("edgevit_deploy.device_bench.profiles_executorch", "op_profile_from_etdump")
+#: the ExecuTorch ETDump profiler (runs the program with ETDump on, returns op_profile rows): imported lazily
+EXECUTORCH_PROFILE_HOOK = ("edgevit_deploy.device_bench.profiles_executorch", "profile_program")
 
 
 def _onnx_profile(artifact: Path, x: np.ndarray, threads: int, warmup: int, iterations: int) -> dict[str, Any]:
@@ -130,8 +130,8 @@ def _onnx_profile(artifact: Path, x: np.ndarray, threads: int, warmup: int, iter
 
 
 def _executorch_profile(artifact: Path, x: np.ndarray, threads: int, warmup: int, iterations: int) -> dict[str, Any]:
-    """The ExecuTorch ETDump hook: ``op_profile_from_etdump`` returns the op_profile rows; not available without
-    the module (or when it fails), said in the notes."""
+    """ExecuTorch's ETDump per-op profile (:func:`~.profiles_executorch.profile_program`, a separate profiled
+    pass on the same input); when it cannot run (no devtools, a failure) the notes say so."""
     import importlib
 
     module, name = EXECUTORCH_PROFILE_HOOK
@@ -140,7 +140,7 @@ def _executorch_profile(artifact: Path, x: np.ndarray, threads: int, warmup: int
     except (ImportError, AttributeError) as exc:
         return {"notes": [f"op profile not available for ExecuTorch on the host ({type(exc).__name__}: {exc})"]}
     try:
-        rows = hook(artifact=artifact, inputs=x, threads=threads, warmup=warmup, iterations=iterations)
+        rows = hook(artifact, inputs=x, threads=threads, warmup=warmup, iterations=max(1, iterations))
     except Exception as exc:
         return {"notes": [f"op profile not available for ExecuTorch: the ETDump hook failed ({exc})"]}
     from .profiles import finish

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -126,3 +127,15 @@ def test_an_etdump_without_events_is_an_error(tmp_path, xnnpack):
     program.write_etdump_result_to_file(str(dump), str(tmp_path / "debug.bin"))
     with pytest.raises(ValueError, match="no executed instruction"):
         op_profile_from_etdump(dump, None)
+
+
+def test_the_host_worker_profiles_a_pte_through_etdump(xnnpack):
+    """`edgevit-bench run X.pte --profile` on the host: the worker's ExecuTorch hook fills the row's op table."""
+    from edgevit_deploy.device_bench import host_worker
+
+    pte, _ = xnnpack
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    out = host_worker._executorch_profile(pte, x, threads=1, warmup=1, iterations=2)
+    assert "op_profile" in out, out.get("notes")
+    _check_shape(out["op_profile"])
+    assert any("ETDump" in n for n in out["notes"])
