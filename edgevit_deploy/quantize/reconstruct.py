@@ -29,6 +29,7 @@ Budget (defaults): 64 calibration images, 200 iterations of batch 8 per block.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -449,9 +450,27 @@ def target_qmax(target: str) -> int:
     return ONNX_QMAX if target == "onnx" else PT2E_QMAX
 
 
+_CACHE: dict[tuple, tuple[nn.Module, ReconstructReport]] = {}  # the last reconstruction: one per export
+
+
+def _fingerprint(model: nn.Module, data: np.ndarray) -> tuple:
+    with torch.no_grad():
+        weights = tuple(float(p.double().abs().sum()) for p in model.parameters())
+    return id(model), weights, hashlib.sha1(np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
 def reconstruct_for_target(
     target: str, model: nn.Module, data: np.ndarray, settings: Any
 ) -> tuple[nn.Module, ReconstructReport]:
-    """:func:`reconstruct` on ``target``'s grid with the budget of ``settings`` (a ``QuantSettings``)."""
+    """:func:`reconstruct` on ``target``'s grid with the budget of ``settings`` (a ``QuantSettings``). The
+    result is reused for the next target of the same model, data and grid (tflite, coreml and executorch in
+    one export share it)."""
     budget = ReconstructBudget(iters=int(getattr(settings, "reconstruct_iters", ReconstructBudget.iters)))
-    return reconstruct(model, data, target_qmax(target), budget)
+    qmax = target_qmax(target)
+    key = (*_fingerprint(model, data[: budget.images]), qmax, budget)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = reconstruct(model, data, qmax, budget)
+    else:
+        log.info("reconstruction: reusing the one of this model and calibration set (grid +-%d)", qmax)
+    return _CACHE[key]

@@ -265,3 +265,58 @@ def test_reconstruct_is_an_int8_method():
         check_request(spec, bad, 8)
     with pytest.raises(QuantizationError, match="reconstruct_iters"):
         ExportOptions(quantize=QuantMode.INT8, quant={"calib_method": "reconstruct", "reconstruct_iters": 0})
+
+
+# ------------------------------------------------------------------ PT2E analysis and float fallback (TFLite)
+def _tflite_weights(path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    out = []
+    for t in model.subgraphs[0].tensors:
+        data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+        if data is not None and len(t.shape) == 2:
+            out.append((names[t.type], tuple(int(d) for d in t.shape)))
+    return out
+
+
+def test_an_excluded_module_stays_float_in_the_tflite(tmp_path):
+    spec = get_spec("tflite")
+    options = ExportOptions(quantize=QuantMode.INT8, precision=spec.default_precision, quant={"exclude": ("mix",)})
+    check_request(spec, options, 8)  # tflite takes --exclude now
+    calib = data()[0]
+    result = run_quantizer(
+        spec, tiny(), torch.from_numpy(calib.data[:1].copy()), tmp_path / "x.tflite", options, _meta(), calib
+    )
+    assert result.details["excluded_modules"] == ["mix"] and result.details["kept_in_float_layers"] == ["mix"]
+    weights = _tflite_weights(result.path)
+    assert ("FLOAT32", (64, 32)) in weights and ("FLOAT32", (32, 64)) in weights  # mix.fc1 / mix.fc2 in float
+    assert ("INT8", (10, 32)) in weights  # the head stays int8
+    assert not any(t == "INT8" and s in ((64, 32), (32, 64)) for t, s in weights)
+    assert _sqnr("tflite", result.path) > 10
+
+
+def test_pt2e_analysis_ranks_blocks_and_the_search_meets_a_target():
+    from edgevit_deploy.converters.base import QuantSettings
+    from edgevit_deploy.quantize.pt2e import litert_quantizer
+    from edgevit_deploy.quantize.pt2e_analysis import float_plan
+
+    calib = data()[0]
+    example = torch.from_numpy(calib.data[:1].copy())
+    make = lambda: litert_quantizer(False)
+    plan = float_plan(tiny(), example, make, calib, QuantSettings(analyze=True))
+    rows = plan.details["analysis"]["layers"]
+    assert {r["layer"] for r in rows} == {"stem", "res1", "res2", "down", "mix", "head"} and not plan.float_modules
+    assert [r["sqnr_db"] for r in rows] == sorted(r["sqnr_db"] for r in rows)
+    assert abs(sum(r["macs_share"] for r in rows) - 1) < 1e-6 and all(r["island_cost"] > r["macs_share"] for r in rows)
+    plain = float_plan(tiny(), example, make, calib, QuantSettings(target_sqnr=99.0, max_float_layers=1))
+    start = plain.details["target_sqnr"]["steps"][0]["sqnr_db"]
+    goal = start + 1.0
+    found = float_plan(tiny(), example, make, calib, QuantSettings(target_sqnr=goal, max_float_layers=6))
+    search = found.details["target_sqnr"]
+    assert search["met"] and search["search_sqnr_db"] >= goal, search
+    assert found.float_modules and found.float_modules == search["kept_in_float_layers"]
+    # the first pick is the block with the best noise-share / island-cost ratio
+    best = max(rows, key=lambda r: r["noise_share"] / (r["macs_share"] + 0.02))
+    assert search["steps"][1]["picked"] == best["layer"]
