@@ -112,7 +112,7 @@ def check_quant_request(spec: TargetSpec, options: ExportOptions) -> QuantMode:
         )
         raise QuantizationError(
             f"{', '.join(used)} work only with {having} (per-layer analysis and "
-            f"float fallback run on the ONNX graph); not with {spec.target}."
+            f"float fallback run on the ONNX graph or on the PT2E modules); not with {spec.target}."
         )
     return QuantMode(options.quantize)
 
