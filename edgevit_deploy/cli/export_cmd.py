@@ -117,7 +117,7 @@ from ._models_table import models_table
 )
 @click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input/output tensors (default float).")
 @click.option("--analyze", is_flag=True, help="int8: per-layer (ONNX) / per-block (PT2E) sensitivity.")
-@click.option("--exclude", multiple=True, help="int8: keep layers matching this glob in float (ONNX nodes, torch modules).")
+@click.option("--exclude", multiple=True, help="int8: keep layers matching this glob in float (repeatable).")
 @click.option("--target-sqnr", type=float, help="int8: keep the worst layers in float until SQNR (dB) is met.")
 @click.option(
     "--out",
