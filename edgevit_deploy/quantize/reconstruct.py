@@ -150,7 +150,7 @@ def fold_batchnorms(model: nn.Module, example: torch.Tensor) -> int:
     for conv_name, bn_name in pairs:
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
         mean, var = getattr(bn, "running_mean", None), getattr(bn, "running_var", None)
-        if calls.get(conv_name) != 1 or calls.get(bn_name) != 1 or mean is None or var is None:
+        if not _foldable(bn) or calls.get(conv_name) != 1 or calls.get(bn_name) != 1 or mean is None or var is None:
             continue  # shared modules, or a batch norm without running statistics: left as they are
         assert isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(bn, nn.modules.batchnorm._BatchNorm)
         with torch.no_grad():
@@ -163,9 +163,25 @@ def fold_batchnorms(model: nn.Module, example: torch.Tensor) -> int:
             bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
             new_bias = (bias - mean) * factor + beta
             conv.bias = nn.Parameter(new_bias.detach().clone())
-        _set_submodule(model, bn_name, nn.Identity())
+        _set_submodule(model, bn_name, _after_norm(bn))
         n += 1
     return n
+
+
+def _after_norm(bn: nn.Module) -> nn.Module:
+    """What is left of a folded batch norm: nothing, or the dropout / activation a norm+act module (timm's
+    ``BatchNormAct2d``) applies after normalising."""
+    if type(bn) in (nn.BatchNorm1d, nn.BatchNorm2d):
+        return nn.Identity()
+    rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if isinstance(m, nn.Module)]
+    return nn.Sequential(*rest) if rest else nn.Identity()
+
+
+def _foldable(bn: nn.Module) -> bool:
+    """A plain batch norm, or one whose forward is normalise -> drop -> act (timm's norm+act layers)."""
+    if type(bn) in (nn.BatchNorm1d, nn.BatchNorm2d):
+        return True
+    return type(bn).__name__ in ("BatchNormAct2d",) and hasattr(bn, "act")
 
 
 def find_blocks(model: nn.Module, example: torch.Tensor, max_layers: int = MAX_BLOCK_LAYERS) -> list[str]:
@@ -405,6 +421,13 @@ def reconstruct(
     for p in quant.parameters():
         p.requires_grad_(False)
     folded = fold_batchnorms(quant, x[:1])
+    with torch.no_grad():  # folding must not change the function: else reconstruct the unfolded model
+        want, got = model.eval()(x[:4]), quant(x[:4])
+    if folded and not torch.allclose(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()) + 1e-5):
+        log.warning("reconstruction: folding the batch norms changed the outputs; reconstructing without folding")
+        quant, folded = copy.deepcopy(model).eval(), 0
+        for p in quant.parameters():
+            p.requires_grad_(False)
     ref = copy.deepcopy(quant)
     report = ReconstructReport(qmax=qmax, budget=budget, folded_batchnorms=folded, images=len(x))
     for name in find_blocks(quant, x[:1]):

@@ -320,3 +320,20 @@ def test_pt2e_analysis_ranks_blocks_and_the_search_meets_a_target():
     # the first pick is the block with the best noise-share / island-cost ratio
     best = max(rows, key=lambda r: r["noise_share"] / (r["macs_share"] + 0.02))
     assert search["steps"][1]["picked"] == best["layer"]
+
+
+def test_a_norm_act_layer_keeps_its_activation_when_folded():
+    from timm.layers import BatchNormAct2d
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3), BatchNormAct2d(8, act_layer=nn.ReLU6)).eval()
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-1, 1)
+        m[1].bias.fill_(4.0)  # outputs above 6: the ReLU6 must still clip them
+    x = torch.randn(2, 3, 8, 8) * 3
+    with torch.no_grad():
+        before = m(x)
+        assert fold_batchnorms(m, x[:1]) == 1
+        after = m(x)
+    assert before.max() == 6.0
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
