@@ -1,6 +1,9 @@
-"""Fidelity of every quantization mode of every target, on EfficientNet-Lite0 (real ImageNet weights) and
-EdgeViT-XXS (seeded random weights): the figures behind the floors in the README and in
-``edgevit_deploy/verify/policy.py``.
+"""Fidelity of every quantization mode of every target, on EfficientNet-Lite0 / Lite1 / Lite2 (real ImageNet
+weights) and EdgeViT-XXS (seeded random weights): the figures behind the floors in the README and in
+``edgevit_deploy/verify/policy.py``. ``--calib-methods minmax,reconstruct`` puts the targets' own min/max
+calibration and the block reconstruction (``--calib-method reconstruct``, quantize/reconstruct.py) side by
+side for the int8 mode; the budget columns give the calibration images and the minutes the quantization took
+(reconstruction included; it is done once per model and grid and reused by the next PT2E target).
 
 Each (model, target, mode) is quantized by the toolkit's pipeline (``quantize_and_report``: built-in
 calibration photos, ``--calib-size`` views) and measured against fp32 PyTorch on:
@@ -13,6 +16,8 @@ calibration photos, ``--calib-size`` views) and measured against fp32 PyTorch on
 
     python benchmarks/quant_fidelity.py                                  # everything (~25 min here)
     python benchmarks/quant_fidelity.py --models efficientnet_lite0 --targets onnx --modes int8
+    python benchmarks/quant_fidelity.py --models efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,edgevit_xxs \
+        --modes int8 --calib-methods minmax,reconstruct --reconstruct-iters 200
 """
 from __future__ import annotations
 
@@ -31,8 +36,8 @@ from edgevit_deploy.converters.table import TARGETS, get_spec
 from edgevit_deploy.images import NATURAL_PHOTOS, SCIENTIFIC_IMAGES, sample_photos
 from edgevit_deploy.models import create_model
 from edgevit_deploy.quantize.calibration import views_of
-from edgevit_deploy.verify.run import run_artifact
 from edgevit_deploy.quantize.pipeline import quantize_and_report
+from edgevit_deploy.verify.run import run_artifact
 
 SIZES = {"edgevit_xxs": 64}  # random weights: a small input is as telling and much faster
 
@@ -58,7 +63,7 @@ def agreement(model, spec, path: Path, names: tuple[str, ...], views: int) -> tu
 
     agree = _top1(torch_fn, x) == _top1(artifact_fn, x)
     n_whole = len(sample_photos(names))
-    return float(agree[:n_whole].mean()), float(agree.mean()), int(len(agree))
+    return float(agree[:n_whole].mean()), float(agree.mean()), len(agree)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="all", help="comma-separated quantization modes, or 'all' of each target")
     ap.add_argument("--calib-size", type=int, default=128)
     ap.add_argument("--views", type=int, default=8)
+    ap.add_argument("--calib-methods", default="minmax",
+                    help="comma-separated --calib-method values compared for the int8 mode (minmax,reconstruct)")
+    ap.add_argument("--reconstruct-iters", type=int, default=200, help="iterations per block of reconstruct")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(2)
@@ -83,30 +91,43 @@ def main(argv: list[str] | None = None) -> int:
             modes = spec.quant_modes if args.modes == "all" else [QuantMode(m) for m in args.modes.split(",")
                                                                  if QuantMode(m) in spec.quant_modes]
             for mode in modes:
-                t0 = time.perf_counter()
-                options = ExportOptions(quantize=QuantMode(mode), precision=spec.default_precision)
-                meta = ArtifactMetadata(model=cfg.name, input_shape=(1, *cfg.input_size), layout="NCHW",
-                                        mean=cfg.mean, std=cfg.std, toolkit_version="bench",
-                                        checkpoint_sha256=model.checkpoint_sha256, precision=str(mode),
-                                        num_classes=cfg.num_classes)
-                path, rep = quantize_and_report(model, cfg, spec, options, work / f"{name}-{target}-{mode}", meta,
-                                                calib_size=args.calib_size, coreml_executor="reference",
-                                                latency_runs=10)
-                p = rep.parity
-                row = {"model": name, "target": target, "mode": str(mode), "sqnr": p.sqnr_db, "cos": p.cosine,
-                       "held_top1": p.top1_agreement, "held_n": p.num_inputs, "passed": p.passed,
-                       "size": rep.size_quant_bytes / rep.size_float_bytes, "s": time.perf_counter() - t0}
-                if pretrained and p.executed:
-                    row["nat"] = agreement(model, spec, path, NATURAL_PHOTOS, args.views)
-                    row["sci"] = agreement(model, spec, path, SCIENTIFIC_IMAGES, args.views)
-                rows.append(row)
-                print(_fmt(row), flush=True)
-    print("\n| model | target | mode | SQNR dB | cosine | held-out top-1 | natural whole / +crops | "
-          "scientific whole / +crops | size vs float | floor |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+                methods = args.calib_methods.split(",") if QuantMode(mode) is QuantMode.INT8 else ["minmax"]
+                for method in methods:
+                    out = work / f"{name}-{target}-{mode}-{method}"
+                    row = _measure(model, cfg, spec, QuantMode(mode), method, args, out)
+                    row.update(model=name, target=target)
+                    if pretrained and row["executed"]:
+                        row["nat"] = agreement(model, spec, row["artifact"], NATURAL_PHOTOS, args.views)
+                        row["sci"] = agreement(model, spec, row["artifact"], SCIENTIFIC_IMAGES, args.views)
+                    rows.append(row)
+                    print(_fmt(row), flush=True)
+    print("\n| model | target | mode | calibration | SQNR dB | cosine | held-out top-1 | natural whole / +crops | "
+          "scientific whole / +crops | size vs float | floor | budget |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(_fmt(r))
     return 0
+
+
+def _measure(model, cfg, spec, mode: QuantMode, method: str, args, out: Path) -> dict:
+    t0 = time.perf_counter()
+    quant = {"calib_method": method, "reconstruct_iters": args.reconstruct_iters} if method != "minmax" else {}
+    options = ExportOptions(quantize=mode, precision=spec.default_precision, quant=quant)
+    meta = ArtifactMetadata(model=cfg.name, input_shape=(1, *cfg.input_size), layout="NCHW",
+                            mean=cfg.mean, std=cfg.std, toolkit_version="bench",
+                            checkpoint_sha256=model.checkpoint_sha256, precision=str(mode),
+                            num_classes=cfg.num_classes)
+    path, rep = quantize_and_report(model, cfg, spec, options, out, meta, calib_size=args.calib_size,
+                                    coreml_executor="reference", latency_runs=10)
+    p = rep.parity
+    rec = (rep.quantization or {}).get("reconstruction") or {}
+    budget = f"{rep.calibration.get('count', args.calib_size)} img"
+    if rec:
+        budget += f", {rec['images']} img x {rec['iters_per_block']} it/block, {rec['seconds'] / 60:.1f} min rec."
+    return {"mode": str(mode), "method": method, "sqnr": p.sqnr_db, "cos": p.cosine,
+            "held_top1": p.top1_agreement, "held_n": p.num_inputs, "passed": p.passed, "executed": p.executed,
+            "size": rep.size_quant_bytes / rep.size_float_bytes, "s": time.perf_counter() - t0,
+            "budget": f"{budget}; {(time.perf_counter() - t0) / 60:.1f} min total", "artifact": path}
 
 
 def _pct(v) -> str:
@@ -120,8 +141,9 @@ def _fmt(r: dict) -> str:
         sci = f"{_pct(r['sci'][0])} / {_pct(r['sci'][1])} (n={r['sci'][2]})"
     sq = "-" if r["sqnr"] is None else f"{r['sqnr']:.1f}"
     cos = "-" if r["cos"] is None else f"{r['cos']:.4f}"
-    return (f"| {r['model']} | {r['target']} | {r['mode']} | {sq} | {cos} | {_pct(r['held_top1'])} "
-            f"(n={r['held_n']}) | {nat} | {sci} | {r['size']:.2f} | {'passed' if r['passed'] else 'FAILED'} |")
+    return (f"| {r['model']} | {r['target']} | {r['mode']} | {r['method']} | {sq} | {cos} | {_pct(r['held_top1'])} "
+            f"(n={r['held_n']}) | {nat} | {sci} | {r['size']:.2f} | {'passed' if r['passed'] else 'FAILED'} | "
+            f"{r['budget']} |")
 
 
 if __name__ == "__main__":

@@ -107,17 +107,18 @@ from ._models_table import models_table
 @click.option(
     "--calib-method",
     type=choice_of(CALIB_METHODS),
-    help="ONNX static calibration method (default minmax).",
+    help="Calibration method (default minmax; percentile / entropy: ONNX; reconstruct: every int8 target, "
+    "block reconstruction of the weight rounding, ~minutes).",
 )
 @click.option(
     "--activation-dtype",
     type=choice_of(ACTIVATION_DTYPES),
-    help="ONNX activation type (default uint8: U8U8, 8-bit uint8 weights; int8: 7-bit int8 weights).",
+    help="ONNX activation type (default uint8: U8S8, 8-bit int8 weights; int8: S8S8, 7-bit int8 weights, portable).",
 )
 @click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input/output tensors (default float).")
-@click.option("--analyze", is_flag=True, help="ONNX int8: per-layer sensitivity (quantized vs float tensors).")
-@click.option("--exclude", multiple=True, help="ONNX int8: keep layers matching this glob in float (repeatable).")
-@click.option("--target-sqnr", type=float, help="ONNX int8: keep the worst layers in float until SQNR (dB) is met.")
+@click.option("--analyze", is_flag=True, help="int8: per-layer (ONNX) / per-block (PT2E) sensitivity.")
+@click.option("--exclude", multiple=True, help="int8: keep layers matching this glob in float (repeatable).")
+@click.option("--target-sqnr", type=float, help="int8: keep the worst layers in float until SQNR (dB) is met.")
 @click.option(
     "--out",
     "-o",

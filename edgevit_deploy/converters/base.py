@@ -120,7 +120,7 @@ class Layout(str, Enum):
     NHWC = "NHWC"
 
 
-CALIB_METHODS = ("minmax", "percentile", "entropy")
+CALIB_METHODS = ("minmax", "percentile", "entropy", "reconstruct")
 ACTIVATION_DTYPES = ("int8", "uint8")
 
 
@@ -128,7 +128,9 @@ ACTIVATION_DTYPES = ("int8", "uint8")
 class QuantSettings:
     """The per-mode settings a user passes in ``ExportOptions.quant`` (all optional).
 
-    ``calib_method``: ONNX static calibration (minmax | percentile | entropy).
+    ``calib_method``: ONNX static calibration (minmax | percentile | entropy); ``reconstruct`` (every int8
+    target): block reconstruction of the weight rounding before quantizing (``quantize/reconstruct.py``).
+    ``reconstruct_iters``: optimisation steps per block of ``reconstruct`` (default 200).
     ``activation_dtype``: ONNX activations int8 (symmetric-range friendly) or uint8.
     ``int8_io``: TFLite int8 input/output tensors (default False: float in, float out).
     ``exclude``: name globs of layers kept in float (ONNX node names, e.g. ``/stages.3/*``).
@@ -146,6 +148,7 @@ class QuantSettings:
     analyze: bool = False
     percentile: float = 99.999
     max_float_layers: int = 12
+    reconstruct_iters: int = 200
     explicit: tuple[str, ...] = field(default=(), compare=False)  # the names a caller's mapping gave, in order
 
     @classmethod
@@ -172,6 +175,7 @@ class QuantSettings:
             analyze=bool(quant.get("analyze", False)),
             percentile=float(quant.get("percentile", 99.999)),
             max_float_layers=int(quant.get("max_float_layers", 12)),
+            reconstruct_iters=int(quant.get("reconstruct_iters", 200)),
             explicit=tuple(quant),
         )
         return s
@@ -200,6 +204,8 @@ class QuantSettings:
             raise QuantizationError(f"percentile {self.percentile} must be in [90, 100)")
         if self.max_float_layers < 1:
             raise QuantizationError("max_float_layers must be at least 1")
+        if self.reconstruct_iters < 1:
+            raise QuantizationError(f"reconstruct_iters must be at least 1 (got {self.reconstruct_iters})")
 
 
 @dataclass

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# targets whose int8 goes through PT2E and which take --analyze / --exclude / --target-sqnr per module
+# (quantize/pt2e_analysis.py); onnx has them on the ONNX graph (its table row's ``per_layer_quant``)
+PT2E_PER_LAYER_TARGETS = frozenset({"tflite", "coreml", "executorch"})
+
 __all__ = [
     "ACTIVATION_DTYPES",
     "CALIB_METHODS",
@@ -95,13 +99,20 @@ def check_quant_request(spec: TargetSpec, options: ExportOptions) -> QuantMode:
         raise QuantizationError("no quantization mode given; pass --quantize MODE")
     spec.validate(options)  # UnsupportedOptionError listing the modes the target has
     used = per_layer_settings_used(options.quant)
-    if used and not spec.per_layer_quant:
+    if used and not (spec.per_layer_quant or str(spec.target) in PT2E_PER_LAYER_TARGETS):
         from ..converters.table import TARGETS
 
-        having = " or ".join(f"--target {name}" for name, s in TARGETS.items() if s.per_layer_quant) or "no target"
+        having = (
+            " or ".join(
+                f"--target {name}"
+                for name, s in TARGETS.items()
+                if s.per_layer_quant or str(name) in PT2E_PER_LAYER_TARGETS
+            )
+            or "no target"
+        )
         raise QuantizationError(
             f"{', '.join(used)} work only with {having} (per-layer analysis and "
-            f"float fallback run on the ONNX graph); not with {spec.target}."
+            f"float fallback run on the ONNX graph or on the PT2E modules); not with {spec.target}."
         )
     return QuantMode(options.quantize)
 

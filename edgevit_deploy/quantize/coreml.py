@@ -73,9 +73,14 @@ def _w8a8(
     calib: CalibrationSet,
     work: Path,
 ):
-    quantized = calibrate_pt2e(model, example, litert_quantizer(dynamic=False), calib.data, fold_quantize=True)
+    from .pt2e_analysis import planned_quantizer
+
+    make = lambda: litert_quantizer(dynamic=False)
+    quantizer, fallback = planned_quantizer(model, example, make, calib, options.quant)
+    quantized = calibrate_pt2e(model, example, quantizer, calib.data, fold_quantize=True)
     mlmodel = _convert(quantized, example, options, metadata, _DEPLOYMENT[QuantMode.INT8], work)
     details = {
+        **fallback,
         "method": "PT2E calibration in PyTorch (PT2EQuantizer, symmetric per-channel) -> ct.convert",
         "weights": "int8 per-channel (constexpr_affine_dequantize)",
         "activations": "int8 (quantize / dequantize)",

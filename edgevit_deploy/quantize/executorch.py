@@ -21,7 +21,7 @@ from ..converters.table import get_spec
 from ..errors import ConversionError, first_line
 from .base import QuantizationError, QuantResult, check_quant_request
 from .calibration import CalibrationSet
-from .pt2e import calibrate_pt2e, quantize_after_clamp
+from .pt2e import FloatModulesMixin, calibrate_pt2e, quantize_after_clamp
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,14 @@ def xnnpack_quantizer() -> Any:
     observer, so a ReLU6 output would be quantized on the conv's unclipped range."""
     mod = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch")
 
-    class ClampAwareXnnpackQuantizer(mod.XNNPACKQuantizer):  # type: ignore[name-defined]
+    class ClampAwareXnnpackQuantizer(FloatModulesMixin, mod.XNNPACKQuantizer):  # type: ignore[name-defined]
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
             config = self.global_config
             if config is not None and config.output_activation is not None:
                 n = quantize_after_clamp(model, config.output_activation)
                 log.info("PT2E (XNNPACK): %d conv -> clamp pairs quantized after the clamp", n)
-            return model
+            return self.restrict(model)
 
     return ClampAwareXnnpackQuantizer().set_global(mod.get_symmetric_quantization_config(is_per_channel=True))
 
@@ -60,8 +60,10 @@ def quantize(
     if backend is not EtBackend.XNNPACK:
         raise QuantizationError(f"int8 ExecuTorch programs are lowered to XNNPACK; not --et-backend {backend}")
     from ..converters.executorch import lower_to_pte
+    from .pt2e_analysis import planned_quantizer
 
-    quantized = calibrate_pt2e(model, example, xnnpack_quantizer(), calib.data, fold_quantize=True)
+    quantizer, fallback = planned_quantizer(model, example, xnnpack_quantizer, calib, settings)
+    quantized = calibrate_pt2e(model, example, quantizer, calib.data, fold_quantize=True)
     try:
         with torch.no_grad():
             program = torch.export.export(quantized, (example,))
@@ -76,5 +78,6 @@ def quantize(
         "calibration_images": len(calib.data),
         "io": "float32",
         "non_delegated_ops": outside,
+        **fallback,
     }
     return QuantResult(Path(out_path), str(mode), details)

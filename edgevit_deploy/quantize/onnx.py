@@ -462,7 +462,9 @@ def _dynamic(float_path: Path, out_path: Path, settings: QuantSettings) -> dict[
 def _static(
     float_path: Path, out_path: Path, settings: QuantSettings, calib: CalibrationSet, work: Path
 ) -> dict[str, Any]:
-    sq = StaticQuantizer(float_path, calib, settings, work)
+    from .onnx_reconstruct import static_quantizer  # reconstruct: weights on the learned grid
+
+    sq = static_quantizer(float_path, calib, settings, work)
     excluded, unmatched = match_names(sq.nodes, settings.exclude)
     sq.quantize(out_path, excluded)
     details: dict[str, Any] = {

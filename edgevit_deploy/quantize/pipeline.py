@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..converters.base import ArtifactMetadata, ExportOptions
+from ..converters.base import ArtifactMetadata, ExportOptions, QuantMode
 from ..converters.table import TargetSpec
+from ..errors import QuantizationError
 from ..models._config import ModelConfig
 from .base import QuantResult, QuantSettings, check_quant_request
 from .calibration import CalibrationSet, check_calib_size, load_calibration
@@ -29,8 +30,12 @@ log = logging.getLogger(__name__)
 
 def check_request(spec: TargetSpec, options: ExportOptions, calib_size: int) -> QuantSettings:
     """Raise on every request problem that can be seen without running anything."""
-    check_quant_request(spec, options)  # the mode, the options and the per-layer settings against the table
+    mode = check_quant_request(spec, options)  # the mode, the options and the per-layer settings against the table
     check_calib_size(calib_size)
+    if options.quant.calib_method == "reconstruct" and mode is not QuantMode.INT8:
+        raise QuantizationError(
+            f"--calib-method reconstruct learns int8 weight rounding: use --quantize int8, not {mode}"
+        )
     return options.quant
 
 
@@ -43,7 +48,15 @@ def run_quantizer(
     metadata: ArtifactMetadata,
     calib: CalibrationSet,
 ) -> QuantResult:
-    """The target's quantizer (named by the target table) on one model."""
+    """The target's quantizer (named by the target table) on one model; with ``--calib-method reconstruct``,
+    on the model whose weights the block reconstruction put on the target's grid (done here, once)."""
+    if options.quant.calib_method == "reconstruct" and options.quantize == QuantMode.INT8:
+        from .reconstruct import reconstruct_for_target
+
+        model, rec = reconstruct_for_target(str(spec.target), model, calib.data, options.quant)
+        result = spec.load_quantizer().quantize(model, example, out_path, options, metadata, calib)
+        result.details["reconstruction"] = rec.to_dict()
+        return result
     return spec.load_quantizer().quantize(model, example, out_path, options, metadata, calib)
 
 

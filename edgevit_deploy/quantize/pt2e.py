@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -63,6 +64,74 @@ def quantize_after_clamp(model: torch.fx.GraphModule, output_qspec) -> int:
     return changed
 
 
+def _module_paths(node: torch.fx.Node) -> list[str]:
+    """The module paths a node of an exported graph comes from (``nn_module_stack`` fully qualified names)."""
+    return [str(v[0]) for v in (node.meta.get("nn_module_stack") or {}).values()]
+
+
+def _inside(paths: list[str], names: Iterable[str]) -> bool:
+    return any(p == n or p.startswith(n + ".") for p in paths for n in names if n)
+
+
+def _shared_with(spec: Any) -> list[torch.fx.Node]:
+    """The nodes a (shared / derived) quantization spec depends on."""
+    edges = getattr(spec, "edge_or_node", None)
+    deps = list(getattr(spec, "derived_from", None) or [])
+    if edges is not None:
+        deps.append(edges)
+    out: list[torch.fx.Node] = []
+    for e in deps:
+        out.extend(x for x in (e if isinstance(e, tuple) else (e,)) if isinstance(x, torch.fx.Node))
+    return out
+
+
+def restrict_annotations(
+    model: torch.fx.GraphModule, float_modules: Iterable[str] = (), only_modules: Iterable[str] | None = None
+) -> int:
+    """Keep in float every op of ``float_modules`` (module paths; their submodules too) and, when
+    ``only_modules`` is given, every op outside them: their quantization annotations are removed, and so are
+    the annotations that share an observer with a removed one. Works for any PT2E quantizer's annotation
+    (litert-torch's ``set_module_name`` takes no ``None`` and misreads paths with underscores). Returns the
+    number of ops left in float."""
+    float_modules, only = list(float_modules), None if only_modules is None else list(only_modules)
+    key = "quantization_annotation"
+    removed: set[torch.fx.Node] = set()
+    for node in model.graph.nodes:
+        if key not in node.meta:
+            continue
+        paths = _module_paths(node)
+        if _inside(paths, float_modules) or (only is not None and not _inside(paths, only)):
+            del node.meta[key]
+            removed.add(node)
+    changed = bool(removed)
+    while changed:  # shared observers of a removed op: keep those ops in float as well
+        changed = False
+        for node in model.graph.nodes:
+            ann = node.meta.get(key)
+            if ann is None:
+                continue
+            specs = [*ann.input_qspec_map.values(), ann.output_qspec]
+            if any(dep in removed for spec in specs for dep in _shared_with(spec)):
+                del node.meta[key]
+                removed.add(node)
+                changed = True
+    return len(removed)
+
+
+class FloatModulesMixin:
+    """A PT2E quantizer's ``annotate`` followed by :func:`restrict_annotations` (``float_modules`` /
+    ``only_modules`` set on the instance; by default everything is quantized)."""
+
+    float_modules: tuple[str, ...] = ()
+    only_modules: tuple[str, ...] | None = None
+
+    def restrict(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        if self.float_modules or self.only_modules is not None:
+            n = restrict_annotations(model, self.float_modules, self.only_modules)
+            log.info("PT2E: %d ops left in float (modules kept in float / outside the quantized set)", n)
+        return model
+
+
 def litert_quantizer(dynamic: bool):
     """litert-torch's ``PT2EQuantizer`` (symmetric per-channel weights; static or dynamic activations),
     whose annotation ends with :func:`quantize_after_clamp`."""
@@ -71,14 +140,14 @@ def litert_quantizer(dynamic: bool):
 
     base: Any = pq.PT2EQuantizer  # a class of an optional backend, only known at run time
 
-    class ClampAwareQuantizer(base):
+    class ClampAwareQuantizer(FloatModulesMixin, base):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
             config = self.global_config
             if config is not None and config.input_activation is not None:  # static activations only
                 n = quantize_after_clamp(model, utils.get_output_act_qspec(config))
                 log.info("PT2E: %d conv -> clamp pairs quantized after the clamp", n)
-            return model
+            return self.restrict(model)
 
     return ClampAwareQuantizer().set_global(
         pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)

@@ -44,7 +44,9 @@ def quantize(
     from ..converters.tflite import write_metadata
 
     dynamic = mode is QuantMode.INT8_DYNAMIC
-    quantizer = litert_quantizer(dynamic)
+    from .pt2e_analysis import planned_quantizer  # --exclude / --analyze / --target-sqnr on the PT2E path
+
+    quantizer, fallback = planned_quantizer(model, example, lambda: litert_quantizer(dynamic), calib, settings)
     # dynamic range needs no activation statistics; a few images let the observers see real data
     data = calib.data[:4] if dynamic else calib.data
     quantized = calibrate_pt2e(model, example, quantizer, data, fold_quantize=False)
@@ -61,6 +63,7 @@ def quantize(
             "weights": "int8 per-channel",
             "calibration_images": len(data),
             "activations": "int8 (quantized at run time)" if dynamic else "int8 (static, calibrated)",
+            **fallback,  # modules kept in float, analysis (pt2e_analysis.py)
         }
         if not dynamic:
             from .tflite_io import float_io, io_dtypes

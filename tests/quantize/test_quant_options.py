@@ -25,11 +25,11 @@ def test_a_mode_the_target_lacks_is_an_error_listing_what_it_has(target):
         assert str(mode) in str(err.value)
 
 
-@pytest.mark.parametrize("target", ["tflite", "coreml"])
-@pytest.mark.parametrize("setting", [{"target_sqnr": 30.0}, {"analyze": True}, {"exclude": ["/blocks*"]}])
-def test_onnx_only_settings_are_rejected_on_other_targets(target, setting):
-    with pytest.raises(QuantizationError, match="--target onnx"):
-        check_request(get_spec(target), ExportOptions(quantize=QuantMode.INT8, quant=setting), 8)
+@pytest.mark.parametrize("target", ["tflite", "coreml", "executorch"])
+@pytest.mark.parametrize("setting", [{"target_sqnr": 30.0}, {"analyze": True}, {"exclude": ["blocks*"]}])
+def test_per_layer_settings_are_accepted_on_the_pt2e_targets(target, setting):
+    # issue 15: analysis and float fallback on the PT2E path too (quantize/pt2e_analysis.py)
+    check_request(get_spec(target), ExportOptions(quantize=QuantMode.INT8, quant=setting), 8)
 
 
 def test_onnx_accepts_its_settings():
