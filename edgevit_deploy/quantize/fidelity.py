@@ -190,6 +190,12 @@ def measure_latency(
     if reason:
         return Latency(reason=reason)
     options = spec.runtime_options(coreml_executor)
+    one = np.ascontiguousarray(x[:1], dtype=np.float32)
+    if spec.isolated_runs:  # a runtime that can crash natively: each program runs once in a child first
+        for p in (float_path, quant_path):
+            probe = run_artifact(spec, Path(p), one, threads=1, coreml_executor=coreml_executor)
+            if not probe.ok:
+                return Latency(reason=f"{Path(p).name}: {probe.reason}")
     try:
         sessions = [runtime.load(Path(p), threads=1, **options) for p in (float_path, quant_path)]
     except Exception as exc:
@@ -199,7 +205,6 @@ def measure_latency(
         return Latency(
             reason=f"{executor} is a reference interpreter; latency needs Core ML on macOS", executor=executor
         )
-    one = np.ascontiguousarray(x[:1], dtype=np.float32)
     times: list[list[float]] = [[], []]
     for r in range(warmup + runs):
         for s, sess in enumerate(sessions):

@@ -70,3 +70,17 @@ def test_a_child_that_dies_without_a_verdict_reports_its_last_error_line(pte):
     out = run_in_child("x:Y", "LiteRT", pte, np.zeros((1, 3, 16, 16), np.float32), 1, {}, command=dies)
     assert not out.ok and out.executed
     assert out.reason == "the LiteRT runtime's process exited with code 1: MemoryError: out of memory"
+
+
+def test_the_int8_latency_probe_runs_each_program_in_a_child_first(pte, tmp_path):
+    """The fidelity report's latency timing loads both programs in this process: for an isolated target each
+    one runs once in a child first, so a program that crashes the runtime is a reason, not a dead export."""
+    from edgevit_deploy.quantize.fidelity import measure_latency
+
+    bad = tmp_path / "float.pte"
+    bad.write_bytes(b"\0" * 64)
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    lat = measure_latency(get_spec("executorch"), bad, pte, x, runs=2, warmup=0)
+    assert lat.quant_ms is None and lat.reason and lat.reason.startswith("float.pte: the runtime failed")
+    ok = measure_latency(get_spec("executorch"), pte, pte, x, runs=2, warmup=0)
+    assert ok.reason is None and ok.quant_ms is not None and ok.quant_ms > 0
