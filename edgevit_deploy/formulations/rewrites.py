@@ -125,18 +125,11 @@ def _plain_layer_norm(m: nn.Module) -> bool:
     return type(m) is nn.LayerNorm and len(m.normalized_shape) == 1
 
 
-class BroadcastDepthwiseConvTranspose(nn.Module):
+class BroadcastDepthwiseConvTranspose(DepthwiseUpsampleConv):
     """Depthwise ``ConvTranspose2d(kernel=stride=r)`` as one broadcasting product: ``x`` viewed as
     ``(B, C, H, 1, W, 1)`` times the kernel viewed as ``(1, C, 1, r, 1, r)``, reshaped to ``(B, C, H r, W r)``,
     plus the bias: each output pixel (i, j) = x[i // r, j // r] * w[i % r, j % r] + b, the same single product
     per pixel as the transposed conv (no ``expand``: XNNPACK delegates all of it)."""
-
-    def __init__(self, conv: nn.ConvTranspose2d):
-        super().__init__()
-        self.r = int(conv.stride[0])
-        self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)  # (C, 1, r, r)
-        bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
-        self.bias = nn.Parameter(bias, requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
