@@ -31,9 +31,16 @@ def test_int8_program_runs_is_smaller_and_holds_the_floor():
 
 
 @pytest.mark.parametrize("setting", [{"target_sqnr": 30.0}, {"analyze": True}, {"exclude": ["blocks*"]}])
-def test_onnx_only_settings_are_rejected(setting):
-    with pytest.raises(QuantizationError, match="--target onnx"):
-        check_request(get_spec("executorch"), ExportOptions(quantize=QuantMode.INT8, quant=setting), 8)
+def test_per_layer_settings_on_a_row_without_per_layer_quant_are_rejected_naming_the_rows_that_have_it(setting):
+    """Every quantizing row takes --analyze/--exclude/--target-sqnr today (ONNX's own pass, PT2E for the rest);
+    a new row without it must refuse them before anything runs, naming the targets that do."""
+    import dataclasses
+
+    new_row = dataclasses.replace(get_spec("executorch"), target="newrt", per_layer_quant=False)
+    with pytest.raises(QuantizationError, match="not with newrt") as err:
+        check_request(new_row, ExportOptions(quantize=QuantMode.INT8, quant=setting), 8)
+    for name in ("onnx", "tflite", "coreml", "executorch"):
+        assert f"--target {name}" in str(err.value)
 
 
 def test_int8_io_is_rejected_before_any_slow_step(tmp_path):
