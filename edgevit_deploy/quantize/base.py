@@ -78,6 +78,11 @@ class Quantizer(Protocol):
         calib: CalibrationSet,
     ) -> QuantResult: ...
 
+    def activation_floor(self) -> float | None:
+        """The smallest activation scale (step) the quantizer allows, ``None`` when it has no floor. A
+        tensor whose every value is under half of it is quantized to 0 (see ``support_matrix`` causes)."""
+        ...
+
 
 def per_layer_settings_used(settings: QuantSettings) -> list[str]:
     """Per-layer settings (analysis, float fallback): only a quantizer whose table row has ``per_layer_quant``

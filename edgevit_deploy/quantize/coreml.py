@@ -33,6 +33,15 @@ from .pt2e import calibrate_pt2e, litert_quantizer
 
 log = logging.getLogger(__name__)
 
+
+def activation_floor() -> float | None:
+    """``int8`` (W8A8) goes through litert-torch's PT2E quantizer: its observers' ``eps`` floors every
+    activation scale (the weight-only modes quantize no activation)."""
+    from .pt2e import activation_eps
+
+    return activation_eps(litert_quantizer(dynamic=False))
+
+
 _DEPLOYMENT = {
     QuantMode.INT8: "iOS17",
     QuantMode.W8: "iOS16",

@@ -44,6 +44,13 @@ def xnnpack_quantizer() -> Any:
     return ClampAwareXnnpackQuantizer().set_global(mod.get_symmetric_quantization_config(is_per_channel=True))
 
 
+def activation_floor() -> float | None:
+    """ExecuTorch's XNNPACK quantizer floors every activation scale at its observers' ``eps``."""
+    from .pt2e import activation_eps
+
+    return activation_eps(xnnpack_quantizer())
+
+
 def quantize(
     model: nn.Module,
     example: torch.Tensor,

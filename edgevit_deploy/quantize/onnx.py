@@ -45,6 +45,12 @@ from .calibration import CalibrationSet
 
 log = logging.getLogger(__name__)
 
+
+def activation_floor() -> float | None:
+    """onnxruntime's calibrators scale by the observed range with no floor (a zero range gets scale 1)."""
+    return None
+
+
 SEARCH_SAMPLES = 16  # calibration images the target-SQNR search evaluates the output SQNR on
 
 # Weights are quantized to 7 bits ([-64, 64], onnxruntime's ``reduce_range``). onnxruntime's x86 int8 kernels

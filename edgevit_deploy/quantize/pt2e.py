@@ -29,6 +29,17 @@ def calibrate_pt2e(
     return pt2e.convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
+def activation_eps(quantizer: Any) -> float | None:
+    """The ``eps`` a PT2E quantizer's activation observers floor their scale at, read from its global
+    config (the XNNPACK and litert-torch quantizers both use 2**-12), or ``None`` when it sets none."""
+    config = getattr(quantizer, "global_config", None)
+    spec = getattr(config, "output_activation", None)
+    ctr = getattr(spec, "observer_or_fake_quant_ctr", None)
+    keywords = getattr(getattr(ctr, "p", None), "keywords", None) or getattr(ctr, "keywords", None) or {}
+    eps = keywords.get("eps")
+    return float(eps) if eps is not None else None
+
+
 def _aten_ops(*names: str) -> set:
     return {getattr(getattr(torch.ops.aten, op), overload) for op, overload in (n.split(".") for n in names)}
 

@@ -29,6 +29,13 @@ from .pt2e import calibrate_pt2e, litert_quantizer
 log = logging.getLogger(__name__)
 
 
+def activation_floor() -> float | None:
+    """litert-torch's PT2E quantizer floors every activation scale at its observers' ``eps``."""
+    from .pt2e import activation_eps
+
+    return activation_eps(litert_quantizer(dynamic=False))
+
+
 def quantize(
     model: nn.Module,
     example: torch.Tensor,
