@@ -235,7 +235,8 @@ def failure_cause(cell: Cell) -> str | None:
     from .converters.table import get_spec
     from .verify.policy import BARS
 
-    floor = get_spec(cell.target).load_quantizer().activation_floor()
+    floor_of = getattr(get_spec(cell.target).load_quantizer(), "activation_floor", None)  # a row may lack it
+    floor = floor_of() if floor_of is not None else None
     bar = BARS[Variant.INT8].sqnr_db
     if floor is None or bar is None:
         return None
