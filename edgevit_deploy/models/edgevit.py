@@ -262,7 +262,10 @@ class EdgeVit(nn.Module):
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x.flatten(2).mean(-1))
+        # the global average pool of the authors' `flatten(2).mean(-1)`, written as a keepdim mean over the two
+        # spatial axes of the (B, C, H, W) map: equal, and the one form ExecuTorch's XNNPACK partitioner takes
+        # (executorch 1.5.1 leaves a rank-3 mean, or a rank-4 mean without keepdim, to the portable kernels)
+        return self.head(x.mean((2, 3), keepdim=True).flatten(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
