@@ -65,6 +65,16 @@ def _partitioners(backend: EtBackend) -> list[Any]:
     return []  # portable: no delegate, every op in the portable kernels
 
 
+def _transform_passes(backend: EtBackend) -> list[Any]:
+    """Edge passes run before partitioning: for XNNPACK, exact respellings of the data-movement ops its
+    partitioner leaves outside (:mod:`._executorch_passes`)."""
+    if backend is not EtBackend.XNNPACK:
+        return []
+    from ._executorch_passes import xnnpack_transform_passes
+
+    return xnnpack_transform_passes()
+
+
 def _op_name(target: Any) -> str:
     op = getattr(target, "_op", target)  # EdgeOpOverload wraps the aten OpOverload
     name = getattr(op, "__name__", None) or str(op)
@@ -103,7 +113,10 @@ def lower_to_pte(
     try:
         with quiet_backends():
             edge = exir.to_edge_transform_and_lower(
-                program, partitioner=partitioner or None, generate_etrecord=etrecord
+                program,
+                partitioner=partitioner or None,
+                transform_passes=_transform_passes(backend) or None,
+                generate_etrecord=etrecord,
             )
             outside = non_delegated_ops(edge) if partitioner else {}
             et_program = edge.to_executorch()

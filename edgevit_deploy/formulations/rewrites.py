@@ -120,9 +120,19 @@ class BmmGlobalSparseAttn(nn.Module):
         return a.proj_drop(a.proj(x))
 
 
+#: ``nn.LayerNorm`` subclasses whose ``forward`` is ``F.layer_norm`` over the last axis, as the base class's (timm's
+#: ``LayerNorm``, with its fast-norm option off by default); others, such as timm's ``LayerNorm2d``, permute first
+_LAST_AXIS_LAYER_NORMS = {("timm.layers.norm", "LayerNorm")}
+
+
 def _plain_layer_norm(m: nn.Module) -> bool:
-    """``nn.LayerNorm`` itself over one axis: subclasses such as timm's ``LayerNorm2d`` permute in ``forward``."""
-    return type(m) is nn.LayerNorm and len(m.normalized_shape) == 1
+    """A LayerNorm over the last axis only: ``nn.LayerNorm`` itself or a subclass known to keep its ``forward``."""
+    if not isinstance(m, nn.LayerNorm) or len(m.normalized_shape) != 1:
+        return False
+    cls = type(m)
+    if cls is nn.LayerNorm:
+        return True
+    return (cls.__module__, cls.__name__) in _LAST_AXIS_LAYER_NORMS and not getattr(m, "_fast_norm", False)
 
 
 class BroadcastDepthwiseConvTranspose(DepthwiseUpsampleConv):
@@ -198,6 +208,20 @@ def _drop_path(m: nn.Module) -> nn.Module | None:
 @register_rewrite("layer_norm_as_matmul", {"executorch"})
 def _layer_norm(m: nn.Module) -> nn.Module | None:
     return MatmulLayerNorm(m) if isinstance(m, nn.LayerNorm) and _plain_layer_norm(m) else None
+
+
+@register_rewrite("timm_attention_unfused", {"executorch"})
+def _timm_attention_unfused(m: nn.Module) -> nn.Module | None:
+    """timm's attention modules with their own ``fused_attn`` switch (ViT's ``Attention``, PVT-v2's, Twins', ...)
+    computing ``softmax(q k^T * scale) v`` with explicit matmuls, timm's reference path, instead of
+    ``F.scaled_dot_product_attention``, whose decomposition in ``torch.export`` adds masking ops (``logical_not``,
+    ``any``, ``eq``, ``full_like``, ``where``, ``mul.Scalar``) and ``squeeze_copy`` that executorch 1.5.1's XNNPACK
+    partitioner leaves to the portable kernels. The module is already the formulation's deep copy: switched in
+    place."""
+    if type(m).__module__.startswith("timm.") and getattr(m, "fused_attn", None) is True:
+        setattr(m, "fused_attn", False)  # noqa: B010  (nn.Module's __setattr__ types it as a tensor)
+        return m
+    return None
 
 
 @register_rewrite("edgevit_attention_bmm", {"executorch"})
