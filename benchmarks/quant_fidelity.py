@@ -16,6 +16,7 @@ calibration photos, ``--calib-size`` views) and measured against fp32 PyTorch on
 
     python benchmarks/quant_fidelity.py                                  # everything (~25 min here)
     python benchmarks/quant_fidelity.py --models efficientnet_lite0 --targets onnx --modes int8
+    python benchmarks/quant_fidelity.py --models efficientnet_lite0 --modes int8 --no-bias-correction
     python benchmarks/quant_fidelity.py --models efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,edgevit_xxs \
         --modes int8 --calib-methods minmax,reconstruct --reconstruct-iters 200
 """
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-methods", default="minmax",
                     help="comma-separated --calib-method values compared for the int8 mode (minmax,reconstruct)")
     ap.add_argument("--reconstruct-iters", type=int, default=200, help="iterations per block of reconstruct")
+    ap.add_argument("--no-bias-correction", action="store_true",
+                    help="static int8 without the bias correction of the weight rounding (default: corrected)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(2)
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(model, cfg, spec, mode: QuantMode, method: str, args, out: Path) -> dict:
     t0 = time.perf_counter()
     quant = {"calib_method": method, "reconstruct_iters": args.reconstruct_iters} if method != "minmax" else {}
+    if mode is QuantMode.INT8 and method != "reconstruct" and args.no_bias_correction:
+        quant["bias_correction"] = False
     options = ExportOptions(quantize=mode, precision=spec.default_precision, quant=quant)
     meta = ArtifactMetadata(model=cfg.name, input_shape=(1, *cfg.input_size), layout="NCHW",
                             mean=cfg.mean, std=cfg.std, toolkit_version="bench",
@@ -124,6 +129,9 @@ def _measure(model, cfg, spec, mode: QuantMode, method: str, args, out: Path) ->
     budget = f"{rep.calibration.get('count', args.calib_size)} img"
     if rec:
         budget += f", {rec['images']} img x {rec['iters_per_block']} it/block, {rec['seconds'] / 60:.1f} min rec."
+    bc = (rep.quantization or {}).get("bias_correction") or {}
+    if bc.get("applied"):
+        method += f" + bias corr. ({bc['images']} img, {bc['seconds']:.0f} s)"
     return {"mode": str(mode), "method": method, "sqnr": p.sqnr_db, "cos": p.cosine,
             "held_top1": p.top1_agreement, "held_n": p.num_inputs, "passed": p.passed, "executed": p.executed,
             "size": rep.size_quant_bytes / rep.size_float_bytes, "s": time.perf_counter() - t0,

@@ -317,6 +317,7 @@ QUANT_FLAGS = {
     "analyze": "--analyze",
     "exclude": "--exclude",
     "target_sqnr": "--target-sqnr",
+    "bias_correction": "--no-bias-correction",
 }
 
 

@@ -115,6 +115,11 @@ from ._models_table import models_table
     type=choice_of(ACTIVATION_DTYPES),
     help="ONNX activation type (default uint8: U8S8, 8-bit int8 weights; int8: S8S8, 7-bit int8 weights, portable).",
 )
+@click.option(
+    "--no-bias-correction",
+    is_flag=True,
+    help="int8: do not correct the biases for the weight rounding (static int8 corrects them by default).",
+)
 @click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input/output tensors (default float).")
 @click.option("--analyze", is_flag=True, help="int8: per-layer (ONNX) / per-block (PT2E) sensitivity.")
 @click.option("--exclude", multiple=True, help="int8: keep layers matching this glob in float (repeatable).")
@@ -161,6 +166,7 @@ def main(
     calib_size: int,
     calib_method: str | None,
     activation_dtype: str | None,
+    no_bias_correction: bool,
     int8_io: bool,
     analyze: bool,
     exclude: tuple[str, ...],
@@ -195,7 +201,7 @@ def main(
         et_backend=EtBackend(et_backend.lower()) if et_backend else None,
         quantize=QuantMode(quantize) if quantize else None,
         quant=QuantSettings.from_options(
-            quant_settings(calib_method, activation_dtype, int8_io, analyze, exclude, target_sqnr)
+            quant_settings(calib_method, activation_dtype, int8_io, analyze, exclude, target_sqnr, no_bias_correction)
         ),
     )
     n_targets = len(export_api.resolve_targets(target_arg))
@@ -249,9 +255,11 @@ def quant_settings(
     analyze: bool,
     exclude: tuple[str, ...],
     target_sqnr: float | None,
+    no_bias_correction: bool = False,
 ) -> dict:
     """Only the settings the user gave: each quantizer checks them against its target."""
     given = {
+        "bias_correction": False if no_bias_correction else None,
         "calib_method": calib_method,
         "activation_dtype": activation_dtype,
         "int8_io": int8_io or None,

@@ -138,6 +138,9 @@ class QuantSettings:
     ``analyze``: ONNX only: per-layer sensitivity (quantized tensor vs its float twin).
     ``percentile``: the percentile of the percentile method (default 99.999).
     ``max_float_layers``: cap of the ``target_sqnr`` search (default 12).
+    ``bias_correction``: static int8 (every target): subtract the expected output shift of each conv / linear
+    weight's int8 rounding from its bias before quantizing (``quantize/bias_correction.py``; default on,
+    ``--no-bias-correction``); skipped with ``calib_method="reconstruct"``, which learns the rounding.
     """
 
     calib_method: str = "minmax"
@@ -149,6 +152,7 @@ class QuantSettings:
     percentile: float = 99.999
     max_float_layers: int = 12
     reconstruct_iters: int = 200
+    bias_correction: bool = True
     explicit: tuple[str, ...] = field(default=(), compare=False)  # the names a caller's mapping gave, in order
 
     @classmethod
@@ -176,6 +180,7 @@ class QuantSettings:
             percentile=float(quant.get("percentile", 99.999)),
             max_float_layers=int(quant.get("max_float_layers", 12)),
             reconstruct_iters=int(quant.get("reconstruct_iters", 200)),
+            bias_correction=bool(quant.get("bias_correction", True)),
             explicit=tuple(quant),
         )
         return s

@@ -161,6 +161,16 @@ class FidelityReport:
         )
         if self.kept_in_float:
             rows.append(("kept in float", ", ".join(self.kept_in_float)))
+        bc = self.quantization.get("bias_correction")
+        if bc:
+            rows.append(
+                (
+                    "bias correction",
+                    f"on: {bc['corrected_layers']} layers, {bc['weight_grid']}, {bc['images']} images"
+                    if bc.get("applied")
+                    else f"off ({bc.get('reason', '')})",
+                )
+            )
         if self.analysis:
             worst = self.analysis["layers"][:3]
             rows.append(

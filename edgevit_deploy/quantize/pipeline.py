@@ -21,7 +21,8 @@ from ..converters.base import ArtifactMetadata, ExportOptions, QuantMode
 from ..converters.table import TargetSpec
 from ..errors import QuantizationError
 from ..models._config import ModelConfig
-from .base import QuantResult, QuantSettings, check_quant_request
+from .base import PT2E_PER_LAYER_TARGETS, QuantResult, QuantSettings, check_quant_request
+from .bias_correction import BiasCorrectionReport, bias_correct
 from .calibration import CalibrationSet, check_calib_size, load_calibration
 from .fidelity import FidelityReport, build_report
 
@@ -36,7 +37,29 @@ def check_request(spec: TargetSpec, options: ExportOptions, calib_size: int) -> 
         raise QuantizationError(
             f"--calib-method reconstruct learns int8 weight rounding: use --quantize int8, not {mode}"
         )
+    if "bias_correction" in options.quant.given() and mode is not QuantMode.INT8:
+        raise QuantizationError(
+            f"bias correction (--no-bias-correction) is a setting of static int8: use --quantize int8, not {mode}"
+        )
     return options.quant
+
+
+def correct_biases(
+    spec: TargetSpec, model: nn.Module, calib: CalibrationSet, settings: QuantSettings
+) -> tuple[nn.Module, BiasCorrectionReport]:
+    """Static int8: ``model`` with its biases corrected for the weight rounding of ``spec``'s quantizer (its
+    grid: :func:`.reconstruct.target_qmax`), or ``model`` itself and why not (turned off; ``reconstruct``)."""
+    if settings.calib_method == "reconstruct":
+        return model, BiasCorrectionReport(False, "skipped: --calib-method reconstruct learns the weight rounding")
+    if not settings.bias_correction:
+        return model, BiasCorrectionReport(False, "turned off (--no-bias-correction)")
+    from .reconstruct import target_qmax
+
+    target = str(spec.target)
+    # --exclude names module paths on the PT2E targets (those layers stay float: no correction); on onnx it
+    # names ONNX nodes, which are not mapped back to modules
+    exclude = settings.exclude if target in PT2E_PER_LAYER_TARGETS else ()
+    return bias_correct(model, calib.data, target_qmax(target, settings.activation_dtype), exclude=exclude)
 
 
 def run_quantizer(
@@ -49,15 +72,22 @@ def run_quantizer(
     calib: CalibrationSet,
 ) -> QuantResult:
     """The target's quantizer (named by the target table) on one model; with ``--calib-method reconstruct``,
-    on the model whose weights the block reconstruction put on the target's grid (done here, once)."""
-    if options.quant.calib_method == "reconstruct" and options.quantize == QuantMode.INT8:
+    on the model whose weights the block reconstruction put on the target's grid (done here, once); otherwise,
+    for static int8, on the model whose biases :func:`correct_biases` corrected for the weight rounding
+    (``QuantSettings.bias_correction``, default on). Both are recorded in ``QuantResult.details``."""
+    if options.quantize != QuantMode.INT8:
+        return spec.load_quantizer().quantize(model, example, out_path, options, metadata, calib)
+    rec = None
+    if options.quant.calib_method == "reconstruct":
         from .reconstruct import reconstruct_for_target
 
         model, rec = reconstruct_for_target(str(spec.target), model, calib.data, options.quant)
-        result = spec.load_quantizer().quantize(model, example, out_path, options, metadata, calib)
+    model, corrected = correct_biases(spec, model, calib, options.quant)
+    result = spec.load_quantizer().quantize(model, example, out_path, options, metadata, calib)
+    if rec is not None:
         result.details["reconstruction"] = rec.to_dict()
-        return result
-    return spec.load_quantizer().quantize(model, example, out_path, options, metadata, calib)
+    result.details["bias_correction"] = corrected.to_dict()
+    return result
 
 
 def export_float_twin(
