@@ -155,7 +155,8 @@ def snake_orders(
 #: (a non-persistent buffer ``delta_bias``, refreshed by :meth:`PlainMamba2D.init_dt` and on every
 #: ``load_state_dict``), the same numbers with two constants in an exported graph: executorch 1.5.1's XNNPACK
 #: runtime crashes (SIGSEGV) loading a ``.pte`` whose delegate shares one constant between two nodes
-#: (docs/executorch.md "Formulation"). The state dict is the same in both modes.
+#: (docs/executorch.md "Formulation"). The state dict is the same in both modes. ``"separate"`` is for inference
+#: and export: the copy is a buffer, so training would no longer send the second term's gradient to ``dt_proj.bias``.
 DeltaBias = Literal["shared", "separate"]
 
 
@@ -194,7 +195,6 @@ class PlainMamba2D(nn.Module):
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner)
         self._dt_range = (dt_min, dt_max, dt_init_floor)
-        self.delta_bias_mode: DeltaBias = delta_bias
         separate = self.dt_proj.bias.detach().clone() if delta_bias == "separate" else None
         self.register_buffer("delta_bias", separate, persistent=False)
         self.register_load_state_dict_post_hook(_sync_after_load)
