@@ -76,8 +76,14 @@ def _transform_passes(backend: EtBackend) -> list[Any]:
 
 
 def _op_name(target: Any) -> str:
-    op = getattr(target, "_op", target)  # EdgeOpOverload wraps the aten OpOverload
-    name = getattr(op, "__name__", None) or str(op)
+    """``namespace.op.overload`` of a graph node's target. An edge op (``EdgeOpOverload``) wraps the aten
+    ``OpOverload`` in ``_op``; an aten ``OpOverload`` left in the edge graph as is (``aten.scalar_tensor``) has an
+    ``_op`` too, the pybind11 builtin under it, whose ``__name__`` is empty (it printed as ``<built-in method  of
+    pybind11_builtins...>``): only the edge wrapper is unwrapped."""
+    op = target if isinstance(target, torch._ops.OpOverload) else getattr(target, "_op", target)
+    name = getattr(op, "__name__", None) or ""
+    if not name or name.startswith("<"):
+        name = str(getattr(target, "__name__", None) or target)
     ns = getattr(op, "namespace", None)
     return f"{ns}.{name}" if ns and not name.startswith(f"{ns}.") else name
 

@@ -205,7 +205,7 @@ TARGETS: dict[str, TargetSpec] = {  # keyed by name (a Target is its name: a str
         "Core ML-delegated programs on macOS, elsewhere executed: false",
         backends=(EtBackend.XNNPACK, EtBackend.PORTABLE, EtBackend.COREML),
         app_runtime="executorch",  # the Android app's ExecuTorch runner (org.pytorch.executorch Module)
-        isolated_runs=True,  # XNNPACK-in-ExecuTorch 1.5.1 segfaults on some programs (vcmamba_s at 64 px)
+        isolated_runs=True,  # XNNPACK-in-ExecuTorch 1.5.1 segfaults on some programs (VCMamba's shared bias)
     ),
 }
 

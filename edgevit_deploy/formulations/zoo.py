@@ -26,6 +26,11 @@ or ``None`` when it does not apply.
   then fails ("Attempting to convert non-NHWC compatible node to NHWC: dequantize_per_tensor_91"). The
   same max written as ``relu(max of the differences)``, and as a conv on ``x`` alone when the map is too
   small to have neighbours, has no ``zeros_like`` and converts (see :class:`MaxRelativeConvNoZeros`).
+* ``vcmamba_separate_delta_bias`` (ExecuTorch only): VCMamba's ``PlainMamba2D`` adds ``dt_proj.bias`` a second
+  time before the softplus, so the same constant feeds two XNNPACK-delegated nodes (the linear's bias and the
+  add). executorch 1.5.1's XNNPACK runtime crashes (SIGSEGV) loading such a ``.pte`` from a file (every VCMamba,
+  fp32; minimal repro: ``linear(x) + linear.bias``). The same sum with the second bias from a copy of it runs
+  (see :class:`SeparateDeltaBiasMamba2D`).
 
 Patch (un)folding is written with rank <= 4 intermediates and no full-range slice for the same reason: a
 rank-6 reshape fails in Core ML, and a slice that keeps everything is exported as ``aten.alias``, which
@@ -36,12 +41,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .registry import EVERY_TARGET, register_rewrite
+
+if TYPE_CHECKING:
+    from ..models.vcmamba import PlainMamba2D
 
 __all__ = [
     "BroadcastLinearSelfAttention",
@@ -49,6 +57,7 @@ __all__ = [
     "PatchFold",
     "PatchUnfold",
     "Rank5LocallyGroupedAttn",
+    "SeparateDeltaBiasMamba2D",
 ]
 
 
@@ -271,4 +280,35 @@ def _mobilevig_mrconv(m: nn.Module) -> nn.Module | None:
         and conv.in_channels % 2 == 0
     ):
         return MaxRelativeConvNoZeros(m)
+    return None
+
+
+class SeparateDeltaBiasMamba2D(nn.Module):
+    """VCMamba's ``PlainMamba2D`` (shared ``delta_bias``, the authors') with the bias added before the softplus
+    taken from a copy of ``dt_proj.bias`` (the buffer ``delta_bias``, not in the state dict); the mixer's own
+    layers run (shared with the original module), same numbers.
+
+    The authors compute ``softplus(dt_proj(dt) + dt_proj.bias)``: exported, one constant is both the linear's
+    bias and an operand of the add, two nodes of one XNNPACK delegate, and executorch 1.5.1's runtime crashes
+    (SIGSEGV) when it loads that ``.pte`` from a file. With two constants of equal value it runs. The model's
+    own ``delta_bias="separate"`` option does the same at construction (:data:`~..models.vcmamba.DeltaBias`).
+    """
+
+    delta_bias: torch.Tensor
+
+    def __init__(self, mixer: PlainMamba2D):
+        super().__init__()
+        self.inner = mixer
+        self.register_buffer("delta_bias", mixer.dt_proj.bias.detach().clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.mix(x, self.delta_bias)
+
+
+@register_rewrite("vcmamba_separate_delta_bias", {"executorch"})
+def _vcmamba_delta_bias(m: nn.Module) -> nn.Module | None:
+    from ..models.vcmamba import PlainMamba2D
+
+    if type(m) is PlainMamba2D and m.delta_bias is None:  # shared (the authors'); "separate" needs nothing
+        return SeparateDeltaBiasMamba2D(m)
     return None

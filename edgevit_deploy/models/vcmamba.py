@@ -22,7 +22,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,15 @@ from ._registry import register_model
 from .edgevit import EdgeVit
 from .mobilevig import ConvMlp, InvertedResidual, checkpoint_filter_fn
 
-__all__ = ["VCMamba", "selective_scan_chunked", "selective_scan_reference", "vcmamba_b", "vcmamba_m", "vcmamba_s"]
+__all__ = [
+    "DeltaBias",
+    "VCMamba",
+    "selective_scan_chunked",
+    "selective_scan_reference",
+    "vcmamba_b",
+    "vcmamba_m",
+    "vcmamba_s",
+]
 
 
 # ----------------------------------------------------------------------------------- selective scan
@@ -142,8 +150,23 @@ def snake_orders(
 
 
 # --------------------------------------------------------------------------------------------- blocks
+#: where the bias added to ``dt_proj``'s output before the softplus comes from. ``"shared"`` (the authors'):
+#: ``dt_proj.bias`` itself, so that one tensor feeds both the linear and the add. ``"separate"``: a copy of it
+#: (a non-persistent buffer ``delta_bias``, refreshed by :meth:`PlainMamba2D.init_dt` and on every
+#: ``load_state_dict``), the same numbers with two constants in an exported graph: executorch 1.5.1's XNNPACK
+#: runtime crashes (SIGSEGV) loading a ``.pte`` whose delegate shares one constant between two nodes
+#: (docs/executorch.md "Formulation"). The state dict is the same in both modes. ``"separate"`` is for inference
+#: and export: the copy is a buffer, so training would no longer send the second term's gradient to ``dt_proj.bias``.
+DeltaBias = Literal["shared", "separate"]
+
+
 class PlainMamba2D(nn.Module):
-    """Multi-directional selective-scan token mixer on NCHW maps (the authors' conv-projection variant)."""
+    """Multi-directional selective-scan token mixer on NCHW maps (the authors' conv-projection variant).
+
+    ``delta_bias`` says whether the step-size bias is added from ``dt_proj.bias`` itself (the authors') or from
+    a copy of it (see :data:`DeltaBias`)."""
+
+    delta_bias: torch.Tensor | None
 
     def __init__(
         self,
@@ -155,8 +178,11 @@ class PlainMamba2D(nn.Module):
         dt_max: float = 0.1,
         dt_init_floor: float = 1e-4,
         chunk_size: int = 16,
+        delta_bias: DeltaBias = "shared",
     ):
         super().__init__()
+        if delta_bias not in get_args(DeltaBias):
+            raise ValueError(f"delta_bias must be one of {', '.join(get_args(DeltaBias))}, got {delta_bias!r}")
         self.d_model = d_model
         self.d_state = d_state
         self.d_inner = int(expand * d_model)
@@ -169,6 +195,9 @@ class PlainMamba2D(nn.Module):
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner)
         self._dt_range = (dt_min, dt_max, dt_init_floor)
+        separate = self.dt_proj.bias.detach().clone() if delta_bias == "separate" else None
+        self.register_buffer("delta_bias", separate, persistent=False)
+        self.register_load_state_dict_post_hook(_sync_after_load)
         self.init_dt()
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
         self.D = nn.Parameter(torch.ones(self.d_inner))
@@ -186,6 +215,13 @@ class PlainMamba2D(nn.Module):
         dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=floor)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.sync_delta_bias()
+
+    @torch.no_grad()
+    def sync_delta_bias(self) -> None:
+        """Copy ``dt_proj.bias`` into the separate ``delta_bias`` (``"separate"`` mode; no-op when shared)."""
+        if self.delta_bias is not None:
+            self.delta_bias.copy_(self.dt_proj.bias)
 
     def scan(
         self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: torch.Tensor
@@ -194,13 +230,17 @@ class PlainMamba2D(nn.Module):
         return selective_scan_chunked(u, delta, A, B, C, D, self.chunk_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(x, self.dt_proj.bias if self.delta_bias is None else self.delta_bias)
+
+    def mix(self, x: torch.Tensor, delta_bias: torch.Tensor) -> torch.Tensor:
+        """The mixer, with ``delta_bias`` added to ``dt_proj``'s output before the softplus (the authors add
+        ``dt_proj.bias`` there a second time, as ``selective_scan_fn``'s ``delta_bias``)."""
         bsz, _, H, W = x.shape
         L, E, N = H * W, self.d_inner, self.d_state
         x = self.act(self.conv2d(self.in_conv(x)))
         x_conv = x.flatten(2).transpose(1, 2)  # (b, L, E)
         dt, B, C = torch.split(self.x_proj(x_conv), [self.dt_rank, N, N], dim=-1)
-        # the authors add dt_proj.bias twice: in dt_proj and as selective_scan_fn's delta_bias
-        delta = F.softplus(self.dt_proj(dt) + self.dt_proj.bias).transpose(1, 2)  # (b, E, L)
+        delta = F.softplus(self.dt_proj(dt) + delta_bias).transpose(1, 2)  # (b, E, L)
         B, C = B.transpose(1, 2), C.transpose(1, 2)  # (b, N, L)
         orders, inverses, directions = snake_orders(H, W)
         order = torch.tensor(sum(orders, ()), dtype=torch.long, device=x.device)
@@ -222,16 +262,28 @@ class PlainMamba2D(nn.Module):
         return self.out_conv(out)
 
 
+def _sync_after_load(module: nn.Module, incompatible_keys: Any) -> None:
+    """``load_state_dict`` post-hook: a loaded ``dt_proj.bias`` reaches the separate ``delta_bias`` too."""
+    del incompatible_keys
+    cast(PlainMamba2D, module).sync_delta_bias()
+
+
 class PlainMambaLayer(nn.Module):
     """BN, multi-directional Mamba, residual; BN, conv MLP with depthwise mid conv, residual."""
 
     def __init__(
-        self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0, chunk_size: int = 16
+        self,
+        dim: int,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        chunk_size: int = 16,
+        delta_bias: DeltaBias = "shared",
     ):
         super().__init__()
         self.norm = nn.BatchNorm2d(dim)
         self.norm2 = nn.BatchNorm2d(dim)
-        self.mamba = PlainMamba2D(dim, chunk_size=chunk_size)
+        self.mamba = PlainMamba2D(dim, chunk_size=chunk_size, delta_bias=delta_bias)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.mlp = ConvMlp(dim, int(dim * mlp_ratio), drop=drop, mid_conv=True)
 
@@ -257,7 +309,9 @@ class VCMamba(nn.Module):
     """ReLU conv stem (stride 4), four stages of inverted residuals separated by stride-2 embeddings; the
     last ``mamba_blocks`` blocks of the last stage are multi-directional Mamba layers, preceded by a learned
     absolute position embedding (defined on the 224 grid, resized bilinearly for other sizes). Head:
-    LayerNorm, mean pool, linear head and distillation head (averaged in eval mode, a pair in training)."""
+    LayerNorm, mean pool, linear head and distillation head (averaged in eval mode, a pair in training).
+    ``delta_bias``: the Mamba mixers' step-size bias, shared with ``dt_proj`` (the authors') or a separate copy
+    (:data:`DeltaBias`); same numbers and same state dict either way."""
 
     def __init__(
         self,
@@ -273,6 +327,7 @@ class VCMamba(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         layer_scale_init_value: float = 1e-5,
+        delta_bias: DeltaBias = "shared",
     ):
         super().__init__()
         del img_size  # any multiple of 32 works; kept in the signature for the registry
@@ -297,7 +352,7 @@ class VCMamba(nn.Module):
             for j in range(depth):
                 dpr = drop_path_rate * (j + sum(layers[:i])) / max(total - 1, 1)
                 if i == len(layers) - 1 and depth - j <= mamba_blocks:
-                    stage.append(PlainMambaLayer(embed_dims[i], mlp_ratio, drop_rate, dpr, chunk_size))
+                    stage.append(PlainMambaLayer(embed_dims[i], mlp_ratio, drop_rate, dpr, chunk_size, delta_bias))
                 else:
                     stage.append(InvertedResidual(embed_dims[i], mlp_ratio, drop_rate, dpr, layer_scale_init_value))
             network.append(nn.ModuleList(stage))

@@ -1,6 +1,7 @@
 """ExecuTorch (``.pte``): the table row, fp32 export + parity in the Python runtime, the metadata sidecar,
 ``edgevit-verify`` on a ``.pte``, a tampered program failing parity, threads honoured, ``--et-backend``
 validated by the table. EdgeViT-XXS at 64 px; one fp32 export per module (lowering takes ~40 s)."""
+
 from __future__ import annotations
 
 import json
@@ -93,7 +94,7 @@ def test_a_sidecar_claiming_int8_cannot_relax_the_bar(fp32, tmp_path):
     v = verify_artifact(pte, "edgevit_xxs")
     assert v.precision == "fp32" and not v.parity.passed
     assert any("int8 claimed" in f and "float32 weights" in f for f in v.parity.failures), v.parity.failures
-    ok = verify_artifact(pte, "edgevit_xxs", allow_metadata_mismatch=True)   # accepted when overridden, still listed
+    ok = verify_artifact(pte, "edgevit_xxs", allow_metadata_mismatch=True)  # accepted when overridden, still listed
     assert ok.parity.metadata_mismatch
 
 
@@ -115,7 +116,7 @@ def test_tampered_weights_fail_parity(fp32, tmp_path):
     raw = head.tobytes()
     at = data.find(raw[:256])
     assert at >= 0, "the classifier weights are not stored raw in the program"
-    data[at:at + len(raw)] = (-head).tobytes()
+    data[at : at + len(raw)] = (-head).tobytes()
     pte = tmp_path / art.path.name
     pte.write_bytes(bytes(data))
     v = verify_artifact(pte, "edgevit_xxs", img_size=SIZE)
@@ -154,8 +155,7 @@ def test_et_backend_is_rejected_by_other_targets(target):
 def test_et_backend_on_another_target_exits_2_with_one_line(tmp_path):
     from edgevit_deploy.cli.export_cmd import main
 
-    res = CliRunner().invoke(main, ["-m", "edgevit_xxs", "-t", "onnx", "--et-backend", "portable",
-                                    "-o", str(tmp_path)])
+    res = CliRunner().invoke(main, ["-m", "edgevit_xxs", "-t", "onnx", "--et-backend", "portable", "-o", str(tmp_path)])
     assert res.exit_code == 2
     assert "--et-backend portable" in res.output and "Traceback" not in res.output
 
@@ -176,8 +176,13 @@ def test_portable_program_runs_without_a_delegate(tmp_path):
     from edgevit_deploy.verify.runtimes import et_delegates
 
     torch.manual_seed(0)
-    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                            torch.nn.Flatten(), torch.nn.Linear(8, 10)).eval()
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    ).eval()
     x = torch.randn(2, 3, 16, 16)
     opts = ExportOptions(et_backend=EtBackend.PORTABLE)
     assert opts.variant == "default-portable"
@@ -233,3 +238,26 @@ def test_fp16_program_runs_in_half_and_passes_the_fp16_bars(tmp_path):
     assert int(meta.dtype()) == 5  # ScalarType Half
     assert art.path.stat().st_size < 0.7 * 16.3e6  # half weights (the fp32 program: 16.4 MB; this one 10.1 MB)
     assert art.notes["non_delegated_ops"].get("aten.native_layer_norm.default") is None
+
+
+def test_ops_outside_the_delegate_have_readable_names():
+    """An aten ``OpOverload`` left in the edge graph as is (``scalar_tensor``, from ``tril``'s decomposition, as in
+    VCMamba's scan mask) was listed as ``<built-in method  of pybind11_builtins...>``: its ``_op`` is the
+    nameless pybind11 builtin."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir.dialects._ops import ops as exir_ops
+
+    from edgevit_deploy.converters.executorch import _op_name, non_delegated_ops
+
+    assert _op_name(torch.ops.aten.scalar_tensor.default) == "aten.scalar_tensor.default"
+    assert _op_name(exir_ops.edge.aten.mean.dim) == "aten.mean.dim"
+
+    class Tril(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.tril()
+
+    program = torch.export.export(Tril().eval(), (torch.randn(2, 8, 8),))
+    outside = non_delegated_ops(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]))
+    assert "aten.scalar_tensor.default" in outside
+    assert all(name.count(".") >= 2 and "<" not in name and " " not in name for name in outside), outside
