@@ -12,6 +12,9 @@ executorch 1.5.1's partitioner leaves to the portable kernels, into ops it deleg
   no ``squeeze``) as ``view_copy`` to the same static shape; ``select_copy.int`` as a unit-stride
   ``slice_copy`` of length 1 and a ``view_copy``. ``qkv.unbind(0)`` in timm's attention is a split and three
   squeezes, the class token's ``x[:, 0]`` a select.
+- ``_softmax`` over the last axis of a rank-4 tensor as a rank-2 softmax between two views: not for the
+  partitioner, which takes it, but for the answer, which it got wrong on channels-last tensors (see
+  :func:`_softmax_as_rank2`).
 
 Imported only when an XNNPACK program is lowered (it imports executorch).
 """
@@ -99,10 +102,29 @@ def _mean_as_spatial_mean(graph: torch.fx.Graph, node: torch.fx.Node) -> torch.f
         return graph.call_function(_ATEN.view_copy.default, (pooled, out_shape))
 
 
+def _softmax_as_rank2(graph: torch.fx.Graph, node: torch.fx.Node) -> torch.fx.Node | None:
+    """``_softmax(x, -1)`` of a static rank-4 tensor as a view to ``(rows, last)``, that softmax, a view back.
+
+    executorch 1.5.1's XNNPACK delegate computes the last-axis softmax of a rank-4 tensor it holds channels-last
+    (any tensor made by a delegated conv) over the wrong axis, silently: ``conv2d -> softmax(-1)`` came back with
+    max abs error 0.40 (MobileViT-v2's linear attention, 0.44-0.61 on the whole model). A view takes the tensor
+    back to the contiguous order first, so the rank-2 softmax reads the rows PyTorch's does."""
+    args: Any = node.args
+    src, dim = args[0], int(args[1])
+    in_shape = _static_shape(src) if isinstance(src, torch.fx.Node) else None
+    if in_shape is None or len(in_shape) != 4 or dim % 4 != 3:
+        return None
+    with graph.inserting_before(node):
+        x = graph.call_function(_ATEN.view_copy.default, (src, [math.prod(in_shape[:3]), in_shape[3]]))
+        soft = graph.call_function(_ATEN._softmax.default, (x, 1, *args[2:]))
+        return graph.call_function(_ATEN.view_copy.default, (soft, in_shape))
+
+
 class ReshapeCopiesToViewPass(ExportPass):
     """``squeeze_copy`` / ``unsqueeze_copy`` / ``select_copy.int`` with static shapes as ``view_copy`` (and a
     length-1 ``slice_copy`` for the select), ``split_with_sizes_copy`` as slices, ``mean.dim`` as a rank-4
-    spatial mean: the same elements in the same order (the mean sums them in the runtime's order)."""
+    spatial mean, a last-axis rank-4 ``_softmax`` as a rank-2 one: the same elements in the same order (the mean
+    sums them in the runtime's order)."""
 
     #: rounds of rewrite + re-trace: a rewrite reads its input's shape from the trace's metadata, which the
     #: nodes made by another rewrite (a view for a squeeze, then a mean of it) get at the next re-trace
@@ -146,6 +168,11 @@ class ReshapeCopiesToViewPass(ExportPass):
             elif node.target == _ATEN.split_with_sizes_copy.default:
                 changed |= _split_as_slices(graph, node)
                 continue
+            elif node.target == _ATEN._softmax.default:
+                soft = _softmax_as_rank2(graph, node)
+                if soft is None:
+                    continue
+                new = soft
             elif node.target == _ATEN.mean.dim:
                 mean = _mean_as_spatial_mean(graph, node)
                 if mean is None:

@@ -109,3 +109,34 @@ def test_a_timm_vit_is_fully_delegated(name, tmp_path):
     path = tmp_path / "vit.pte"
     assert lower_to_pte(torch.export.export(formulated, (x,)), path, EtBackend.XNNPACK, {}) == {}
     torch.testing.assert_close(_run(path, x), model(x), rtol=1e-4, atol=1e-4)
+
+
+class ConvSoftmax(nn.Module):
+    """MobileViT-v2's linear attention in small: a conv, then a softmax over the last axis of its rank-4 output
+    (a slice of its channels, as the model's split is after the passes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 9, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y[:, 1:] * y[:, :1].softmax(-1) + y.softmax(-1)[:, 1:]
+
+
+def test_last_axis_softmax_of_a_channels_last_tensor_is_computed_over_the_right_axis(tmp_path):
+    """executorch 1.5.1's XNNPACK delegate, without the pass, computes it over the wrong axis (the first
+    assertion shows the runtime's error, so the test notices the day a release fixes it); with it, exact."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    torch.manual_seed(0)
+    model = ConvSoftmax().eval()
+    x = torch.randn(1, 3, 4, 5)
+    program = torch.export.export(model, (x,))
+    raw = tmp_path / "raw.pte"
+    raw.write_bytes(to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+    assert float((_run(raw, x) - model(x)).abs().max()) > 0.1
+    path = tmp_path / "fixed.pte"
+    lower_to_pte(program, path, EtBackend.XNNPACK, {})
+    torch.testing.assert_close(_run(path, x), model(x), rtol=1e-5, atol=1e-5)
