@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .reconstruct import QUANT_LAYERS, _call_trace, channel_scale, fold_batchnorms, nearest_integers
 
@@ -88,14 +87,22 @@ def quantized_weight(weight: torch.Tensor, qmax: int) -> torch.Tensor:
 
 def output_shift(layer: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """``E[delta x]`` per output channel of ``layer`` on its input ``x``: the mean, over the batch and every
-    position, of the layer's function with weight ``delta`` and no bias (padding, stride and groups kept)."""
+    position, of the layer's function with weight ``delta`` and a zero bias. The layer's own ``forward`` runs,
+    so a subclass's padding is kept: timm's ``Conv2dSame`` (EfficientNet-Lite's "same"
+    convs) pads in ``forward``, and ``_conv_forward`` alone skipped it (the wrong positions at 224 px, an error
+    at 64 px where the padded input was smaller than the kernel)."""
+    if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        raise TypeError(f"no bias correction for {type(layer).__name__}")
+    # a shallow copy holding delta and a zero bias; its forward is called directly, without the layer's hooks
+    # (bias_correct calls this from the layer's own forward pre-hook)
+    probe = copy.copy(layer)
+    probe._parameters = {**layer._parameters, "weight": nn.Parameter(delta, requires_grad=False)}
+    if getattr(layer, "bias", None) is not None:
+        probe._parameters["bias"] = nn.Parameter(torch.zeros_like(_tensor(layer.bias)), requires_grad=False)
+    y = probe.forward(x)
     if isinstance(layer, nn.Linear):
-        y = F.linear(x, delta)
         return y.reshape(-1, y.shape[-1]).mean(0)
-    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        y = layer._conv_forward(x, delta, None)  # the layer's own padding mode, stride, dilation, groups
-        return y.transpose(0, 1).reshape(y.shape[1], -1).mean(1)
-    raise TypeError(f"no bias correction for {type(layer).__name__}")
+    return y.transpose(0, 1).reshape(y.shape[1], -1).mean(1)
 
 
 def _tensor(t: object) -> torch.Tensor:

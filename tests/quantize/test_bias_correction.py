@@ -112,6 +112,23 @@ def test_output_shift_is_the_mean_of_the_rounding_error_through_the_layer():
         torch.testing.assert_close(output_shift(lin, t, d), (t @ d.T).reshape(-1, 3).mean(0), rtol=1e-4, atol=1e-6)
 
 
+def test_output_shift_keeps_the_padding_a_conv_subclass_does_in_forward():
+    """timm's ``Conv2dSame`` (EfficientNet-Lite's strided 5x5 convs) pads in ``forward``: the shift is taken
+    through it (a 4x4 map with a 5x5 kernel raised before; at 224 px the positions were silently other ones)."""
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(3)
+    conv = Conv2dSame(3, 4, 5, stride=2, bias=True)
+    x = torch.randn(2, 3, 4, 4)
+    delta = quantized_weight(conv.weight.detach(), 7) - conv.weight.detach()
+    with torch.no_grad():
+        plus = Conv2dSame(3, 4, 5, stride=2, bias=True)
+        plus.load_state_dict(conv.state_dict())
+        plus.weight += delta
+        want = (plus(x) - conv(x)).mean((0, 2, 3))
+        torch.testing.assert_close(output_shift(conv, x, delta), want, rtol=1e-4, atol=1e-6)
+
+
 def test_the_whole_model_only_biases_change_and_the_output_error_drops():
     model = small()
     calib, held = images(48, 3), torch.from_numpy(images(48, 4))
