@@ -49,8 +49,18 @@ def _static_shape(node: torch.fx.Node) -> list[int] | None:
     return shape if all(isinstance(d, int) for d in shape) else None
 
 
-def _split_as_slices(graph: torch.fx.Graph, node: torch.fx.Node) -> bool:
-    """``split_with_sizes_copy(x, sizes, dim)`` read through ``getitem``: each piece as a unit-stride slice."""
+def _is_quantized(graph: torch.fx.Graph) -> bool:
+    """A PT2E-quantized program: it has ``quantized_decomposed`` quantize / dequantize ops."""
+    return any(n.op == "call_function" and "quantized_decomposed" in str(n.target) for n in graph.nodes)
+
+
+def _split_as_slices(graph: torch.fx.Graph, node: torch.fx.Node, quantized: bool = False) -> bool:
+    """``split_with_sizes_copy(x, sizes, dim)`` read through ``getitem``: each piece as a unit-stride slice.
+
+    Not the channel axis of a rank-4 tensor in a quantized program: MobileViT-v2 075's int8 program, with its
+    attention's ``split(qkv, [1, d, d], dim=1)`` as slices, stopped in the XNNPACK runtime ("Attempted to resize
+    a static tensor. Expected shape (1, 192, 4, 1), but received (1, 0, 4, 1)", error 0x10) and ran with the
+    split left to the portable kernels (050 / 100 and every fp32 program ran either way)."""
     args: Any = node.args  # fx's argument union: the op's schema fixes these
     src, sizes = args[0], [int(s) for s in args[1]]
     dim = int(args[2]) if len(args) > 2 else int(node.kwargs.get("dim", 0))  # type: ignore[arg-type]
@@ -59,6 +69,8 @@ def _split_as_slices(graph: torch.fx.Graph, node: torch.fx.Node) -> bool:
     if in_shape is None or not all(u.op == "call_function" and u.target is operator.getitem for u in users):
         return False
     dim %= len(in_shape)
+    if quantized and len(in_shape) == 4 and dim == 1:
+        return False
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     for user in users:
         i = int(user.args[1])  # type: ignore[arg-type]
@@ -144,6 +156,7 @@ class ReshapeCopiesToViewPass(ExportPass):
 
     def _rewrite(self, graph: torch.fx.Graph) -> bool:
         changed = False
+        quantized = _is_quantized(graph)
         for node in list(graph.nodes):
             if getattr(node, "_erased", False) or node.op != "call_function":  # erased earlier in this round
                 continue
@@ -166,7 +179,7 @@ class ReshapeCopiesToViewPass(ExportPass):
                     piece = graph.call_function(_ATEN.slice_copy.Tensor, (src, dim, index, index + 1, 1))
                     new = graph.call_function(_ATEN.view_copy.default, (piece, shape))
             elif node.target == _ATEN.split_with_sizes_copy.default:
-                changed |= _split_as_slices(graph, node)
+                changed |= _split_as_slices(graph, node, quantized)
                 continue
             elif node.target == _ATEN._softmax.default:
                 soft = _softmax_as_rank2(graph, node)

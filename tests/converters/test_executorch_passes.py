@@ -140,3 +140,29 @@ def test_last_axis_softmax_of_a_channels_last_tensor_is_computed_over_the_right_
     path = tmp_path / "fixed.pte"
     lower_to_pte(program, path, EtBackend.XNNPACK, {})
     torch.testing.assert_close(_run(path, x), model(x), rtol=1e-5, atol=1e-5)
+
+
+class ChannelSplit(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 9, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.conv(x).split([1, 4, 4], dim=1)
+        return k * q.sigmoid() + v
+
+
+def test_a_channel_split_is_left_to_the_portable_kernels_in_a_quantized_program_only(tmp_path):
+    """MobileViT-v2 075's int8 program stopped in the XNNPACK runtime (error 0x10) with its channel split as
+    delegated slices; float programs take the slices, quantized ones keep the split outside."""
+    from edgevit_deploy.quantize.executorch import xnnpack_quantizer
+    from edgevit_deploy.quantize.pt2e import calibrate_pt2e
+
+    torch.manual_seed(0)
+    model = ChannelSplit().eval()
+    x = torch.randn(1, 3, 4, 4)
+    assert lower_to_pte(torch.export.export(model, (x,)), tmp_path / "f.pte", EtBackend.XNNPACK, {}) == {}
+    quantized = calibrate_pt2e(model, x, xnnpack_quantizer(), torch.randn(4, 3, 4, 4).numpy())
+    outside = lower_to_pte(torch.export.export(quantized, (x,)), tmp_path / "q.pte", EtBackend.XNNPACK, {})
+    assert outside.get("aten.split_with_sizes_copy.default") == 1, outside
+    torch.testing.assert_close(_run(tmp_path / "q.pte", x), model(x), rtol=0.1, atol=0.1)

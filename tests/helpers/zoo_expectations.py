@@ -6,9 +6,8 @@ matrix that marks a cell failed must fail ``tests/matrix/test_zoo_expectations.p
 quietly. When a cell really changes, change its row here (with the reason) in the same commit as the matrix.
 
 A cell is (model, target, variant); variant is a precision (``fp32``) or a quantization mode (``int8``), the
-matrix's ``precision`` field. ONNX, TFLite and Core ML are full columns: every model, fp32 and int8, expected to
-pass unless its row names the cell in ``fails``. ExecuTorch is a partial column: only the variants in a row's
-``executorch`` are run.
+matrix's ``precision`` field. Every target is a full column (ONNX, TFLite, Core ML and ExecuTorch): every model,
+fp32 and int8, expected to pass unless its row names the cell in ``fails`` (or ``not_run``).
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX_JSON = ROOT / "docs" / "support_matrix.json"
 
-FULL_TARGETS = ("onnx", "tflite", "coreml")
-PARTIAL_TARGETS = ("executorch",)
+FULL_TARGETS = ("onnx", "tflite", "coreml", "executorch")
 VARIANTS = ("fp32", "int8")
 
 
@@ -41,15 +39,13 @@ class Expect(str, Enum):
 class ModelExpectation:
     """One model's row. ``fails`` and ``not_run`` map ``"target/variant"`` to the reason."""
 
-    executorch: tuple[str, ...] = ()
     random_init: str = "default"
     fails: Mapping[str, str] = field(default_factory=dict)
     not_run: Mapping[str, str] = field(default_factory=dict)
 
     def cells(self) -> dict[tuple[str, str], Expect]:
         """(target, variant) -> expected status, for every cell the row covers."""
-        keys = [(t, v) for t in FULL_TARGETS for v in VARIANTS] + [(t, v) for t in PARTIAL_TARGETS
-                                                                     for v in self.executorch]
+        keys = [(t, v) for t in FULL_TARGETS for v in VARIANTS]
         out = {}
         for target, variant in keys:
             key = f"{target}/{variant}"
@@ -64,16 +60,14 @@ DEGENERATE = "conditioned"
 #: int8 at random-init weights, measured below the acceptance policy's int8 bars (the figures of the run)
 INT8_BELOW_BARS = "int8 error above the acceptance policy's bars at random-init weights"
 INT8_COLLAPSES = "int8 logits collapse (cosine 0, SQNR 0 dB) at random-init weights"
-DEADLINE = "not run yet: the matrix run's deadline came first"
-BOTH_ET = ("fp32", "int8")
 
 ZOO_EXPECTATIONS: dict[str, ModelExpectation] = {
     "deit_tiny_patch16_224": ModelExpectation(
-        executorch=("fp32",), fails={"onnx/int8": f"{INT8_BELOW_BARS} (cosine 0.91 < 0.95, SQNR 7.5 < 10 dB)"}),
-    "edgevit_s": ModelExpectation(executorch=BOTH_ET, not_run={"executorch/int8": DEADLINE}),
-    "edgevit_xs": ModelExpectation(executorch=BOTH_ET, not_run={"executorch/int8": DEADLINE}),
-    "edgevit_xxs": ModelExpectation(executorch=BOTH_ET),
-    "efficientformer_l1": ModelExpectation(executorch=BOTH_ET, not_run={"executorch/int8": DEADLINE}),
+        fails={"onnx/int8": f"{INT8_BELOW_BARS} (cosine 0.91 < 0.95, SQNR 7.5 < 10 dB)"}),
+    "edgevit_s": ModelExpectation(),
+    "edgevit_xs": ModelExpectation(),
+    "edgevit_xxs": ModelExpectation(),
+    "efficientformer_l1": ModelExpectation(),
     "efficientformer_l3": ModelExpectation(),
     "efficientformer_l7": ModelExpectation(),
     "efficientformerv2_s0": ModelExpectation(),
@@ -83,10 +77,10 @@ ZOO_EXPECTATIONS: dict[str, ModelExpectation] = {
     "efficientmod_xs": ModelExpectation(),
     "efficientmod_xxs": ModelExpectation(),
     "efficientnet_b0": ModelExpectation(fails={"tflite/int8": INT8_COLLAPSES, "coreml/int8": INT8_COLLAPSES}),
-    "efficientnet_lite0": ModelExpectation(executorch=BOTH_ET),
+    "efficientnet_lite0": ModelExpectation(),
     "fcaformer_l1": ModelExpectation(random_init=DEGENERATE),
     "fcaformer_l2": ModelExpectation(random_init=DEGENERATE),
-    "levit_128s": ModelExpectation(executorch=BOTH_ET, fails={
+    "levit_128s": ModelExpectation(fails={
         "tflite/int8": f"{INT8_BELOW_BARS} (cosine 0.64 < 0.9, SQNR 4.0 < 8 dB)",
         "coreml/int8": f"{INT8_BELOW_BARS} (cosine 0.51 < 0.95, SQNR 1.3 < 10 dB)",
         "executorch/int8": f"{INT8_BELOW_BARS} (cosine 0.65 < 0.9, SQNR 3.9 < 8 dB)",
@@ -95,7 +89,7 @@ ZOO_EXPECTATIONS: dict[str, ModelExpectation] = {
         "tflite/int8": f"{INT8_BELOW_BARS} (cosine 0.80 < 0.9, SQNR 4.2 < 8 dB)",
         "coreml/int8": f"{INT8_BELOW_BARS} (cosine 0.79 < 0.9, SQNR 4.2 < 8 dB)",
     }),
-    "mobilenetv2_100": ModelExpectation(executorch=BOTH_ET),
+    "mobilenetv2_100": ModelExpectation(),
     "mobilenetv3_large_075": ModelExpectation(),
     "mobilevig_b": ModelExpectation(),
     "mobilevig_m": ModelExpectation(),
@@ -103,11 +97,11 @@ ZOO_EXPECTATIONS: dict[str, ModelExpectation] = {
     "mobilevig_ti": ModelExpectation(),
     "mobilevit_s": ModelExpectation(),
     "mobilevit_xs": ModelExpectation(fails={"onnx/int8": f"{INT8_BELOW_BARS} (SQNR 9.6 < 10 dB)"}),
-    "mobilevit_xxs": ModelExpectation(executorch=("fp32",), fails={
+    "mobilevit_xxs": ModelExpectation(fails={
         "tflite/int8": f"{INT8_BELOW_BARS} (cosine 0.93 < 0.95, SQNR 9.2 < 10 dB)",
         "coreml/int8": f"{INT8_BELOW_BARS} (cosine 0.93 < 0.95, SQNR 9.3 < 10 dB)",
     }),
-    "mobilevitv2_050": ModelExpectation(executorch=BOTH_ET, fails={
+    "mobilevitv2_050": ModelExpectation(fails={
         "onnx/int8": f"{INT8_BELOW_BARS} (cosine 0.79 < 0.95, SQNR 4.3 < 10 dB)",
         "coreml/int8": f"{INT8_BELOW_BARS} (cosine 0.78 < 0.95, SQNR 4.0 < 10 dB)",
     }),
@@ -117,7 +111,7 @@ ZOO_EXPECTATIONS: dict[str, ModelExpectation] = {
     "nextvit_base": ModelExpectation(random_init=DEGENERATE),
     "nextvit_large": ModelExpectation(random_init=DEGENERATE),
     "nextvit_small": ModelExpectation(fails={"tflite/int8": INT8_COLLAPSES, "coreml/int8": INT8_COLLAPSES}),
-    "pvt_v2_b0": ModelExpectation(executorch=BOTH_ET),
+    "pvt_v2_b0": ModelExpectation(),
     "pvt_v2_b1": ModelExpectation(),
     "tnt_s_patch16_224": ModelExpectation(fails={"onnx/int8": f"{INT8_BELOW_BARS} (SQNR 7.5 < 8 dB)"}),
     "twins_svt_small": ModelExpectation(),
