@@ -3,7 +3,7 @@ command (edgevit-export, edgevit-verify, edgevit-eval, edgevit-bench). Only the 
 
 Exit codes: 0 done; 1 a run failed (an export, a parity check, failed rows, a store that could not be written
 mid-run); 2 bad input (one ``error:`` line saying what was wrong and what to do, nothing created); 130
-interrupted (Ctrl-C). An error class may declare its own code (``exit_code = 2`` on the class: see
+interrupted (Ctrl-C); 143 terminated (SIGTERM, handled as Ctrl-C is: what was committed stays). An error class may declare its own code (``exit_code = 2`` on the class: see
 :func:`exit_code_for`); otherwise ValueError / OSError / ImportError are bad input and the rest failures.
 """
 
@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
@@ -29,7 +31,25 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, ``kill``, a container stop), raised in the main thread so that it unwinds like
+    Ctrl-C: the sweep stops its devices and worker processes, temp files are removed, committed rows stay."""
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def install_sigterm_handler() -> None:
+    """SIGTERM as :class:`Terminated` (exit 143) for the rest of this process (main thread only; a SIGTERM
+    that the parent set to be ignored stays ignored, as a SIGINT does)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 # third-party loggers kept at ERROR (their INFO / WARNING chatter is not about the user's input)
@@ -119,9 +139,11 @@ def fail(exc: BaseException, code: int | None = None) -> NoReturn:
 
 
 def interrupted(detail: str = "results written so far are kept on disk") -> NoReturn:
-    """Ctrl-C: one line saying what was kept, exit 130."""
-    click.echo(f"interrupted: {detail}", err=True)
-    sys.exit(EXIT_INTERRUPTED)
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): one line saying what was kept."""
+    exc = sys.exc_info()[1]
+    terminated = isinstance(exc, Terminated)
+    click.echo(f"interrupted{' (SIGTERM)' if terminated else ''}: {detail}", err=True)
+    sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
 def handle_errors(fn: F) -> F:
@@ -147,6 +169,7 @@ class _OneLineErrors:
     exit code (2), Ctrl-C outside a command as exit 130; ``--help`` and a bare group show the usage."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        install_sigterm_handler()
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except _NO_ARGS_IS_HELP as exc:  # bare `edgevit-bench`: the help, as click shows it

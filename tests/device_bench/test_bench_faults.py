@@ -1,4 +1,5 @@
-"""Faults a sweep survives end to end: Ctrl-C (exit 130, no thread traceback, committed rows kept), a store
+"""Faults a sweep survives end to end: Ctrl-C / SIGTERM (exit 130 / 143, no thread traceback, committed rows kept, no
+worker process left), a store
 that cannot be written mid-sweep (exit 1, one error line, committed rows kept), and the artifact cache's temp
 folders left behind by ``kill -9`` (removed by the next run)."""
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from edgevit_deploy.cli.bench_cmd import main as bench_main
@@ -29,13 +31,39 @@ def _rows(db: Path) -> list[tuple]:
     return rows
 
 
-def test_ctrl_c_mid_sweep_exits_130_without_a_traceback_and_keeps_committed_rows(tmp_path):
-    """The real CLI on ``--device local`` with torch eager (no export): SIGINT after the first row."""
+def _default_sigint() -> None:
+    """A terminal's Ctrl-C reaches a process whose SIGINT is at its default; a test run started in the
+    background of a non-interactive shell (SIGINT ignored, inherited by every child) must not change that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _workers_of(folder: Path) -> list[int]:
+    """Live processes whose command line names ``folder`` (the sweep's host workers name their artifact)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = next(ln for ln in (proc / "status").read_text().splitlines() if ln.startswith("State:"))
+            except (OSError, StopIteration):
+                continue
+            if str(folder) in cmdline and "Z (zombie)" not in state:
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_mid_sweep_exits_without_a_traceback_keeps_committed_rows_and_no_worker(tmp_path, sig, code):
+    """The real CLI on ``--device local`` with torch eager (no export): SIGINT (Ctrl-C, exit 130) or SIGTERM (a
+    CI timeout, ``kill``: exit 143) after the first row. The host worker measuring the next row runs in its
+    own session (a terminal's Ctrl-C does not reach it), so the sweep must kill it."""
     db = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "edgevit_deploy.cli.bench_cmd", "sweep", "--device", "local", "--models",
            "edgevit_xxs", "--targets", "torch", "--img-size", str(IMG), "--threads", "1,2,3,4,5,6", "--warmup", "1",
            "--iterations", "3", "--store", str(db), "--cache-dir", str(tmp_path / "cache")]
-    child = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}  # the local device's work dir, named by workers
+    child = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and child.poll() is None:
         try:
@@ -46,15 +74,16 @@ def test_ctrl_c_mid_sweep_exits_130_without_a_traceback_and_keeps_committed_rows
         time.sleep(0.1)
     assert child.poll() is None, f"the sweep ended before it could be interrupted: {child.communicate()[1][-2000:]}"
     t0 = time.monotonic()
-    child.send_signal(signal.SIGINT)
+    child.send_signal(sig)
     out, err = child.communicate(timeout=60)
-    assert child.returncode == 130, err[-3000:]
+    assert child.returncode == code, err[-3000:]
     assert time.monotonic() - t0 < 20
     assert "Traceback" not in err and "Exception in thread" not in err, err[-3000:]
     assert "interrupted" in err
     rows = _rows(db)
     assert 1 <= len(rows) < 6
     assert all(status == "ok" and median > 0 for _, status, median in rows)   # nothing half-measured recorded
+    assert _workers_of(tmp_path / "xdg") == []
 
 
 class _QuickRunner:
