@@ -3,8 +3,9 @@ command (edgevit-export, edgevit-verify, edgevit-eval, edgevit-bench). Only the 
 
 Exit codes: 0 done; 1 a run failed (an export, a parity check, failed rows, a store that could not be written
 mid-run); 2 bad input (one ``error:`` line saying what was wrong and what to do, nothing created); 130
-interrupted (Ctrl-C); 143 terminated (SIGTERM, handled as Ctrl-C is: what was committed stays). An error class may declare its own code (``exit_code = 2`` on the class: see
-:func:`exit_code_for`); otherwise ValueError / OSError / ImportError are bad input and the rest failures.
+interrupted (Ctrl-C); 143 terminated (SIGTERM, handled as Ctrl-C is: what was committed stays). An error
+class may declare its own code (``exit_code = 2`` on the class: see :func:`exit_code_for`); otherwise
+ValueError / OSError / ImportError are bad input and the rest failures.
 """
 
 from __future__ import annotations
