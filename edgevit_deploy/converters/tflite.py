@@ -50,6 +50,9 @@ class TfliteConverter:
     ) -> Path:
         with native_output_to_log():  # TensorFlow's import: absl's banner, oneDNN's notice
             litert_torch = require("litert_torch", "tflite")
+        from ._litert_passes import install_layout_rewrites
+
+        install_layout_rewrites()
         module, sample = model, example
         if options.nhwc:
             module = litert_torch.to_channel_last_io(model, args=[0]).eval()  # a new wrapper starts in training mode

@@ -48,7 +48,10 @@ def quantize(
     mode = check_quant_request(get_spec("tflite"), options)  # modes and settings from the table
     litert_torch = require("litert_torch", "tflite")
     qc = require("litert_torch.quantize.quant_config", "tflite")
+    from ..converters._litert_passes import install_layout_rewrites
     from ..converters.tflite import write_metadata
+
+    install_layout_rewrites()
 
     dynamic = mode is QuantMode.INT8_DYNAMIC
     from .pt2e_analysis import planned_quantizer  # --exclude / --analyze / --target-sqnr on the PT2E path
