@@ -101,12 +101,15 @@ def restrict_annotations(
     float_modules: Iterable[str] = (),
     only_modules: Iterable[str] | None = None,
     float_nodes: Iterable[torch.fx.Node] = (),
+    float_inputs: bool = False,
 ) -> int:
     """Keep in float every op of ``float_modules`` (module paths; their submodules too) and, when
     ``only_modules`` is given, every op outside them: their quantization annotations are removed, and so are
     the annotations that share an observer with a removed one. Works for any PT2E quantizer's annotation
     (litert-torch's ``set_module_name`` takes no ``None`` and misreads paths with underscores). Returns the
-    number of ops left in float. ``float_nodes``: single ops kept in float as well."""
+    number of ops left in float. ``float_nodes``: single ops kept in float as well. ``float_inputs``: the
+    tensors the removed ops read are taken out of int8 too, where nothing quantized reads them (see
+    :func:`_float_input_tensors`)."""
     float_modules, only = list(float_modules), None if only_modules is None else list(only_modules)
     key = "quantization_annotation"
     removed: set[torch.fx.Node] = set()
@@ -130,7 +133,56 @@ def restrict_annotations(
                 del node.meta[key]
                 removed.add(node)
                 changed = True
+    if float_inputs:
+        _float_input_tensors(removed)
     return len(removed)
+
+
+def _reads_int8(node: torch.fx.Node, removed: set[torch.fx.Node], depth: int = 0) -> bool:
+    """Whether a consumer of ``node``'s output, directly or through unannotated one-input ops (a pad, a view),
+    is an annotated op (which quantizes what it reads); ops left in float and other float ops do not."""
+    for user in node.users:
+        if user in removed or user.op != "call_function":
+            continue
+        if "quantization_annotation" in user.meta:
+            return True
+        if len(user.all_input_nodes) == 1 and (depth >= 8 or _reads_int8(user, removed, depth + 1)):
+            return True
+    return False
+
+
+def _float_input_tensors(removed: set[torch.fx.Node]) -> int:
+    """Drop the output quantization of the producers of what the ``removed`` ops read (looking back through
+    unannotated one-input ops), unless another quantized op reads it or an annotation shares its observer.
+
+    Removing an op's annotation drops the quantization of its inputs on its side only: the producer's own
+    output observer (a conv's, or the one ``quantize_after_clamp`` put on its ReLU6) still rounds the tensor to
+    int8. A module kept in float then still reads an int8 tensor (EfficientNet-Lite2: the stem's ReLU6 output,
+    which its strided depthwise conv amplifies, costs 16.9 dB on its own and stayed int8 with the depthwise
+    conv in float). With the producer's output in float, the producer runs in float too (an int8 conv has an
+    int8 output): the float island grows by that op."""
+    key = "quantization_annotation"
+    kept = [n for n in (next(iter(removed)).graph.nodes if removed else ()) if key in n.meta]
+    shared = {
+        dep
+        for n in kept
+        for spec in (*n.meta[key].input_qspec_map.values(), n.meta[key].output_qspec)
+        for dep in _shared_with(spec)
+    }
+    dropped = 0
+    for node in removed:
+        for src in node.all_input_nodes:
+            producer = src
+            while key not in producer.meta and producer.op == "call_function" and len(producer.all_input_nodes) == 1:
+                producer = producer.all_input_nodes[0]
+            ann = producer.meta.get(key)
+            if ann is None or ann.output_qspec is None or producer in shared or _reads_int8(producer, removed):
+                continue
+            ann.output_qspec = None
+            dropped += 1
+    if dropped:
+        log.info("PT2E: %d tensor(s) read by ops kept in float taken out of int8", dropped)
+    return dropped
 
 
 def module_paths_of_type(model: torch.fx.GraphModule, type_names: Iterable[str]) -> list[str]:
@@ -214,8 +266,12 @@ class FloatModulesMixin:
         adds = residual_stream_adds(model, self.float_module_types) if self.float_residual_stream else []
         if adds:
             log.info("PT2E: %d residual-stream adds kept in float", len(adds))
-        if self.float_modules or by_type or adds or self.only_modules is not None:
-            n = restrict_annotations(model, (*self.float_modules, *by_type), self.only_modules, adds)
+        n = 0
+        if by_type or adds or self.only_modules is not None:
+            n += restrict_annotations(model, by_type, self.only_modules, adds)
+        if self.float_modules:  # asked for (--exclude, --target-sqnr): what they read goes float with them
+            n += restrict_annotations(model, self.float_modules, float_inputs=True)
+        if n:
             log.info("PT2E: %d ops left in float (modules kept in float / outside the quantized set)", n)
         return model
 
