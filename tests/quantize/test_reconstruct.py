@@ -325,6 +325,26 @@ def test_pt2e_analysis_ranks_blocks_and_the_search_meets_a_target():
     assert search["steps"][1]["picked"] == best["layer"]
 
 
+def test_the_layers_the_search_keeps_in_float_lose_their_bias_correction(tmp_path):
+    """``--target-sqnr`` runs after the bias correction: the layers it keeps in float must not keep biases
+    corrected for a rounding they no longer get. The plan is quantized again as an exclusion."""
+    spec = get_spec("tflite")
+    calib = data()[0]
+    example = torch.from_numpy(calib.data[:1].copy())
+    options = ExportOptions(quantize=QuantMode.INT8, precision=spec.default_precision,
+                            quant={"target_sqnr": 99.0, "max_float_layers": 2})
+    result = run_quantizer(spec, tiny(), example, tmp_path / "x.tflite", options, _meta(), calib)
+    details = result.details
+    plan = details["kept_in_float_layers"]
+    assert len(plan) == 2 and details["target_sqnr"]["kept_in_float_layers"] == plan
+    assert details["bias_correction_redone_for_the_plan"] and details["excluded_modules"] == []
+    skipped = details["bias_correction"]["skipped_layers"]
+    floated = [n for n, m in tiny().named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+               and any(n == p or n.startswith(p + ".") for p in plan)]
+    assert floated and set(floated) <= set(skipped)
+    assert _sqnr("tflite", result.path) > 10
+
+
 def test_a_norm_act_layer_keeps_its_activation_when_folded():
     from timm.layers import BatchNormAct2d
 
