@@ -18,7 +18,13 @@ from edgevit_deploy.converters.base import ArtifactMetadata, ExportOptions, Quan
 from edgevit_deploy.converters.table import TargetSpec, get_spec
 from edgevit_deploy.errors import QuantizationError, UnsupportedOptionError
 from edgevit_deploy.quantize.base import QuantResult
-from edgevit_deploy.quantize.bias_correction import bias_correct, output_shift, quantized_weight
+from edgevit_deploy.quantize.bias_correction import (
+    bias_correct,
+    output_shift,
+    quantized_weight,
+    uncorrected_biases,
+    with_uncorrected_biases,
+)
 from edgevit_deploy.quantize.calibration import CalibrationSet
 from edgevit_deploy.quantize.pipeline import check_request, run_quantizer
 from edgevit_deploy.quantize.reconstruct import fold_batchnorms
@@ -265,3 +271,26 @@ def test_the_setting_is_checked_and_the_cli_flag_maps_to_it():
         )
     with pytest.raises(UnsupportedOptionError, match="--no-bias-correction"):
         validate_request([get_spec("onnx")], ExportOptions(quant={"bias_correction": False}))
+
+
+def test_a_corrected_model_gives_the_layers_kept_in_float_their_uncorrected_biases_back():
+    """A layer kept in float has no rounding to correct: the search measures it with its bias from before the
+    correction (folded), the others keep theirs; with every layer restored the model is the float model."""
+    model = small()
+    corrected, _ = bias_correct(model, images(16, 7), QMAX)
+    folded = _folded(model)
+    originals = uncorrected_biases(corrected)
+    assert set(originals) == {"stem.0", "dw", "pw", "head"} and originals["dw"] is None  # dw had no bias
+    assert uncorrected_biases(copy.deepcopy(corrected)).keys() == originals.keys()  # survives the copies made
+    part = with_uncorrected_biases(corrected, ["pw", "dw"])
+    assert part is not corrected
+    torch.testing.assert_close(part.pw.bias, folded.pw.bias)
+    assert torch.equal(part.dw.bias, torch.zeros(8))
+    assert torch.equal(part.head.bias, corrected.head.bias) and torch.equal(part.stem[0].bias, corrected.stem[0].bias)
+    assert not torch.equal(corrected.pw.bias, folded.pw.bias)  # the corrected model itself is untouched
+    assert with_uncorrected_biases(corrected, ["no_such_module"]) is corrected
+    assert with_uncorrected_biases(corrected, ["stem"]).stem[0].bias.equal(folded.stem[0].bias)  # inside a module
+    x = torch.from_numpy(images(4, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(with_uncorrected_biases(corrected, list(originals))(x), model(x))
+    assert uncorrected_biases(model) == {}

@@ -325,6 +325,40 @@ def test_pt2e_analysis_ranks_blocks_and_the_search_meets_a_target():
     assert search["steps"][1]["picked"] == best["layer"]
 
 
+def test_the_search_measures_against_the_float_model_and_floats_layers_with_their_uncorrected_bias(monkeypatch):
+    """On a bias-corrected model the search's reference is the float model (not the corrected one: its biases
+    are made for int8 weights) and a candidate's float layers have their bias from before the correction."""
+    from types import SimpleNamespace
+
+    from edgevit_deploy.quantize import pt2e_analysis
+    from edgevit_deploy.quantize.bias_correction import bias_correct, uncorrected_biases
+
+    calib = data()[0]
+    x = calib.data[:4]
+    model = tiny()
+    corrected, _ = bias_correct(model, calib.data, 15)  # a coarse grid: large corrections
+    seen: list[nn.Module] = []
+
+    def calibrate(m, example, quantizer, data, fold_quantize=True):  # the float model, recorded
+        seen.append(m)
+        return m
+
+    monkeypatch.setattr(pt2e_analysis, "calibrate_pt2e", calibrate)
+    measure = pt2e_analysis._Measure(corrected, torch.from_numpy(x[:1].copy()), lambda: SimpleNamespace(), x)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(measure.ref, want, rtol=1e-4, atol=1e-4)
+    assert measure.sqnr(float_modules=["stem", "res1", "res2", "down", "mix", "head"]) > 80  # all float: fp32
+    measure.sqnr(float_modules=["mix"])
+    original = uncorrected_biases(corrected)["mix.fc1"]
+    assert original is not None and not torch.equal(original, corrected.mix.fc1.bias)
+    assert torch.equal(seen[-1].get_submodule("mix.fc1").bias, original)
+    assert torch.equal(seen[-1].get_submodule("head").bias, corrected.head.bias)
+    measure.sqnr(only=["mix"])  # the analysis: everything but `mix` is float
+    assert torch.equal(seen[-1].get_submodule("mix.fc1").bias, corrected.mix.fc1.bias)
+    assert not torch.equal(seen[-1].get_submodule("head").bias, corrected.head.bias)
+
+
 def test_the_layers_the_search_keeps_in_float_lose_their_bias_correction(tmp_path):
     """``--target-sqnr`` runs after the bias correction: the layers it keeps in float must not keep biases
     corrected for a rounding they no longer get. The plan is quantized again as an exclusion."""
