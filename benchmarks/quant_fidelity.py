@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-methods", default="minmax",
                     help="comma-separated --calib-method values compared for the int8 mode (minmax,reconstruct)")
     ap.add_argument("--reconstruct-iters", type=int, default=200, help="iterations per block of reconstruct")
+    ap.add_argument("--target-sqnr", type=float, default=None,
+                    help="static int8: keep the blocks the float-fallback search picks in float until this output "
+                         "SQNR (dB, on the search's calibration images)")
     ap.add_argument("--no-bias-correction", action="store_true",
                     help="static int8 without the bias correction of the weight rounding (default: corrected)")
     args = ap.parse_args(argv)
@@ -105,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(_fmt(row), flush=True)
     print("\n| model | target | mode | calibration | SQNR dB | cosine | held-out top-1 | natural whole / +crops | "
-          "scientific whole / +crops | size vs float | floor | budget |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "scientific whole / +crops | size vs float | latency vs float | floor | budget |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(_fmt(r))
     return 0
@@ -117,6 +120,8 @@ def _measure(model, cfg, spec, mode: QuantMode, method: str, args, out: Path) ->
     quant = {"calib_method": method, "reconstruct_iters": args.reconstruct_iters} if method != "minmax" else {}
     if mode is QuantMode.INT8 and method != "reconstruct" and args.no_bias_correction:
         quant["bias_correction"] = False
+    if mode is QuantMode.INT8 and args.target_sqnr is not None:
+        quant["target_sqnr"] = args.target_sqnr
     options = ExportOptions(quantize=mode, precision=spec.default_precision, quant=quant)
     meta = ArtifactMetadata(model=cfg.name, input_shape=(1, *cfg.input_size), layout="NCHW",
                             mean=cfg.mean, std=cfg.std, toolkit_version="bench",
@@ -132,9 +137,13 @@ def _measure(model, cfg, spec, mode: QuantMode, method: str, args, out: Path) ->
     bc = (rep.quantization or {}).get("bias_correction") or {}
     if bc.get("applied"):
         method += f" + bias corr. ({bc['images']} img, {bc['seconds']:.0f} s)"
+    if rep.kept_in_float:
+        method += f"; in float: {', '.join(rep.kept_in_float)}"
+    lat = rep.latency
     return {"mode": str(mode), "method": method, "sqnr": p.sqnr_db, "cos": p.cosine,
             "held_top1": p.top1_agreement, "held_n": p.num_inputs, "passed": p.passed, "executed": p.executed,
             "size": rep.size_quant_bytes / rep.size_float_bytes, "s": time.perf_counter() - t0,
+            "latency": lat.quant_ms / lat.float_ms if lat.quant_ms and lat.float_ms else None,
             "budget": f"{budget}; {(time.perf_counter() - t0) / 60:.1f} min total", "artifact": path}
 
 
@@ -149,8 +158,9 @@ def _fmt(r: dict) -> str:
         sci = f"{_pct(r['sci'][0])} / {_pct(r['sci'][1])} (n={r['sci'][2]})"
     sq = "-" if r["sqnr"] is None else f"{r['sqnr']:.1f}"
     cos = "-" if r["cos"] is None else f"{r['cos']:.4f}"
+    lat = "-" if r.get("latency") is None else f"{r['latency']:.2f}"
     return (f"| {r['model']} | {r['target']} | {r['mode']} | {r['method']} | {sq} | {cos} | {_pct(r['held_top1'])} "
-            f"(n={r['held_n']}) | {nat} | {sci} | {r['size']:.2f} | {'passed' if r['passed'] else 'FAILED'} | "
+            f"(n={r['held_n']}) | {nat} | {sci} | {r['size']:.2f} | {lat} | {'passed' if r['passed'] else 'FAILED'} | "
             f"{r['budget']} |")
 
 

@@ -13,9 +13,13 @@ form that needs no session option on x86 CPUs without VNNI: :data:`REDUCE_RANGE`
 percentile / entropy calibrator. The activation ranges are computed once and cached, so that ``exclude`` and the
 ``target_sqnr`` search re-quantize without re-calibrating.
 
-``target_sqnr``: the per-layer analysis (:mod:`.onnx_analysis`) ranks activations by their quantization
-SQNR; the nodes around the worst ones are kept in float (1, 2, 4, ... of them) until the output SQNR
-against the float model, on calibration images, reaches the target.
+``exclude`` / ``target_sqnr`` speak module paths as on the PT2E targets (:mod:`.onnx_modules` maps the
+nodes to modules; an ``exclude`` pattern starting with ``/`` names ONNX nodes). ``target_sqnr`` runs the float
+fallback search of every target (:mod:`.fallback`: module blocks weighed by their MACs and Q/DQ boundaries),
+measured with onnxruntime on the re-quantized graph against the float model; the layers it keeps in float get
+their uncorrected biases. A graph whose node names carry no module scopes falls back to the per-activation
+search: the analysis (:mod:`.onnx_analysis`) ranks activations by their quantization SQNR and the nodes around
+the worst ones are kept in float (1, 2, 4, ... of them) until the target is reached.
 
 Speed on this 2-core AVX-512 VNNI host, 224x224, 1 thread (``benchmarks/quant_speed.py``; per-op
 profiles in ``docs/quantization.md``, "Speed"): U8U8 (the previous default) sent EfficientNet-Lite0's
@@ -433,8 +437,7 @@ def quantize(
         if dynamic:
             details = _dynamic(float_path, staged, settings)
         else:
-            reference = _float_reference(model, calib) if settings.target_sqnr is not None else None
-            details = _static(float_path, staged, settings, calib, work, reference)
+            details = _static(model, example, float_path, staged, settings, calib, work)
         details["float_graph"] = prepared
         write_metadata(staged, {**metadata.as_strings(), "edgevit_deploy.precision": str(mode)})
     return QuantResult(out_path, str(mode), details)
@@ -484,18 +487,27 @@ def _float_reference(model: nn.Module, calib: CalibrationSet) -> np.ndarray:
 
 
 def _static(
+    model: nn.Module,
+    example: torch.Tensor,
     float_path: Path,
     out_path: Path,
     settings: QuantSettings,
     calib: CalibrationSet,
     work: Path,
-    reference: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    from .onnx_modules import ModuleNodes, OnnxMeasure, split_patterns
     from .onnx_reconstruct import static_quantizer  # reconstruct: weights on the learned grid
 
     sq = static_quantizer(float_path, calib, settings, work)
-    excluded, unmatched = match_names(sq.nodes, settings.exclude)
-    sq.quantize(out_path, excluded)
+    mods = ModuleNodes(model, float_path)
+    node_patterns, module_patterns = split_patterns(settings.exclude)
+    excluded, unmatched = match_names(sq.nodes, node_patterns)
+    excluded_modules, unmatched_modules = mods.match(module_patterns)
+    base_nodes = list(dict.fromkeys(excluded + mods.nodes_of(excluded_modules)))
+    x = calib.data[:SEARCH_SAMPLES]
+    reference = _float_reference(model, calib) if settings.target_sqnr is not None else None
+    measure = OnnxMeasure(sq, mods, base_nodes, model, x, reference if reference is not None else x, work)
+    measure.quantize(out_path, base_nodes)
     details: dict[str, Any] = {
         "method": "onnxruntime quantize_static (QDQ)",
         "calibration_method": settings.calib_method,
@@ -508,31 +520,53 @@ def _static(
         "quantized_op_types": list(STATIC_OP_TYPES),
         "activation_dtype": settings.activation_dtype,
         "calibration_images": calib.count,
-        "excluded_nodes": excluded,
-        "exclude_unmatched": unmatched,
-        "kept_in_float_layers": [],
-        "kept_in_float_nodes": list(excluded),
+        "excluded_nodes": base_nodes,
+        "excluded_modules": excluded_modules,
+        "exclude_unmatched": unmatched + unmatched_modules,
+        "kept_in_float_layers": list(excluded_modules),
+        "kept_in_float_nodes": list(base_nodes),
     }
-    if settings.analyze or settings.target_sqnr is not None:
+    if settings.analyze or settings.target_sqnr is not None:  # per activation: the report's "worst layers"
         from .onnx_analysis import analyze
 
-        analysis = analyze(float_path, out_path, calib.data[:SEARCH_SAMPLES], work)
-        details["analysis"] = analysis
-        if settings.target_sqnr is not None:
-            search = search_float_layers(
-                sq, analysis["layers"], excluded, settings.target_sqnr, work, out_path, reference
-            )
-            details.update(
-                kept_in_float_layers=search["kept_in_float_layers"],
-                kept_in_float_nodes=search["kept_in_float_nodes"],
-                target_sqnr=search,
-            )
-            if not search["met"]:
-                log.warning(
-                    "--target-sqnr %.1f dB not met with %d layers in float (best %.2f dB); raise "
-                    "max_float_layers or lower the target",
-                    settings.target_sqnr,
-                    len(search["kept_in_float_layers"]),
-                    search["search_sqnr_db"],
-                )
+        details["analysis"] = analyze(float_path, out_path, x, work)
+    if settings.target_sqnr is None:
+        return details
+    from .fallback import analyze as analyze_blocks
+    from .fallback import module_macs, search
+    from .reconstruct import find_blocks
+
+    order = find_blocks(model, example)
+    if mods.covers(order):  # the search of every target: module blocks weighed by their latency cost
+        blocks = analyze_blocks(
+            measure, order, module_macs(model, example), model, "each block quantized alone (onnxruntime QDQ)"
+        )
+        found = search(measure, blocks, order, excluded_modules, settings.target_sqnr, settings.max_float_layers)
+        plan = excluded_modules + found["kept_in_float_layers"]
+        nodes = measure.float_nodes(plan)
+        measure.quantize(out_path, nodes)
+        details.update(
+            block_analysis=blocks,
+            kept_in_float_layers=plan,
+            kept_in_float_nodes=nodes,
+            target_sqnr={**found, "units": "modules", "kept_in_float_nodes": nodes},
+        )
+    else:  # node names without module scopes: the worst activations' nodes, 1, 2, 4...
+        log.info("onnx --target-sqnr: the graph's node names do not name modules; searching by activation")
+        found = search_float_layers(
+            sq, details["analysis"]["layers"], base_nodes, settings.target_sqnr, work, out_path, reference
+        )
+        details.update(
+            kept_in_float_layers=found["kept_in_float_layers"],
+            kept_in_float_nodes=found["kept_in_float_nodes"],
+            target_sqnr={**found, "units": "activations"},
+        )
+    if not found["met"]:
+        log.warning(
+            "--target-sqnr %.1f dB not met with %d layers in float (best %.2f dB); raise "
+            "max_float_layers or lower the target",
+            settings.target_sqnr,
+            len(found["kept_in_float_layers"]),
+            found["search_sqnr_db"],
+        )
     return details

@@ -25,6 +25,7 @@ from .base import PT2E_PER_LAYER_TARGETS, QuantResult, QuantSettings, check_quan
 from .bias_correction import BiasCorrectionReport, bias_correct
 from .calibration import CalibrationSet, check_calib_size, load_calibration
 from .fidelity import FidelityReport, build_report
+from .onnx_modules import split_patterns
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,10 @@ def correct_biases(
     from .reconstruct import target_qmax
 
     target = str(spec.target)
-    # --exclude names module paths on the PT2E targets (those layers stay float: no correction); on onnx it
-    # names ONNX nodes, which are not mapped back to modules
-    exclude = settings.exclude if target in PT2E_PER_LAYER_TARGETS else ()
+    # --exclude names module paths (those layers stay float: no correction); on onnx a pattern starting with
+    # "/" names ONNX nodes instead, whose float layers get their uncorrected bias back in the graph
+    # (onnx_modules.restore_float_biases)
+    exclude = settings.exclude if target in PT2E_PER_LAYER_TARGETS else split_patterns(settings.exclude)[1]
     return bias_correct(model, calib.data, target_qmax(target, settings.activation_dtype), exclude=exclude)
 
 
@@ -87,7 +89,10 @@ def run_quantizer(
     result = spec.load_quantizer().quantize(model, example, out_path, options, metadata, calib)
     excluded = set(result.details.get("excluded_modules", []))
     searched = [m for m in result.details.get("kept_in_float_layers", []) if m not in excluded]
-    if corrected.applied and searched and str(spec.target) in PT2E_PER_LAYER_TARGETS:
+    by_module = (
+        str(spec.target) in PT2E_PER_LAYER_TARGETS or result.details.get("target_sqnr", {}).get("units") == "modules"
+    )
+    if corrected.applied and searched and by_module:
         result, corrected = _requantize_with_plan(spec, original, example, out_path, options, metadata, calib, result)
     if rec is not None:
         result.details["reconstruction"] = rec.to_dict()
@@ -109,12 +114,14 @@ def _requantize_with_plan(
     longer happens (EfficientNet-Lite2: the search met 22 dB on its images, the artifact read 18.2 dB). The
     plan it found becomes an exclusion: the biases are corrected again without those layers and the model is
     quantized with that plan (a second conversion, no second search); the report keeps the search."""
-    plan = list(searched.details["kept_in_float_layers"])
-    quant = replace(options.quant, exclude=tuple(plan), target_sqnr=None, analyze=False)
+    plan = list(searched.details["kept_in_float_layers"])  # module paths (with the --exclude'd modules)
+    # on onnx, the --exclude patterns naming ONNX nodes stay as they were
+    nodes = [] if str(spec.target) in PT2E_PER_LAYER_TARGETS else split_patterns(options.quant.exclude)[0]
+    quant = replace(options.quant, exclude=tuple(nodes + plan), target_sqnr=None, analyze=False)
     log.info("int8: %d layer(s) kept in float by the search; biases corrected again without them", len(plan))
     model, corrected = correct_biases(spec, model, calib, quant)
     result = spec.load_quantizer().quantize(model, example, out_path, replace(options, quant=quant), metadata, calib)
-    for key in ("excluded_modules", "exclude_unmatched", "analysis", "target_sqnr"):
+    for key in ("excluded_modules", "exclude_unmatched", "analysis", "block_analysis", "target_sqnr"):
         if key in searched.details:
             result.details[key] = searched.details[key]
         else:
