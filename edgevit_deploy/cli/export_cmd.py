@@ -122,9 +122,17 @@ from ._models_table import models_table
 )
 @click.option("--int8-io", is_flag=True, help="TFLite int8: int8 input/output tensors (default float).")
 @click.option("--analyze", is_flag=True, help="int8: per-layer (ONNX) / per-block (PT2E) sensitivity.")
-@click.option("--exclude", multiple=True, help="int8: keep the PyTorch modules matching this glob in float (blocks.0, conv_stem, head; on onnx a glob "
-    "starting with / names ONNX nodes: /head/*) (repeatable).")
-@click.option("--target-sqnr", type=float, help="int8: keep the worst layers in float until SQNR (dB) is met.")
+@click.option(
+    "--exclude",
+    multiple=True,
+    help="int8: keep the PyTorch modules matching this glob in float (blocks.0, conv_stem, head; "
+    "on onnx a glob starting with / names ONNX nodes: /head/*) (repeatable).",
+)
+@click.option(
+    "--target-sqnr",
+    type=float,
+    help="int8: keep blocks in float (most noise per latency cost first) until SQNR (dB) is met.",
+)
 @click.option(
     "--out",
     "-o",

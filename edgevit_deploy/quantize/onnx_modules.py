@@ -4,9 +4,9 @@ conv_stem`` on onnx, the bias correction leaving the excluded layers alone, and 
 
 torch.onnx's TorchScript exporter names each node after the module scopes it was traced in:
 ``/blocks/blocks.0/blocks.0.0/conv_dw/Conv`` is the Conv of ``blocks.0.0.conv_dw`` (a container's child is
-named after the container's scope and its index, a named child after its attribute). :func:`node_module` reads that back and keeps
-only paths that are modules of the model; nodes it cannot place (another exporter's names) belong to no
-module, and the callers fall back to node names.
+named after the container's scope and its index, a named child after its attribute). :func:`node_module`
+reads that back and keeps only paths that are modules of the model; nodes it cannot place (another exporter's
+names) belong to no module, and the callers fall back to node names.
 
 A layer onnxruntime keeps in float must not keep a bias the correction made for its int8 weights
 (:mod:`.bias_correction`): :func:`restore_float_biases` writes the uncorrected bias back into the float node,
