@@ -506,7 +506,7 @@ def _static(
     base_nodes = list(dict.fromkeys(excluded + mods.nodes_of(excluded_modules)))
     x = calib.data[:SEARCH_SAMPLES]
     reference = _float_reference(model, calib) if settings.target_sqnr is not None else None
-    measure = OnnxMeasure(sq, mods, base_nodes, model, x, reference if reference is not None else x, work)
+    measure = OnnxMeasure(sq, mods, base_nodes, model, x, reference, work)
     measure.quantize(out_path, base_nodes)
     details: dict[str, Any] = {
         "method": "onnxruntime quantize_static (QDQ)",

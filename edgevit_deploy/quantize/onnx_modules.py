@@ -161,7 +161,7 @@ class OnnxMeasure:
         base_nodes: list[str],
         model: nn.Module,
         x: np.ndarray,
-        reference: np.ndarray,
+        reference: np.ndarray | None,  # the float model's outputs on x; None: only quantize() is used
         work: Path,
     ):
         self.sq, self.mods, self.base, self.model = quantizer, mods, list(base_nodes), model
@@ -182,6 +182,8 @@ class OnnxMeasure:
     def sqnr(self, float_modules: list[str] = (), only: list[str] | None = None) -> float:  # type: ignore[assignment]
         from .onnx import _run
 
+        if self.ref is None:
+            raise ValueError("OnnxMeasure.sqnr needs the float model's outputs (reference)")
         self.trials += 1
         trial = self.quantize(self.work / f"trial_{self.trials}.onnx", self.float_nodes(float_modules, only))
         try:
