@@ -68,6 +68,7 @@ class Entry:
     ms: list[float] = field(default_factory=list)
     sqnr: float | None = None
     profile: list[str] = field(default_factory=list)
+    split: dict[str, float] = field(default_factory=dict)  # onnxruntime kernel ms per run: int8 / qdq / float / total
 
 
 def build(name: str, targets: list[str], out: Path, calib_size: int, img_size: int | None) -> list[Entry]:
@@ -156,7 +157,24 @@ def fidelity(entries: list[Entry], held: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------------------------------ profiles
-def onnx_profile(path: Path, x: np.ndarray, threads: int, runs: int, top: int) -> list[str]:
+#: onnxruntime's int8 compute kernels (QDQ fused, dynamic) and its quantize / dequantize ops
+ORT_INT8_KERNELS = (
+    "QLinearConv",
+    "QGemm",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+)
+ORT_QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+#: their float counterparts in the fp32 twin (and onnxruntime's NCHWc reorders around its float convs)
+ORT_FLOAT_KERNELS = ("Conv", "Gemm", "MatMul", "FusedMatMul", "FusedConv", "FusedGemm", "ReorderInput", "ReorderOutput")
+
+
+def onnx_profile(path: Path, x: np.ndarray, threads: int, runs: int, top: int) -> tuple[list[str], dict[str, float]]:
+    """Kernel time per op type (ms per run) and its split into conv / matmul kernels (int8 or float), Q/DQ and every
+    other op (float in both graphs: LayerNorm, GELU, Add, Transpose, ...)."""
     import onnx
     import onnxruntime as ort
 
@@ -182,26 +200,35 @@ def onnx_profile(path: Path, x: np.ndarray, threads: int, runs: int, top: int) -
     for op, us in sorted(per_type.items(), key=lambda kv: -kv[1])[:top]:
         ms = us / n_runs
         lines.append(f"  {op:<26} {ms:7.2f} ms {100 * ms / total:5.1f} %  x{graph_ops.get(op, 0)}")
-    int8 = sum(
-        v
-        for k, v in graph_ops.items()
-        if k
-        in (
-            "QLinearConv",
-            "QGemm",
-            "QLinearMatMul",
-            "MatMulInteger",
-            "ConvInteger",
-            "DynamicQuantizeMatMul",
-            "MatMulIntegerToFloat",
-        )
-    )
+    int8 = sum(v for k, v in graph_ops.items() if k in ORT_INT8_KERNELS)
     floats = sum(graph_ops.get(k, 0) for k in ("Conv", "Gemm", "MatMul", "FusedMatMul"))
     lines.append(
         f"  graph as run: {int8} int8 matmul/conv kernels, QuantizeLinear x{graph_ops.get('QuantizeLinear', 0)}, "
         f"DequantizeLinear x{graph_ops.get('DequantizeLinear', 0)}, float Conv/Gemm/MatMul x{floats}"
     )
-    return lines
+    split = {
+        "compute": sum(v for k, v in per_type.items() if k in ORT_INT8_KERNELS or k in ORT_FLOAT_KERNELS) / n_runs,
+        "qdq": sum(v for k, v in per_type.items() if k in ORT_QDQ) / n_runs,
+        "total": total,
+    }
+    split["other"] = total - split["compute"] - split["qdq"]
+    lines.append(
+        f"  split: conv / matmul kernels {split['compute']:.2f} ms, Q/DQ {split['qdq']:.2f} ms, every other op "
+        f"(float) {split['other']:.2f} ms"
+    )
+    return lines, split
+
+
+def amdahl_bound(int8: dict[str, float], fp32: dict[str, float]) -> str:
+    """How fast the int8 graph could get against its fp32 twin (kernel times of the same profiling run): its int8
+    kernels' speed-up over the float ones, and the ratio it would reach if its Q/DQ cost nothing, and if its
+    conv / matmul kernels cost nothing as well (the other ops alone bound the ratio)."""
+    return (
+        f"  bound vs fp32 ({fp32['total']:.2f} ms; its conv / matmul kernels {fp32['compute']:.2f} ms, "
+        f"{fp32['compute'] / max(int8['compute'], 1e-9):.1f}x the int8 ones): with Q/DQ free >= "
+        f"{(int8['compute'] + int8['other']) / fp32['total']:.2f}x; with the conv / matmul kernels free too >= "
+        f"{int8['other'] / fp32['total']:.2f}x"
+    )
 
 
 def litert_delegation(path: Path, top: int) -> list[str]:
@@ -241,7 +268,7 @@ def profiles(entries: list[Entry], x: np.ndarray, threads: int, top: int) -> Non
             continue
         try:
             if e.target == "onnx":
-                e.profile = onnx_profile(e.path, x, threads, 20, top)
+                e.profile, e.split = onnx_profile(e.path, x, threads, 20, top)
             elif e.target == "tflite":
                 e.profile = litert_delegation(e.path, top)
             elif e.target == "executorch":
@@ -249,6 +276,11 @@ def profiles(entries: list[Entry], x: np.ndarray, threads: int, top: int) -> Non
                 e.profile = [f"ops outside the XNNPACK delegate: {outside if outside is not None else 'n/a (fp32)'}"]
         except Exception as exc:
             e.profile = [f"profile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"]
+    twins = {(e.model, e.target): e.split for e in entries if e.mode == "fp32" and e.split}
+    for e in entries:
+        fp32 = twins.get((e.model, e.target))
+        if e.mode != "fp32" and e.split and fp32:
+            e.profile.append(amdahl_bound(e.split, fp32))
 
 
 # ------------------------------------------------------------------------------------------ output

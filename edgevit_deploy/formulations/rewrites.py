@@ -2,29 +2,30 @@
 tests/converters/test_formulations.py): XNNPACK-friendly spellings of strided average pooling and depthwise transposed
 convolutions, and drop-path / dropout removed for every target.
 
+EdgeViT's depthwise transposed conv (kernel = stride = r) is one broadcasting multiply on both XNNPACK targets
+(:class:`DepthwiseUpsampleConv`): XNNPACK takes the authors' op only on ExecuTorch, and there as a slow
+"Deconvolution ... Subconv2D" (a fifth of EdgeViT-XXS's time in its ETDump profile); written through ``expand``,
+the product left ``expand_copy`` to ExecuTorch's portable kernels and, in an int8 LiteRT model, a BROADCAST_TO
+per block to LiteRT's built-in kernels, outside XNNPACK (docs/quantization.md "Speed"). On LiteRT EdgeViT's
+delegate sampler runs on the token sequence (:class:`TokenSampledSparseAttn`: a stride-1 slice, no transposes to
+and from NCHW and no strided slice, which XNNPACK does not delegate).
+
 For ExecuTorch's XNNPACK delegate (formulation ``executorch``, docs/executorch.md "Ops outside the delegate"):
 LayerNorm as matrix products and a square root (:class:`MatmulLayerNorm`: executorch 1.5.1's partitioner takes
 no ``native_layer_norm`` and no ``mean.dim`` over the last axis of a rank-3 tensor, but it takes ``matmul``,
 ``sqrt`` and ``div``), and EdgeViT's attention with 3-D batched matmuls on slices of one permuted ``qkv``
 (:class:`BmmGlobalSparseAttn`: the rank-4 ``q @ k^T`` left ``expand_copy`` outside the delegate and
-``qkv[0..2]`` ``select_copy``); its LayerNorm is then rewritten like every other. EdgeViT's depthwise transposed
-conv (kernel = stride = r) as one broadcasting multiply (:class:`BroadcastDepthwiseConvTranspose`): XNNPACK
-takes the authors' op, but as a slow "Deconvolution ... Subconv2D" (a fifth of EdgeViT-XXS's time in its ETDump
-profile), and TFLite's :class:`DepthwiseUpsampleConv` leaves its ``expand`` to the portable kernels.
+``qkv[0..2]`` ``select_copy``); its LayerNorm is then rewritten like every other.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.edgevit import GlobalSparseAttn
 from .registry import EVERY_TARGET, register_rewrite
-
-if TYPE_CHECKING:
-    from ..models.edgevit import GlobalSparseAttn
 
 
 # ------------------------------------------------------------------------------------------- modules
@@ -40,11 +41,11 @@ class StridedSample(nn.Module):
 
 
 class DepthwiseUpsampleConv(nn.Module):
-    """Depthwise ``ConvTranspose2d(kernel=stride=r)`` written as nearest upsampling times the kernel tiled
-    over the grid, plus the bias: each output pixel (i, j) = x[i // r, j // r] * w[i % r, j % r] + b.
-
-    No TRANSPOSE_CONV op in the graph, so XNNPACK delegates all of it.
-    """
+    """Depthwise ``ConvTranspose2d(kernel=stride=r)`` as one broadcasting product: ``x`` viewed as
+    ``(B, C, H, 1, W, 1)`` times the kernel viewed as ``(1, C, 1, r, 1, r)``, reshaped to ``(B, C, H r, W r)``,
+    plus the bias: each output pixel (i, j) = x[i // r, j // r] * w[i % r, j % r] + b, the same single product
+    per pixel as the transposed conv. No TRANSPOSE_CONV and no ``expand`` (BROADCAST_TO) in the graph: XNNPACK
+    delegates all of it, in float and in int8."""
 
     def __init__(self, conv: nn.ConvTranspose2d):
         super().__init__()
@@ -56,10 +57,8 @@ class DepthwiseUpsampleConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         r = self.r
-        up = x.reshape(B, C, H, 1, W, 1).expand(B, C, H, r, W, r)
-        w = self.weight.reshape(1, C, 1, r, 1, r)
-        y = (up * w).reshape(B, C, H * r, W * r)
-        return y + self.bias.reshape(1, C, 1, 1)
+        y = x.reshape(B, C, H, 1, W, 1) * self.weight.reshape(1, C, 1, r, 1, r)
+        return y.reshape(B, C, H * r, W * r) + self.bias.reshape(1, C, 1, 1)
 
 
 class MatmulLayerNorm(nn.Module):
@@ -104,9 +103,7 @@ class BmmGlobalSparseAttn(nn.Module):
         d = C // h
         sr = a.sr
         if sr > 1:
-            x = x.transpose(1, 2).reshape(B, C, H, W)
-            x = a.sampler(x)
-            x = x.flatten(2).transpose(1, 2)
+            x = a.sample(x, H, W)
         n = x.shape[1]
         qkv = a.qkv(x).reshape(B, n, 3, h, d).permute(2, 0, 3, 1, 4).reshape(3 * B * h, n, d)
         q, k, v = qkv[: B * h], qkv[B * h : 2 * B * h], qkv[2 * B * h :]
@@ -118,6 +115,34 @@ class BmmGlobalSparseAttn(nn.Module):
             x = x.reshape(B, C, -1).permute(0, 2, 1)
             x = a.norm(x)
         return a.proj_drop(a.proj(x))
+
+
+class TokenGridSample(nn.Module):
+    """``AvgPool2d(kernel_size=1, stride=r)`` of the ``(B, C, H, W)`` map, applied to its ``(B, H W, C)`` token
+    sequence: it keeps the tokens of every r-th row and column, which in the 4-D view ``(B H/r, r, W/r, r C)`` of
+    the sequence are ``[:, :1, :, :C]``, one stride-1 slice. Pure data movement, so equal bit for bit."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        B, _, C = x.shape
+        r = self.stride
+        return x.reshape(B * (H // r), r, W // r, r * C)[:, :1, :, :C].reshape(B, -1, C)
+
+
+class TokenSampledSparseAttn(GlobalSparseAttn):
+    """EdgeViT's ``GlobalSparseAttn`` whose delegate sampler runs on the token sequence (:class:`TokenGridSample`)
+    instead of a transpose to NCHW, the pooling and a transpose back. The rewrite switches the class of the
+    formulation's deep copy in place and swaps its parameter-free ``sampler``: the module keeps its path
+    (``--exclude`` / ``--analyze`` names stay the authors') and its state dict."""
+
+    sampler: TokenGridSample
+
+    def sample(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        # H, W are multiples of sr: the authors' LocalProp reshapes the sampled map to (H / sr, W / sr)
+        return self.sampler(x, H, W)
 
 
 #: ``nn.LayerNorm`` subclasses whose ``forward`` is ``F.layer_norm`` over the last axis, as the base class's (timm's
@@ -133,19 +158,6 @@ def _plain_layer_norm(m: nn.Module) -> bool:
     if cls is nn.LayerNorm:
         return True
     return (cls.__module__, cls.__name__) in _LAST_AXIS_LAYER_NORMS and not getattr(m, "_fast_norm", False)
-
-
-class BroadcastDepthwiseConvTranspose(DepthwiseUpsampleConv):
-    """Depthwise ``ConvTranspose2d(kernel=stride=r)`` as one broadcasting product: ``x`` viewed as
-    ``(B, C, H, 1, W, 1)`` times the kernel viewed as ``(1, C, 1, r, 1, r)``, reshaped to ``(B, C, H r, W r)``,
-    plus the bias: each output pixel (i, j) = x[i // r, j // r] * w[i % r, j % r] + b, the same single product
-    per pixel as the transposed conv (no ``expand``: XNNPACK delegates all of it)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        r = self.r
-        y = x.reshape(B, C, H, 1, W, 1) * self.weight.reshape(1, C, 1, r, 1, r)
-        return y.reshape(B, C, H * r, W * r) + self.bias.reshape(1, C, 1, 1)
 
 
 class Inert(nn.Module):
@@ -179,21 +191,31 @@ def _kernel_stride_depthwise(m: nn.Module) -> bool:
     )
 
 
-@register_rewrite("depthwise_convtranspose_to_upsample", {"xnnpack"})
+@register_rewrite("depthwise_convtranspose_to_broadcast", {"xnnpack", "executorch"})
 def _dw_convtranspose(m: nn.Module) -> nn.Module | None:
     return DepthwiseUpsampleConv(m) if isinstance(m, nn.ConvTranspose2d) and _kernel_stride_depthwise(m) else None
 
 
-@register_rewrite("depthwise_convtranspose_to_broadcast", {"executorch"})
-def _dw_convtranspose_broadcast(m: nn.Module) -> nn.Module | None:
-    if isinstance(m, nn.ConvTranspose2d) and _kernel_stride_depthwise(m):
-        return BroadcastDepthwiseConvTranspose(m)
-    return None
+def _token_sampleable(m: nn.Module) -> bool:
+    """EdgeViT's own ``GlobalSparseAttn`` with ``sr > 1`` and the authors' sampler, ``AvgPool2d(1, sr)``."""
+    if type(m) is not GlobalSparseAttn or m.sr <= 1 or not isinstance(m.sampler, nn.AvgPool2d):
+        return False
+    sample = _avgpool_k1(m.sampler)
+    return isinstance(sample, StridedSample) and sample.stride == m.sr
+
+
+@register_rewrite("edgevit_sampler_on_tokens", {"xnnpack"})
+def _edgevit_token_sampler(m: nn.Module) -> nn.Module | None:
+    if not isinstance(m, GlobalSparseAttn) or not _token_sampleable(m):
+        return None
+    m.__class__ = TokenSampledSparseAttn  # the formulation's deep copy: switched in place, as timm_attention_unfused
+    m.sampler = TokenGridSample(m.sr)
+    return m
 
 
 # every target, ExecuTorch included. ExecuTorch ("executorch") keeps the authors' delegate sampler: on
-# ExecuTorch-XNNPACK TFLite's strided slice and upsample's expand run in portable kernels and measured slower;
-# its own rewrites are below (docs/executorch.md "Formulation")
+# ExecuTorch-XNNPACK the strided slice runs in portable kernels and measured slower; its own rewrites are below
+# (docs/executorch.md "Formulation")
 @register_rewrite("drop_path_off", EVERY_TARGET)
 def _drop_path(m: nn.Module) -> nn.Module | None:
     from timm.layers import DropPath
@@ -226,6 +248,4 @@ def _timm_attention_unfused(m: nn.Module) -> nn.Module | None:
 
 @register_rewrite("edgevit_attention_bmm", {"executorch"})
 def _edgevit_attention(m: nn.Module) -> nn.Module | None:
-    from ..models.edgevit import GlobalSparseAttn
-
     return BmmGlobalSparseAttn(m) if type(m) is GlobalSparseAttn else None

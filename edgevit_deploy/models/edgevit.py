@@ -85,12 +85,17 @@ class GlobalSparseAttn(nn.Module):
             self.upsample = nn.Identity()
             self.norm = nn.Identity()
 
+    def sample(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """The delegate tokens: the sampler on the (B, C, H, W) map of the (B, H W, C) token sequence."""
+        B, _, C = x.shape
+        x = x.transpose(1, 2).reshape(B, C, H, W)
+        x = self.sampler(x)
+        return x.flatten(2).transpose(1, 2)
+
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, _, C = x.shape
         if self.sr > 1:
-            x = x.transpose(1, 2).reshape(B, C, H, W)
-            x = self.sampler(x)
-            x = x.flatten(2).transpose(1, 2)
+            x = self.sample(x, H, W)
         qkv = self.qkv(x).reshape(B, -1, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         attn = (q @ k.transpose(-2, -1)) * self.scale

@@ -198,14 +198,14 @@ def test_portable_program_runs_without_a_delegate(tmp_path):
 
 def test_executorch_formulation_is_exact_and_keeps_the_authors_sampler():
     from edgevit_deploy.formulations import apply_formulations
-    from edgevit_deploy.formulations.rewrites import BroadcastDepthwiseConvTranspose
+    from edgevit_deploy.formulations.rewrites import DepthwiseUpsampleConv
 
     m = create_model("edgevit_xxs", img_size=SIZE)
     rewritten, counts = apply_formulations(m, get_spec("executorch").formulation)
     assert counts.get("drop_path_off", 0) > 0 and "depthwise_convtranspose_to_upsample" not in counts
     # the attention is rewritten (3-D bmm) around the authors' sampler; its transposed conv is a broadcast product
     attn = rewritten.blocks1[0].SelfAttn.attn.attn
-    assert isinstance(attn.sampler, torch.nn.AvgPool2d) and isinstance(attn.LocalProp, BroadcastDepthwiseConvTranspose)
+    assert isinstance(attn.sampler, torch.nn.AvgPool2d) and isinstance(attn.LocalProp, DepthwiseUpsampleConv)
     x = torch.randn(2, 3, SIZE, SIZE)
     with torch.no_grad():
         torch.testing.assert_close(rewritten(x), m(x), rtol=1e-5, atol=1e-5)

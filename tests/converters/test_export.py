@@ -67,8 +67,10 @@ def test_tflite_metadata_and_no_transpose_conv(edgevit_exports):
     model = schema.Model.GetRootAs(bytearray(art.path.read_bytes()), 0)
     builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     ops = {builtin[model.OperatorCodes(i).BuiltinCode()] for i in range(model.OperatorCodesLength())}
-    assert "TRANSPOSE_CONV" not in ops  # the XNNPACK formulation of the depthwise transposed conv
-    assert art.formulation["depthwise_convtranspose_to_upsample"] == 5
+    # the XNNPACK formulation: the depthwise transposed conv a broadcast product, the sampler a stride-1 token slice
+    assert "TRANSPOSE_CONV" not in ops and "BROADCAST_TO" not in ops and "STRIDED_SLICE" not in ops
+    assert art.formulation["depthwise_convtranspose_to_broadcast"] == 5
+    assert art.formulation["edgevit_sampler_on_tokens"] == 5
 
 
 def test_dynamic_batch_onnx(tmp_path):

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from edgevit_deploy.formulations import DepthwiseUpsampleConv, StridedSample, apply_formulations, rewrites_for
+from edgevit_deploy.formulations.rewrites import TokenGridSample, TokenSampledSparseAttn
 from edgevit_deploy.models import create_model
+from edgevit_deploy.models.edgevit import GlobalSparseAttn
 
 
 @pytest.mark.parametrize("r", [2, 4])
@@ -15,19 +17,36 @@ def test_avgpool_kernel1_equals_strided_slice(r):
     torch.testing.assert_close(StridedSample(r)(x), nn.AvgPool2d(1, r)(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("r,c", [(2, 6), (4, 3)])
-def test_depthwise_convtranspose_equals_upsample_times_kernel(r, c):
-    conv = nn.ConvTranspose2d(c, c, r, stride=r, groups=c)
+@pytest.mark.parametrize(("r", "c", "bias"), [(2, 6, True), (4, 3, True), (4, 5, False)])
+def test_depthwise_convtranspose_equals_upsample_times_kernel(r, c, bias):
+    conv = nn.ConvTranspose2d(c, c, r, stride=r, groups=c, bias=bias)
     x = torch.randn(2, c, 5, 7)
-    torch.testing.assert_close(DepthwiseUpsampleConv(conv)(x), conv(x), rtol=1e-6, atol=1e-6)
+    with torch.no_grad():  # one product (and the bias) per output pixel, as in the transposed conv
+        torch.testing.assert_close(DepthwiseUpsampleConv(conv)(x), conv(x), rtol=0, atol=1e-6)
 
 
-def test_rewrites_leave_other_convtransposes_alone():
-    model = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, stride=2, groups=4),   # kernel != stride
-                          nn.ConvTranspose2d(4, 8, 2, stride=2),             # not depthwise
-                          nn.AvgPool2d(2, 2))                                # kernel != 1
-    _, counts = apply_formulations(model, "xnnpack")
-    assert counts == {}
+@pytest.mark.parametrize(("r", "h", "w"), [(2, 8, 6), (4, 8, 16)])
+def test_token_grid_sample_is_the_strided_pooling_of_the_map(r, h, w):
+    x = torch.randn(2, h * w, 5)
+    pooled = nn.AvgPool2d(1, r)(x.transpose(1, 2).reshape(2, 5, h, w)).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(TokenGridSample(r)(x, h, w), pooled, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("sr", "heads"), [(2, 4), (4, 1)])
+def test_token_sampled_attention_equals_the_authors_and_keeps_its_names(sr, heads):
+    torch.manual_seed(1)
+    block = nn.ModuleList([GlobalSparseAttn(32, heads, sr_ratio=sr).eval()])
+    rewritten, counts = apply_formulations(block, "xnnpack")
+    assert counts["edgevit_sampler_on_tokens"] == 1 and isinstance(rewritten[0], TokenSampledSparseAttn)
+    assert isinstance(rewritten[0].sampler, TokenGridSample) and isinstance(block[0].sampler, nn.AvgPool2d)
+    # the same module paths and state dict: --exclude / --analyze names are the authors'
+    assert rewritten.state_dict().keys() == block.state_dict().keys()
+    H, W = 8, 16
+    x = torch.randn(2, H * W, 32)
+    with torch.no_grad():  # data movement only: the same ops on the same values
+        torch.testing.assert_close(rewritten[0](x, H, W), block[0](x, H, W), rtol=0, atol=0)
+    plain = nn.ModuleList([GlobalSparseAttn(32, 2, sr_ratio=1)])  # sr 1: plain attention, nothing to sample
+    assert "edgevit_sampler_on_tokens" not in apply_formulations(plain, "xnnpack")[1]
 
 
 @pytest.mark.parametrize("formulation", ["onnx", "xnnpack", "coreml"])
@@ -35,8 +54,9 @@ def test_edgevit_formulations_are_exact(formulation):
     m = create_model("edgevit_xxs", img_size=64)
     rewritten, counts = apply_formulations(m, formulation)
     assert rewritten is not m and isinstance(m.blocks1[0].SelfAttn.attn.LocalProp, nn.ConvTranspose2d)
-    if formulation == "xnnpack":
-        assert counts["depthwise_convtranspose_to_upsample"] == 5 and counts["avgpool_k1_to_slice"] == 5
+    if formulation == "xnnpack":  # the 5 sampled attentions: sampler on the tokens, LocalProp a broadcast product
+        assert counts["depthwise_convtranspose_to_broadcast"] == 5 and counts["edgevit_sampler_on_tokens"] == 5
+        assert "avgpool_k1_to_slice" not in counts  # no pooling left in the graph to rewrite
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(rewritten(x), m(x), rtol=1e-5, atol=1e-5)
@@ -61,7 +81,7 @@ def test_a_new_targets_formulation_gets_the_rewrites_for_every_target():
     applies to a formulation the rewrite modules have never heard of, target-specific ones do not."""
     names = {r.name for r in rewrites_for("a-future-target")}
     assert "drop_path_off" in names and "fold_patches_to_reshape" in names
-    assert "depthwise_convtranspose_to_upsample" not in names and "twins_window_attention_rank5" not in names
+    assert "depthwise_convtranspose_to_broadcast" not in names and "twins_window_attention_rank5" not in names
     m = create_model("edgevit_xxs", img_size=64, drop_path_rate=0.1)
     _, counts = apply_formulations(m, "a-future-target")
-    assert counts.get("drop_path_off", 0) > 0 and "depthwise_convtranspose_to_upsample" not in counts
+    assert counts.get("drop_path_off", 0) > 0 and "depthwise_convtranspose_to_broadcast" not in counts

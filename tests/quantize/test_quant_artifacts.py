@@ -39,6 +39,25 @@ def test_tflite_int8_takes_and_returns_float_by_default():
     assert float_io(Path(path)) is False  # nothing left to rewrite
 
 
+def test_tflite_int8_edgevit_leaves_xnnpack_only_the_ops_it_has_no_int8_kernel_for(tmp_path):
+    """The XNNPACK formulation's transposed conv (a broadcast product, no BROADCAST_TO) and token sampler (a
+    stride-1 slice, no STRIDED_SLICE) stay inside the delegate in int8: with LiteRT's built-in BROADCAST_TO they
+    cost EdgeViT-XXS 0.89x -> 0.64x of fp32 (benchmarks/quant_speed.py, docs/quantization.md "Speed")."""
+    import edgevit_deploy
+    from edgevit_deploy.converters.base import ExportOptions, QuantMode
+    from edgevit_deploy.device_bench.coverage import xnnpack_coverage
+
+    res = edgevit_deploy.export("edgevit_xxs", "tflite", tmp_path, options=ExportOptions(quantize=QuantMode.INT8),
+                                img_size=64, calib_size=4, verify=False)  # the export's formulated model, as shipped
+    art = res.artifacts[0]
+    assert art.error is None and art.formulation["edgevit_sampler_on_tokens"] == 5, (art.error, art.formulation)
+    cov = xnnpack_coverage(art.path)
+    assert cov.error is None and cov.delegated > 0
+    assert not {"BROADCAST_TO", "STRIDED_SLICE", "TRANSPOSE_CONV"} & set(cov.fallback_ops), cov.fallback_ops
+    # what is left outside: LiteRT's int8 GELU and attention BATCH_MATMUL (no XNNPACK int8 form), the classifier
+    assert set(cov.fallback_ops) <= {"GELU", "BATCH_MATMUL", "FULLY_CONNECTED"}, cov.fallback_ops
+
+
 def test_onnx_and_tflite_latency_is_measured_in_the_same_run():
     for target in ("onnx", "tflite"):
         _, report = quantized("edgevit_xxs", target)
