@@ -47,6 +47,9 @@ def test_onnx_graph_names_opset_and_metadata(edgevit_exports):
     assert [i.name for i in proto.graph.input] == ["image"]
     assert [o.name for o in proto.graph.output] == ["logits"]
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    # the sampler on the token sequence: no AveragePool (and its transposes) left; onnxruntime's ConvTranspose kept
+    ops = {n.op_type for n in proto.graph.node}
+    assert "AveragePool" not in ops and "ConvTranspose" in ops and art.formulation["edgevit_sampler_on_tokens"] == 5
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 224, 224]  # fixed batch by default
     meta = {p.key: p.value for p in proto.metadata_props}

@@ -57,6 +57,10 @@ def test_edgevit_formulations_are_exact(formulation):
     if formulation == "xnnpack":  # the 5 sampled attentions: sampler on the tokens, LocalProp a broadcast product
         assert counts["depthwise_convtranspose_to_broadcast"] == 5 and counts["edgevit_sampler_on_tokens"] == 5
         assert "avgpool_k1_to_slice" not in counts  # no pooling left in the graph to rewrite
+    if formulation == "onnx":  # the sampler on the tokens; onnxruntime keeps the authors' ConvTranspose
+        assert counts["edgevit_sampler_on_tokens"] == 5 and "depthwise_convtranspose_to_broadcast" not in counts
+    if formulation == "coreml":
+        assert "edgevit_sampler_on_tokens" not in counts
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(rewritten(x), m(x), rtol=1e-5, atol=1e-5)
