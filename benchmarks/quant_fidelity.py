@@ -5,8 +5,9 @@ calibration and the block reconstruction (``--calib-method reconstruct``, quanti
 side for the int8 mode; the budget columns give the calibration images and the minutes the quantization took
 (reconstruction included; it is done once per model and grid and reused by the next PT2E target).
 
-Each (model, target, mode) is quantized by the toolkit's pipeline (``quantize_and_report``: built-in
-calibration photos, ``--calib-size`` views) and measured against fp32 PyTorch on:
+Each (model, target, mode) is quantized by the toolkit's pipeline as the export does it (the target's
+formulation of the model, ``quantize_and_report``: built-in calibration photos, ``--calib-size`` views) and
+measured against the authors' fp32 PyTorch model on:
 
 - the report's held-out photos (SQNR, cosine, top-1 agreement, as in report.json);
 - the natural photographs (:data:`~edgevit_deploy.images.NATURAL_PHOTOS`), whole and as ``--views`` seeded
@@ -34,6 +35,7 @@ import torch
 
 from edgevit_deploy.converters.base import ArtifactMetadata, ExportOptions, QuantMode
 from edgevit_deploy.converters.table import TARGETS, get_spec
+from edgevit_deploy.formulations import apply_formulations
 from edgevit_deploy.images import NATURAL_PHOTOS, SCIENTIFIC_IMAGES, sample_photos
 from edgevit_deploy.models import create_model
 from edgevit_deploy.quantize.calibration import views_of
@@ -94,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         pretrained = model.checkpoint_sha256 != "random-init"
         for target in args.targets.split(","):
             spec = get_spec(target)
+            shipped, _ = apply_formulations(model, spec.formulation)  # the target's rewrites, as the export ships
             modes = spec.quant_modes if args.modes == "all" else [QuantMode(m) for m in args.modes.split(",")
                                                                  if QuantMode(m) in spec.quant_modes]
             for mode in modes:
                 methods = args.calib_methods.split(",") if QuantMode(mode) is QuantMode.INT8 else ["minmax"]
                 for method in methods:
                     out = work / f"{name}-{target}-{mode}-{method}"
-                    row = _measure(model, cfg, spec, QuantMode(mode), method, args, out)
+                    row = _measure(model, shipped, cfg, spec, QuantMode(mode), method, args, out)
                     row.update(model=name, target=target)
                     if pretrained and row["executed"]:
                         row["nat"] = agreement(model, spec, row["artifact"], NATURAL_PHOTOS, args.views)
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _measure(model, cfg, spec, mode: QuantMode, method: str, args, out: Path) -> dict:
+def _measure(model, shipped, cfg, spec, mode: QuantMode, method: str, args, out: Path) -> dict:
+    """Quantize the target's formulation of ``model`` (``shipped``) and measure it against ``model`` itself."""
     t0 = time.perf_counter()
     quant = {"calib_method": method, "reconstruct_iters": args.reconstruct_iters} if method != "minmax" else {}
     if mode is QuantMode.INT8 and method != "reconstruct" and args.no_bias_correction:
@@ -127,8 +131,8 @@ def _measure(model, cfg, spec, mode: QuantMode, method: str, args, out: Path) ->
                             mean=cfg.mean, std=cfg.std, toolkit_version="bench",
                             checkpoint_sha256=model.checkpoint_sha256, precision=str(mode),
                             num_classes=cfg.num_classes)
-    path, rep = quantize_and_report(model, cfg, spec, options, out, meta, calib_size=args.calib_size,
-                                    coreml_executor="reference", latency_runs=10)
+    path, rep = quantize_and_report(shipped, cfg, spec, options, out, meta, calib_size=args.calib_size,
+                                    coreml_executor="reference", latency_runs=10, reference=model)
     p = rep.parity
     rec = (rep.quantization or {}).get("reconstruction") or {}
     budget = f"{rep.calibration.get('count', args.calib_size)} img"

@@ -13,7 +13,9 @@ int8 / fp32 of the same runtime, and the SQNR of each int8 artifact against its 
   QLinearMatMul are int8 kernels; Q/DQ left over are the unfused pairs);
 - LiteRT: its Python interpreter has no op profiler, so the table counts the ops by type, output dtype and
   where they run (XNNPACK delegate or LiteRT's built-in kernels; delegate node fusion off, one delegate node
-  per op, matched by its output tensors);
+  per op, matched by its output tensors), and ``device_bench.kernel_profile`` samples a child process running
+  the artifact with ``perf`` (when installed): time per kernel group (XNNPACK int8 / float conv and matmul,
+  (de)quantization, XNNPACK's other ops, LiteRT's built-in kernels) and the top kernels;
 - ExecuTorch: the ops left outside the XNNPACK delegate (the quantizer's report).
 
 Core ML is not runnable here (its native runtime is macOS only; the reference executor is not for timing).
@@ -68,7 +70,7 @@ class Entry:
     ms: list[float] = field(default_factory=list)
     sqnr: float | None = None
     profile: list[str] = field(default_factory=list)
-    split: dict[str, float] = field(default_factory=dict)  # onnxruntime kernel ms per run: int8 / qdq / float / total
+    split: dict[str, float] = field(default_factory=dict)  # kernel ms per run: compute / qdq / other / total
 
 
 def build(name: str, targets: list[str], out: Path, calib_size: int, img_size: int | None) -> list[Entry]:
@@ -262,6 +264,25 @@ def litert_delegation(path: Path, top: int) -> list[str]:
     return lines
 
 
+def litert_kernels(path: Path, threads: int, top: int) -> tuple[list[str], dict[str, float]]:
+    """LiteRT's time by kernel (``device_bench.kernel_profile``: perf sampling of a child process running the
+    artifact) and the same split as onnxruntime's: conv / matmul kernels, (de)quantization, everything else."""
+    from edgevit_deploy.device_bench.kernel_profile import KernelGroup, KernelProfileError, profile_litert
+
+    try:
+        prof = profile_litert(path, threads=threads, runs=150)
+    except KernelProfileError as exc:
+        return [f"kernels: not profiled ({exc})"], {}
+    g = prof.groups
+    split = {
+        "compute": g[KernelGroup.INT8_MATMUL] + g[KernelGroup.FLOAT_MATMUL],
+        "qdq": g[KernelGroup.CONVERT],
+        "total": prof.ms_per_run,
+    }
+    split["other"] = split["total"] - split["compute"] - split["qdq"]
+    return prof.lines(top), split
+
+
 def profiles(entries: list[Entry], x: np.ndarray, threads: int, top: int) -> None:
     for e in entries:
         if e.path is None or e.session is None:
@@ -271,6 +292,8 @@ def profiles(entries: list[Entry], x: np.ndarray, threads: int, top: int) -> Non
                 e.profile, e.split = onnx_profile(e.path, x, threads, 20, top)
             elif e.target == "tflite":
                 e.profile = litert_delegation(e.path, top)
+                kernels, e.split = litert_kernels(e.path, threads, top)
+                e.profile += kernels
             elif e.target == "executorch":
                 outside = e.details.get("non_delegated_ops") if e.details else None
                 e.profile = [f"ops outside the XNNPACK delegate: {outside if outside is not None else 'n/a (fp32)'}"]

@@ -51,7 +51,12 @@ def rewrites_for(formulation: str) -> list[RegisteredRewrite]:
 def apply_formulations(model: nn.Module, formulation: str) -> tuple[nn.Module, dict[str, int]]:
     """A deep copy of ``model`` (eval mode) with every rewrite of ``formulation`` applied.
 
-    Returns the copy and how many modules each rewrite replaced.
+    Each module is offered to the formulation's rewrites in registration order. A rewrite that returns a new
+    module replaces it and ends its turn; one that changes the module in place (returns the module itself: a
+    switch flipped or its class swapped, so its path and state dict stay the authors') lets the next rewrites see
+    the changed module, so in-place rewrites compose.
+
+    Returns the copy and how many modules each rewrite replaced or changed.
     """
     rewrites = rewrites_for(formulation)
     model = copy.deepcopy(model).eval()
@@ -60,10 +65,13 @@ def apply_formulations(model: nn.Module, formulation: str) -> tuple[nn.Module, d
         for child_name, child in list(parent.named_children()):
             for rw in rewrites:
                 new = rw.fn(child)
-                if new is not None:
-                    setattr(parent, child_name, new)
-                    counts[rw.name] = counts.get(rw.name, 0) + 1
-                    break
+                if new is None:
+                    continue
+                counts[rw.name] = counts.get(rw.name, 0) + 1
+                if new is child:  # changed in place (a switch or a class): the next rewrites may still apply
+                    continue
+                setattr(parent, child_name, new)
+                break
     if counts:
         log.info("formulation %s: %s", formulation, ", ".join(f"{k} x{v}" for k, v in counts.items()))
     return model, counts

@@ -108,7 +108,11 @@ class BmmGlobalSparseAttn(nn.Module):
         n = x.shape[1]
         qkv = a.qkv(x).reshape(B, n, 3, h, d).permute(2, 0, 3, 1, 4).reshape(3 * B * h, n, d)
         q, k, v = qkv[: B * h], qkv[B * h : 2 * B * h], qkv[2 * B * h :]
-        attn = a.attn_drop((torch.bmm(q, k.transpose(1, 2)) * a.scale).softmax(dim=-1))
+        if a.scale_queries:  # the module's own order (GlobalSparseAttn.logits), as explicit bmm: `@` adds expand_copy
+            logits = torch.bmm(q * a.scale, k.transpose(1, 2))
+        else:
+            logits = torch.bmm(q, k.transpose(1, 2)) * a.scale
+        attn = a.attn_drop(logits.softmax(dim=-1))
         x = torch.bmm(attn, v).reshape(B, h, n, d).transpose(1, 2).reshape(B, n, C)
         if sr > 1:
             x = x.permute(0, 2, 1).reshape(B, C, H // sr, W // sr)
@@ -212,6 +216,19 @@ def _edgevit_token_sampler(m: nn.Module) -> nn.Module | None:
     m.__class__ = TokenSampledSparseAttn  # the formulation's deep copy: switched in place, as timm_attention_unfused
     m.sampler = TokenGridSample(m.sr)
     return m
+
+
+# LiteRT int8 (litert-torch's quantizer): the authors' ``(q k^T) * scale`` gets an int8 MUL, whose quantized input
+# makes the converter write q k^T as an int8 BATCH_MATMUL, a kernel LiteRT's XNNPACK delegate does not take and that
+# runs on LiteRT's reference kernel (perf: 17 % of EdgeViT-XXS's int8 time). Scaling the queries instead puts the
+# MUL on q (int8, in XNNPACK) and leaves q k^T a float BATCH_MATMUL between DEQUANTIZEs, in XNNPACK
+# (docs/quantization.md "Speed"). In place, after the sampler rewrite, so both apply to the same module.
+@register_rewrite("edgevit_queries_scaled", {"xnnpack"})
+def _edgevit_queries_scaled(m: nn.Module) -> nn.Module | None:
+    if isinstance(m, GlobalSparseAttn) and not m.scale_queries:
+        m.scale_queries = True
+        return m
+    return None
 
 
 # every target, ExecuTorch included. ExecuTorch ("executorch") keeps the authors' delegate sampler: on

@@ -70,6 +70,10 @@ class GlobalSparseAttn(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
+        #: scale the queries before ``q k^T`` instead of the logits after it (an export formulation's switch, as timm's
+        #: ``fused_attn``; the authors' order is the default). Same sums up to float rounding, and on int8 LiteRT the
+        #: difference between an int8 BATCH_MATMUL on its reference kernel and a float one in XNNPACK
+        self.scale_queries = False
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
@@ -92,13 +96,19 @@ class GlobalSparseAttn(nn.Module):
         x = self.sampler(x)
         return x.flatten(2).transpose(1, 2)
 
+    def logits(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The scaled attention logits ``q k^T / sqrt(d)`` (``k`` as ``(..., N, d)``)."""
+        if self.scale_queries:
+            return (q * self.scale) @ k.transpose(-2, -1)
+        return (q @ k.transpose(-2, -1)) * self.scale
+
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, _, C = x.shape
         if self.sr > 1:
             x = self.sample(x, H, W)
         qkv = self.qkv(x).reshape(B, -1, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)) * self.scale
+        attn = self.logits(q, k)
         attn = self.attn_drop(attn.softmax(dim=-1))
         x = (attn @ v).transpose(1, 2).reshape(B, -1, C)
         if self.sr > 1:

@@ -1,6 +1,8 @@
 """Each export-friendly rewrite equals the module it replaces."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -43,10 +45,66 @@ def test_token_sampled_attention_equals_the_authors_and_keeps_its_names(sr, head
     assert rewritten.state_dict().keys() == block.state_dict().keys()
     H, W = 8, 16
     x = torch.randn(2, H * W, 32)
+    # the xnnpack formulation also scales the queries (tested below); against the authors' module in that order
+    assert rewritten[0].scale_queries and not block[0].scale_queries
+    reference = copy.deepcopy(block[0])
+    reference.scale_queries = True
     with torch.no_grad():  # data movement only: the same ops on the same values
-        torch.testing.assert_close(rewritten[0](x, H, W), block[0](x, H, W), rtol=0, atol=0)
+        torch.testing.assert_close(rewritten[0](x, H, W), reference(x, H, W), rtol=0, atol=0)
     plain = nn.ModuleList([GlobalSparseAttn(32, 2, sr_ratio=1)])  # sr 1: plain attention, nothing to sample
     assert "edgevit_sampler_on_tokens" not in apply_formulations(plain, "xnnpack")[1]
+
+
+@pytest.mark.parametrize(("sr", "heads"), [(1, 2), (2, 4)])
+def test_queries_scaled_before_the_product_equal_the_authors_logits(sr, heads):
+    """LiteRT int8: ``(q * scale) k^T`` instead of ``(q k^T) * scale`` (no int8 MUL on the logits, hence no int8
+    BATCH_MATMUL outside XNNPACK). The same sums up to float rounding; a switch on the module, names unchanged."""
+    torch.manual_seed(2)
+    block = nn.ModuleList([GlobalSparseAttn(32, heads, sr_ratio=sr).eval()])
+    rewritten, counts = apply_formulations(block, "xnnpack")
+    assert counts["edgevit_queries_scaled"] == 1 and rewritten[0].scale_queries and not block[0].scale_queries
+    assert rewritten.state_dict().keys() == block.state_dict().keys()
+    q, k = torch.randn(2, heads, 16, 32 // heads), torch.randn(2, heads, 4, 32 // heads)
+    authors, scaled = block[0].logits(q, k), rewritten[0].logits(q, k)
+    torch.testing.assert_close(scaled, authors, rtol=1e-6, atol=1e-6)
+    H, W = 8, 8
+    x = torch.randn(2, H * W, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten[0](x, H, W), block[0](x, H, W), rtol=1e-5, atol=1e-6)
+    for other in ("onnx", "executorch", "coreml"):  # their int8 graphs keep the authors' order
+        assert "edgevit_queries_scaled" not in apply_formulations(block, other)[1]
+
+
+def test_in_place_rewrites_compose_and_a_replacement_ends_the_turn(monkeypatch):
+    from edgevit_deploy.formulations import registry
+
+    seen: list[str] = []
+
+    def flip(m):
+        if isinstance(m, nn.Linear) and not getattr(m, "flipped", False):
+            m.flipped = True
+            seen.append("flip")
+            return m
+        return None
+
+    def wrap(m):
+        if isinstance(m, nn.Linear):
+            seen.append("wrap")
+            return nn.Sequential(m)
+        return None
+
+    def never(m):
+        seen.append("never")
+        return nn.Identity() if isinstance(m, nn.Linear) else None
+
+    rws = [registry.RegisteredRewrite(n, f, frozenset({"test"})) for n, f in (("flip", flip), ("wrap", wrap), ("never", never))]
+    monkeypatch.setattr(registry, "_REWRITES", rws)
+    monkeypatch.setattr(registry, "_LOADED", True)
+    model = nn.ModuleList([nn.Linear(2, 2)])
+    rewritten, counts = apply_formulations(model, "test")
+    assert counts == {"flip": 1, "wrap": 1}  # the in-place flip, then the wrap; "never" is not offered the Linear
+    assert isinstance(rewritten[0], nn.Sequential) and rewritten[0][0].flipped and not hasattr(model[0], "flipped")
+    assert seen == ["flip", "wrap"]
 
 
 @pytest.mark.parametrize("formulation", ["onnx", "xnnpack", "coreml"])
@@ -56,6 +114,7 @@ def test_edgevit_formulations_are_exact(formulation):
     assert rewritten is not m and isinstance(m.blocks1[0].SelfAttn.attn.LocalProp, nn.ConvTranspose2d)
     if formulation == "xnnpack":  # the 5 sampled attentions: sampler on the tokens, LocalProp a broadcast product
         assert counts["depthwise_convtranspose_to_broadcast"] == 5 and counts["edgevit_sampler_on_tokens"] == 5
+        assert counts["edgevit_queries_scaled"] == 7  # every attention, the 5 sampled ones and the 2 plain ones
         assert "avgpool_k1_to_slice" not in counts  # no pooling left in the graph to rewrite
     if formulation == "onnx":  # the sampler on the tokens; onnxruntime keeps the authors' ConvTranspose
         assert counts["edgevit_sampler_on_tokens"] == 5 and "depthwise_convtranspose_to_broadcast" not in counts

@@ -54,8 +54,11 @@ def test_tflite_int8_edgevit_leaves_xnnpack_only_the_ops_it_has_no_int8_kernel_f
     cov = xnnpack_coverage(art.path)
     assert cov.error is None and cov.delegated > 0
     assert not {"BROADCAST_TO", "STRIDED_SLICE", "TRANSPOSE_CONV"} & set(cov.fallback_ops), cov.fallback_ops
-    # what is left outside: LiteRT's int8 GELU and attention BATCH_MATMUL (no XNNPACK int8 form), the classifier
-    assert set(cov.fallback_ops) <= {"GELU", "BATCH_MATMUL", "FULLY_CONNECTED"}, cov.fallback_ops
+    # the queries scaled before q k^T: no int8 MUL reads the logits, so q k^T stays a float BATCH_MATMUL in XNNPACK
+    # (the authors' order made it int8, on LiteRT's reference kernel: 0.58x -> 0.47x fp32)
+    assert art.formulation["edgevit_queries_scaled"] == 7 and "BATCH_MATMUL" not in cov.fallback_ops
+    # what is left outside: LiteRT's int8 GELU (no XNNPACK int8 form; a lookup table, 6 % of the time), the classifier
+    assert set(cov.fallback_ops) <= {"GELU", "FULLY_CONNECTED"}, cov.fallback_ops
 
 
 def test_onnx_and_tflite_latency_is_measured_in_the_same_run():
