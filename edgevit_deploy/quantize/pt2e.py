@@ -267,7 +267,7 @@ class FloatModulesMixin:
     float_module_types: tuple[str, ...] = ()
     #: keep the residual stream's adds in float (:func:`residual_stream_adds`)
     float_residual_stream: bool = False
-    #: keep every add in float, as litert-torch's quantizer leaves them (:func:`float_adds`)
+    #: keep every add in float, as litert-torch's quantizer leaves them (:func:`every_add`)
     float_every_add: bool = False
 
     def restrict(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
