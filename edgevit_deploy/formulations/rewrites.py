@@ -11,6 +11,11 @@ onnxruntime EdgeViT's delegate sampler runs on the token sequence (:class:`Token
 slice, no transposes to and from NCHW and no strided slice, which XNNPACK does not delegate; onnxruntime: 4 %
 faster in fp32 and int8 alike).
 
+On both XNNPACK targets ``nn.SiLU`` is spelled ``x * sigmoid(x)`` (:class:`SigmoidMulSiLU`): the PT2E quantizers
+have no annotator for ``aten.silu`` and left it in float between a dequantize and a quantize; as a sigmoid and a
+mul it runs in int8 (MobileViT-XS int8 on LiteRT 0.91x -> 0.52x of fp32, ExecuTorch 0.86x -> 0.54x with the
+fusion split of :mod:`.zoo`; docs/quantization.md "Speed").
+
 For ExecuTorch's XNNPACK delegate (formulation ``executorch``, docs/executorch.md "Ops outside the delegate"):
 LayerNorm as matrix products and a square root (:class:`MatmulLayerNorm`: executorch 1.5.1's partitioner takes
 no ``native_layer_norm`` and no ``mean.dim`` over the last axis of a rank-3 tensor, but it takes ``matmul``,
@@ -165,6 +170,16 @@ def _plain_layer_norm(m: nn.Module) -> bool:
     return (cls.__module__, cls.__name__) in _LAST_AXIS_LAYER_NORMS and not getattr(m, "_fast_norm", False)
 
 
+class SigmoidMulSiLU(nn.Module):
+    """``nn.SiLU`` spelled as its definition, ``x * sigmoid(x)``: one ``sigmoid`` and one ``mul`` in the exported
+    graph, which the PT2E quantizers annotate (litert-torch: the sigmoid with its fixed output grid, the mul;
+    ExecuTorch's XNNPACK quantizer: the mul), where ``aten.silu`` has no annotator and ran in float between a
+    DEQUANTIZE and a QUANTIZE."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
 class Inert(nn.Module):
     """Drop-path / dropout at inference: the identity, with no ``bernoulli_`` left in the graph."""
 
@@ -234,6 +249,11 @@ def _edgevit_queries_scaled(m: nn.Module) -> nn.Module | None:
 # every target, ExecuTorch included. ExecuTorch ("executorch") keeps the authors' delegate sampler: on
 # ExecuTorch-XNNPACK the strided slice runs in portable kernels and measured slower; its own rewrites are below
 # (docs/executorch.md "Formulation")
+@register_rewrite("silu_as_sigmoid_mul", {"xnnpack", "executorch"})
+def _silu(m: nn.Module) -> nn.Module | None:
+    return SigmoidMulSiLU() if type(m) is nn.SiLU else None
+
+
 @register_rewrite("drop_path_off", EVERY_TARGET)
 def _drop_path(m: nn.Module) -> nn.Module | None:
     from timm.layers import DropPath

@@ -5,7 +5,8 @@ pre-processing (``quant_pre_process``: symbolic shape inference, graph optimisat
 :func:`prepare_float_graph` (exact-erf GELU -> one ``Gelu`` op, weights shared with float ops untied), then
 ``quantize_static`` in QDQ format restricted to :data:`STATIC_OP_TYPES` (the ops with fast int8 kernels in
 onnxruntime's CPU provider: Conv, MatMul, Gemm, and the Relu / Clip its QDQ quantizer folds into their
-output range). Everything else (LayerNorm, GELU, Softmax, residual Add, pooling, reshapes) runs in float
+output range, and SiLU's Sigmoid and Mul). Everything else (LayerNorm, GELU, Softmax, residual Add, pooling,
+reshapes, attention's products of two activations: :func:`kernel_float_nodes`) runs in float
 between one DequantizeLinear and one QuantizeLinear: contiguous float islands instead of a Q/DQ pair around
 every op. Weights per-channel symmetric int8; activations uint8 (default, U8S8: onnxruntime's VNNI kernels
 on x86, its dot-product kernels on ARM; 8-bit weights) or int8 (S8S8 with weights in a 7-bit range, the
@@ -31,6 +32,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,14 @@ X64_QUANT_PRECISION = "session.x64quantprecision"
 # into their output range (Relu, Clip). Quantizing the rest as well (LayerNorm's neighbours, GELU's Mul /
 # Div, Softmax, Add, pooling) put a Q/DQ pair or a com.microsoft QLinear* op around each of them, slower
 # than the float op (EdgeViT-XXS: QLinearMul, QLinearAdd, QLinearSoftmax and 150 DequantizeLinear).
-STATIC_OP_TYPES = ("Conv", "MatMul", "Gemm", "Relu", "Clip")
+#
+# SiLU, ``x * sigmoid(x)`` (MobileViT's convs and MLPs), is quantized too: its Sigmoid and Mul (only those: a Mul
+# or Sigmoid that is not a SiLU's stays float, :func:`kernel_float_nodes`). In float between the conv's
+# DequantizeLinear and the next QuantizeLinear it is three ops (the QDQ passes give the Sigmoid and the Mul a
+# DequantizeLinear each, so onnxruntime's QuickGelu fusion does not apply) plus a Q/DQ pair over a full feature
+# map; as QLinearSigmoid (a table lookup) and QLinearMul it stays in uint8. MobileViT-XS, 224 px, 1 thread:
+# int8 1.51x -> 0.84x fp32 with the act x act MatMuls below (docs/quantization.md "Speed").
+STATIC_OP_TYPES = ("Conv", "MatMul", "Gemm", "Relu", "Clip", "Sigmoid", "Mul")
 GELU_OPSET = 20  # the ONNX opset that has Gelu
 
 
@@ -280,6 +289,51 @@ def input_name(model_path: Path) -> str:
     return next(i.name for i in graph.input if i.name not in inits)
 
 
+def _silus(graph) -> list[tuple[Any, Any]]:
+    """Each SiLU of ``graph`` as torch exports ``nn.SiLU()`` (opset < 24): ``Mul(x, Sigmoid(x))``, operands in
+    either order, the Sigmoid read by that Mul only: (sigmoid node, mul node)."""
+    producers = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for i in dict.fromkeys(n.input):
+            readers[i] = readers.get(i, 0) + 1
+    found = []
+    for mul in graph.node:
+        if mul.op_type != "Mul" or len(mul.input) != 2:
+            continue
+        for x, s in (tuple(mul.input), tuple(reversed(mul.input))):
+            sig = producers.get(s)
+            if sig is not None and sig.op_type == "Sigmoid" and sig.input[0] == x and readers.get(s) == 1:
+                found.append((sig, mul))
+                break
+    return found
+
+
+def kernel_float_nodes(graph) -> dict[str, str]:
+    """Nodes of a quantized op type (:data:`STATIC_OP_TYPES`) that stay float because onnxruntime's int8 form of
+    them is slower than float on its CPU provider: {node name: why}.
+
+    - a MatMul of two activations (attention's ``q @ k^T``, ``attn @ v``): QLinearMatMul, and the DQ -> Softmax
+      -> Q between the two that onnxruntime then fuses into QLinearSoftmax, ran slower than the float MatMul and
+      Softmax (MobileViT-XS: 2.84 + 3.41 ms against 1.54 + 0.80 ms; 1.51x -> 1.22x fp32 with them in float;
+      EdgeViT-XXS 0.83x -> 0.82x, EfficientFormer-L1: docs/quantization.md "Speed");
+    - a Sigmoid or Mul that is not part of a SiLU (:func:`_silus`): QLinearMul around a scale or a gate is a
+      Q/DQ pair more than the float op."""
+    constants = {i.name for i in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    in_silu = {n.output[0] for pair in _silus(graph) for n in pair}  # protobuf wrappers have no stable id()
+    out: dict[str, str] = {}
+    for n in graph.node:
+        if not n.name:
+            continue
+        if n.op_type == "MatMul" and not any(i in constants for i in n.input):
+            out[n.name] = "MatMul of two activations"
+        elif n.op_type in ("Sigmoid", "Mul") and n.output[0] not in in_silu:
+            out[n.name] = f"{n.op_type} outside a SiLU"
+    return out
+
+
 class StaticQuantizer:
     """Static QDQ quantization of one pre-processed float model with cached calibration ranges."""
 
@@ -291,6 +345,9 @@ class StaticQuantizer:
         self.cache = work / "calibration_cache.json"
         self.input_name = input_name(float_path)
         self.nodes = node_names(float_path)
+        onnx = require("onnx", "onnx")
+        #: left float whatever is asked: onnxruntime's int8 kernel for them is slower (:func:`kernel_float_nodes`)
+        self.kernel_float = kernel_float_nodes(onnx.load(str(float_path), load_external_data=False).graph)
 
     @property
     def method(self):
@@ -332,7 +389,7 @@ class StaticQuantizer:
             reduce_range=self.reduce_range,
             activation_type=self.activation_type,
             weight_type=self.weight_type,
-            nodes_to_exclude=list(exclude_nodes),
+            nodes_to_exclude=list(dict.fromkeys([*exclude_nodes, *self.kernel_float])),
             op_types_to_quantize=list(STATIC_OP_TYPES),
             calibrate_method=self.method,
             extra_options=extra,
@@ -518,6 +575,8 @@ def _static(
         ),
         "kernels": "U8S8" if settings.activation_dtype == "uint8" else "S8S8",
         "quantized_op_types": list(STATIC_OP_TYPES),
+        # nodes of those types onnxruntime runs faster in float (kernel_float_nodes), by reason
+        "float_for_speed": {r: n for r, n in sorted(Counter(sq.kernel_float.values()).items())},
         "activation_dtype": settings.activation_dtype,
         "calibration_images": calib.count,
         "excluded_nodes": base_nodes,

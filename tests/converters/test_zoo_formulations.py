@@ -12,6 +12,7 @@ from edgevit_deploy.formulations.zoo import (
     BroadcastLinearSelfAttention,
     PatchFold,
     PatchUnfold,
+    SplitFusionMobileVitBlock,
     _fold,
     _linear_attention,
     _unfold,
@@ -117,3 +118,35 @@ def test_mobilevitv2_rewritten_for_xnnpack_gives_the_same_logits():
     x = torch.randn(2, 3, small_size(name), small_size(name), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         assert torch.allclose(new(x), model(x), rtol=0, atol=1e-5)
+
+
+def _randomise_batchnorms(model: nn.Module, seed: int) -> None:
+    """Random running statistics and affine terms (the init's 0 / 1 would make a BatchNorm fold trivial)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.5 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g))
+
+
+@pytest.mark.parametrize("size", [64, 96])  # 96: the last stage's 3x3 map is interpolated to the 2x2 patches
+def test_mobilevit_fusion_split_gives_the_same_logits_without_a_concatenation(size):
+    from edgevit_deploy.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mobilevit_xs", img_size=size).eval()
+    _randomise_batchnorms(model, size)
+    new, counts = apply_formulations(model, "executorch")
+    assert counts["mobilevit_fusion_split"] == 3
+    assert sum(isinstance(m, SplitFusionMobileVitBlock) for m in new.modules()) == 3
+    for other in ("onnx", "xnnpack", "coreml"):
+        assert "mobilevit_fusion_split" not in apply_formulations(model, other)[1]
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = model(x)
+        assert torch.allclose(new(x), ref, rtol=0, atol=1e-5 * float(ref.abs().max())), (new(x) - ref).abs().max()
+    graph = torch.export.export(new, (x[:1],)).graph
+    assert not [n for n in graph.nodes if n.target == torch.ops.aten.cat.default]
