@@ -106,7 +106,10 @@ def test_analysis_ranks_layers_and_shows_the_hybrid_vit_suspects():
     assert sqnrs == sorted(sqnrs) and len(layers) > 5
     assert {"layer", "kind", "min", "max", "outlier_ratio", "nodes"} <= set(layers[0])
     kinds = set(a["summary"]["median_sqnr_db_by_kind"])
-    assert {"layernorm", "softmax", "gelu", "conv"} <= kinds
+    assert {"layernorm", "gelu", "conv"} <= kinds
+    # attention's q k^T and attn v run in float on onnxruntime (quantize/onnx.py kernel_float_nodes), so the
+    # softmax between them is not quantized and has no row
+    assert "softmax" not in kinds
     assert a["weights"] and all(w["sqnr_db"] > 0 for w in a["weights"])
 
 
